@@ -1,0 +1,210 @@
+/**
+ * Queue-layer contracts shared by the split and packed rings, device side and driver side.
+ *
+ * The queue layer is pure: no I/O, no timers, no threads. It reads and writes rings and buffers
+ * only through an {@link AddressSpace}, and reports guest errors only through a
+ * {@link GuestErrorSink}, after which the queue is parked.
+ *
+ * Hot paths allocate nothing per request: chains are filled into a caller-owned, reusable
+ * {@link DescChain}; driver-side buffers are described by a reusable {@link SgList}.
+ */
+import type { AddressSpace } from '../memory/space.js';
+import type { GuestErrorSink } from '../device/choke.js';
+
+/** Split-ring queue size limit (split-ring.tex: 32768) and packed (2^15). */
+export const MAX_QUEUE_SIZE = 32768;
+
+/** Descriptor flags (split and packed). */
+export const VIRTQ_DESC_F_NEXT = 1;
+export const VIRTQ_DESC_F_WRITE = 2;
+export const VIRTQ_DESC_F_INDIRECT = 4;
+/** Packed only. */
+export const VIRTQ_DESC_F_AVAIL = 1 << 7;
+export const VIRTQ_DESC_F_USED = 1 << 15;
+
+/** What a queue needs to know about its configuration (the transport fills it from the driver's writes). */
+export interface QueueConfig {
+  /** Queue index within the device (for error reports). */
+  index: number;
+  /** Queue size negotiated by the driver. */
+  size: number;
+  /** The device's maximum for this queue (size must not exceed it). */
+  maxSize: number;
+  /** Descriptor area bus address. */
+  desc: number;
+  /** Driver area (split: avail ring; packed: driver event suppression) bus address. */
+  driver: number;
+  /** Device area (split: used ring; packed: device event suppression) bus address. */
+  device: number;
+  /** VIRTIO_F_EVENT_IDX negotiated. */
+  eventIdx: boolean;
+  /** VIRTIO_F_INDIRECT_DESC negotiated. */
+  indirect: boolean;
+  /** VIRTIO_F_IN_ORDER negotiated. */
+  inOrder: boolean;
+  /** Maximum segments per chain the device accepts (default: queue size; indirect tables up to this). */
+  maxChainSegments?: number;
+}
+
+/**
+ * A descriptor chain as popped by the device: segments in ring order, device-readable segments
+ * first. Reused across pops — copy out what you need before the next pop into the same object.
+ * Buffer i lives at `space.regions[region[i]].u8[offset[i] .. offset[i]+len[i])`.
+ */
+export class DescChain {
+  /** Head id to hand back in {@link DeviceQueue.pushUsed} (split: head index; packed: buffer id). */
+  head = 0;
+  /** Number of segments. */
+  count = 0;
+  /** Number of leading device-readable segments. */
+  readable = 0;
+  /** Sum of readable segment lengths. */
+  readableBytes = 0;
+  /** Sum of writable segment lengths. */
+  writableBytes = 0;
+  /** Ring slots this chain occupies (packed: descriptors to skip; split: table entries walked). */
+  descCount = 0;
+  /** Region index (in the queue's address space) of each segment. */
+  readonly region: Int32Array;
+  /** Byte offset of each segment inside its region's buffer. */
+  readonly offset: Float64Array;
+  /** Bus address of each segment. */
+  readonly addr: Float64Array;
+  /** Length of each segment. */
+  readonly len: Uint32Array;
+
+  /** @param capacity most segments a chain may have (use the queue size, or the max indirect length). */
+  constructor(capacity: number) {
+    this.region = new Int32Array(capacity);
+    this.offset = new Float64Array(capacity);
+    this.addr = new Float64Array(capacity);
+    this.len = new Uint32Array(capacity);
+  }
+
+  /** Capacity in segments. */
+  get capacity(): number {
+    return this.len.length;
+  }
+}
+
+/** Device side of a virtqueue (split or packed). */
+export interface DeviceQueue {
+  /** 'split' or 'packed'. */
+  readonly kind: 'split' | 'packed';
+  readonly index: number;
+  readonly size: number;
+  /** True after a guest error: pop returns false until {@link reset}. */
+  readonly parked: boolean;
+  /** Chains popped and not yet pushed used. */
+  readonly inFlight: number;
+
+  /**
+   * Pop the next available chain into `chain`, validating it completely (eager validation).
+   * @returns true when a chain was popped; false when none is available, or the queue is parked,
+   * or the chain was invalid (then the error went to the sink and the queue is parked).
+   */
+  pop(chain: DescChain): boolean;
+  /** Return a chain to the driver with `len` bytes written. Errors go to the sink. */
+  pushUsed(head: number, len: number): void;
+  /** Push many at once (one index publish). `heads[i]`, `lens[i]` for i < n. */
+  pushUsedBatch(heads: ArrayLike<number>, lens: ArrayLike<number>, n: number): void;
+  /**
+   * Should the device interrupt the driver now (VIRTQ_AVAIL_F_NO_INTERRUPT / used_event /
+   * packed driver event suppression)? Accounts for everything pushed since the last call that returned.
+   */
+  needsInterrupt(): boolean;
+  /** Ask the driver for notifications again; returns true when buffers arrived meanwhile (re-check). */
+  enableNotifications(): boolean;
+  /** Tell the driver not to notify (VIRTQ_USED_F_NO_NOTIFY / avail_event / packed DISABLE). */
+  disableNotifications(): void;
+  /** True when at least one chain is available (does not validate). */
+  hasAvailable(): boolean;
+  /** Forget all state (device or queue reset). Does not touch guest memory. */
+  reset(): void;
+  /**
+   * Ring position for hand-over (vhost-user GET/SET_VRING_BASE): split = next avail index (16 bits);
+   * packed = next avail offset | wrap counter << 15, and likewise for used in the high 16 bits.
+   */
+  getBase(): number;
+  setBase(base: number): void;
+}
+
+/**
+ * A reusable scatter-gather list for the driver side: `count` segments, the first `readable` of
+ * them device-readable, the rest device-writable.
+ */
+export class SgList {
+  count = 0;
+  readable = 0;
+  readonly addr: Float64Array;
+  readonly len: Uint32Array;
+  constructor(capacity: number) {
+    this.addr = new Float64Array(capacity);
+    this.len = new Uint32Array(capacity);
+  }
+  /** Reset to empty. */
+  clear(): this {
+    this.count = 0;
+    this.readable = 0;
+    return this;
+  }
+  /** Append a device-readable segment (must come before any writable one). */
+  out(addr: number, len: number): this {
+    if (this.readable !== this.count) throw new Error('SgList: readable segments must precede writable ones');
+    this.addr[this.count] = addr;
+    this.len[this.count] = len;
+    this.count++;
+    this.readable++;
+    return this;
+  }
+  /** Append a device-writable segment. */
+  in(addr: number, len: number): this {
+    this.addr[this.count] = addr;
+    this.len[this.count] = len;
+    this.count++;
+    return this;
+  }
+}
+
+/** Driver-side options. */
+export interface DriverQueueOptions {
+  /** Use an indirect table for chains with at least this many segments (0 = never). Needs VIRTIO_F_INDIRECT_DESC. */
+  indirectThreshold?: number;
+  /** Allocates indirect tables (bus addresses inside the driver's space); required when indirectThreshold > 0. */
+  allocIndirect?: (bytes: number) => number;
+  /** Frees an indirect table from allocIndirect. */
+  freeIndirect?: (addr: number) => void;
+}
+
+/** Driver side of a virtqueue: posts buffers, kicks, validates and collects used buffers. */
+export interface DriverQueue {
+  readonly kind: 'split' | 'packed';
+  readonly size: number;
+  /** Free descriptor slots. */
+  readonly freeCount: number;
+  /** Buffers posted and not yet collected. */
+  readonly inFlight: number;
+  /**
+   * Add a chain. `token` is returned by {@link getUsed} (an index into the caller's table).
+   * @returns the head/id, or -1 when the ring has no room.
+   */
+  add(sg: SgList, token: number): number;
+  /** Publish added buffers (split: store avail idx). Returns whether the device wants a notification. */
+  publish(): boolean;
+  /**
+   * Collect one used buffer. Validates what the device returned (id in range and in flight, length
+   * not beyond the writable part). Returns false when none is pending; invalid entries go to the sink.
+   * On success the token and written length are in {@link lastToken} / {@link lastLen}.
+   */
+  getUsed(): boolean;
+  readonly lastToken: number;
+  readonly lastLen: number;
+  /** Ask the device for interrupts (or suppress them). */
+  enableInterrupts(): void;
+  disableInterrupts(): void;
+  /** Notification data word for VIRTIO_F_NOTIFICATION_DATA (next_off / next_wrap, without the vq index). */
+  notificationData(): number;
+}
+
+/** Factory signature for device queues; returns null (after reporting to the sink) when the configuration is invalid. */
+export type DeviceQueueFactory = (space: AddressSpace, cfg: QueueConfig, sink: GuestErrorSink) => DeviceQueue | null;
