@@ -18,6 +18,14 @@ export const POLL_WRITABLE = 2;
 export interface PollHandle {
   /** Stop watching (idempotent). */
   stop(): void;
+  /** Let the watch keep the event loop (process / worker) alive — the default while active. */
+  ref(): void;
+  /** Do not let this watch alone keep the event loop alive (callbacks still run while it is). */
+  unref(): void;
+  /** True until {@link stop} (or close(fd) of the watched fd through the addon). */
+  readonly active: boolean;
+  /** The watched fd. */
+  readonly fd: number;
 }
 
 /** Result of {@link NativeApi.recvmsg}. */
@@ -33,6 +41,10 @@ export interface NativeApi {
   readonly available: boolean;
   /** Why the addon is not available (undefined when it is). */
   readonly unavailableReason: string | undefined;
+  /** Absolute path of the loaded `.node` file (undefined for the fallback). */
+  readonly addonPath: string | undefined;
+  /** System page size (mmap offsets must be multiples of it); 4096 in the fallback. */
+  readonly pageSize: number;
 
   // --- shared memory
   /** memfd_create(name, MFD_CLOEXEC) + ftruncate(size). Returns the fd. */
@@ -40,6 +52,9 @@ export interface NativeApi {
   /**
    * mmap(fd, offset, length) MAP_SHARED into an external ArrayBuffer (length ≤ 4 GiB, offset page
    * aligned). Unmapped exactly once: by {@link munmap} or by the garbage collector.
+   * `writable=false` gives a private copy-on-write mapping: JS can still store into it (V8 has no
+   * read-only ArrayBuffers, and a PROT_READ page would crash the process on a stray store), but such
+   * stores never reach the fd. Enforce read-only access with a read-only MemoryRegion.
    */
   mmap(fd: number, offset: number, length: number, writable: boolean): ArrayBuffer;
   /** Unmap a buffer from {@link mmap} now (second call: no-op). Views over it must not be used afterwards. */
@@ -60,7 +75,10 @@ export interface NativeApi {
   // --- fds
   /** eventfd(initval, EFD_CLOEXEC | EFD_NONBLOCK). */
   eventfdCreate(initval?: number): number;
-  /** Read and reset the counter; returns 0 when it was 0 (EAGAIN). */
+  /**
+   * Read and reset the counter; returns 0 when it was 0 (EAGAIN). The fd must be non-blocking (as
+   * {@link eventfdCreate}'s are) or known readable (after {@link poll} reported it), else it blocks.
+   */
   eventfdRead(fd: number): number;
   /** Add `value` (default 1) to the counter. */
   eventfdWrite(fd: number, value?: number): void;

@@ -1,0 +1,140 @@
+/**
+ * The queue benchmark's report: JSON rows (one per cell) plus metadata, and a readable table.
+ *
+ * Method: each round is a fresh process per cell; inside it the JS and the C side each run a
+ * warm-up and N timed repetitions, and the round's value of each side is its best repetition.
+ * The ratio JS/C is taken within each round; a row reports the median over rounds and [min–max].
+ */
+import type { MeasureOptions } from './measure.js';
+import type { Agents, ChainDescs, QueueCell, RingKind } from './queue-layout.js';
+import { summarize } from './stats.js';
+
+/** One round of one cell, as reported. */
+export interface RoundValue {
+  round: number;
+  mchains_per_s: number;
+  c_mchains_per_s: number;
+  ratio_vs_c: number;
+  /** All timed repetitions of this round. */
+  js_reps: number[];
+  c_reps: number[];
+}
+
+/** One row of the report. */
+export interface QueueBenchRow {
+  ring: RingKind;
+  descs: ChainDescs;
+  agents: Agents;
+  /** JS (library queues), million chains per second: median over rounds. */
+  mchains_per_s: number;
+  /** C reference, median over rounds. */
+  c_mchains_per_s: number;
+  /** Median over rounds of the per-round ratio JS / C. */
+  ratio_vs_c: number;
+  mchains_per_s_range: [number, number];
+  c_mchains_per_s_range: [number, number];
+  ratio_vs_c_range: [number, number];
+  /** The project's target for ratio_vs_c, or null when none is set for this cell. */
+  target_ratio: number | null;
+  /** ratio_vs_c ≥ target_ratio (null without a target). */
+  meets_target: boolean | null;
+  rounds: RoundValue[];
+}
+
+/** Metadata of a run. */
+export interface QueueBenchMeta {
+  tool: string;
+  date: string;
+  node: string;
+  v8: string;
+  platform: string;
+  arch: string;
+  cpu_model: string;
+  cpus: number;
+  /** os.loadavg() (1, 5, 15 min) sampled at the start of each round. */
+  loadavg_per_round: number[][];
+  rounds: number;
+  measure: MeasureOptions;
+  queue_size: number;
+  batch: number;
+  c_compiler: string;
+  c_flags: string[];
+  method: string;
+  duration_s: number;
+}
+
+/** The whole JSON document. */
+export interface QueueBenchReport {
+  rows: QueueBenchRow[];
+  meta: QueueBenchMeta;
+}
+
+/**
+ * Targets for ratio_vs_c: single thread ≥ 0.4 (split) / ≥ 0.35 (packed); two agents ≥ 0.8 for
+ * 3-descriptor chains; none for two agents with 1-descriptor chains.
+ */
+export function targetRatio(c: QueueCell): number | null {
+  if (c.agents === 1) return c.ring === 'split' ? 0.4 : 0.35;
+  return c.descs === 3 ? 0.8 : null;
+}
+
+/** Build a row from the per-round values of one cell. */
+export function buildRow(cell: QueueCell, rounds: RoundValue[]): QueueBenchRow {
+  const js = summarize(rounds.map((r) => r.mchains_per_s));
+  const c = summarize(rounds.map((r) => r.c_mchains_per_s));
+  const ratio = summarize(rounds.map((r) => r.ratio_vs_c));
+  const target = targetRatio(cell);
+  return {
+    ring: cell.ring,
+    descs: cell.descs,
+    agents: cell.agents,
+    mchains_per_s: round4(js.median),
+    c_mchains_per_s: round4(c.median),
+    ratio_vs_c: round4(ratio.median),
+    mchains_per_s_range: [round4(js.min), round4(js.max)],
+    c_mchains_per_s_range: [round4(c.min), round4(c.max)],
+    ratio_vs_c_range: [round4(ratio.min), round4(ratio.max)],
+    target_ratio: target,
+    meets_target: target === null ? null : ratio.median >= target,
+    rounds,
+  };
+}
+
+function round4(x: number): number {
+  return Math.round(x * 10000) / 10000;
+}
+
+function fmt(x: number, digits: number): string {
+  return x.toFixed(digits);
+}
+
+function cellText(med: number, range: [number, number], digits: number): string {
+  return `${fmt(med, digits)} [${fmt(range[0], digits)}–${fmt(range[1], digits)}]`;
+}
+
+/** A readable table of the rows (plus a line of metadata). */
+export function formatTable(report: QueueBenchReport): string {
+  const head = ['ring', 'descs', 'agents', 'JS Mchains/s', 'C Mchains/s', 'JS/C', 'target'];
+  const lines: string[][] = [head];
+  for (const r of report.rows) {
+    lines.push([
+      r.ring,
+      String(r.descs),
+      String(r.agents),
+      cellText(r.mchains_per_s, r.mchains_per_s_range, 1),
+      cellText(r.c_mchains_per_s, r.c_mchains_per_s_range, 1),
+      cellText(r.ratio_vs_c, r.ratio_vs_c_range, 2),
+      r.target_ratio === null ? '-' : `≥ ${fmt(r.target_ratio, 2)} ${r.meets_target ? 'met' : 'MISSED'}`,
+    ]);
+  }
+  const widths = head.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
+  const out = lines.map((l) => l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+  out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  const m = report.meta;
+  const loads = m.loadavg_per_round.map((l) => fmt(l[0] ?? 0, 2)).join(' ');
+  out.push('');
+  out.push(`median [min–max] over ${m.rounds} round(s); each round = fresh process, best of ${m.measure.reps} × ${m.measure.ms} ms after ${m.measure.warmupMs} ms warm-up; JS/C taken within each round`);
+  out.push(`node ${m.node}, ${m.cpu_model} × ${m.cpus}, ${m.c_compiler} ${m.c_flags.join(' ')}; loadavg(1 min) per round: ${loads}; ${fmt(m.duration_s, 1)} s`);
+  if (m.loadavg_per_round.some((l) => (l[0] ?? 0) >= 1)) out.push('note: the machine was busy (loadavg ≥ 1) during some rounds; two-agent numbers need both cores free');
+  return out.join('\n');
+}

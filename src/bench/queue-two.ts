@@ -1,0 +1,150 @@
+/**
+ * Two-agent queue benchmark: the driver runs in this thread, the device in a worker thread
+ * (src/bench/queue-worker.ts) with its own AddressSpace and device queue over the same
+ * SharedArrayBuffer guest memory. The driver keeps the ring as full as it can (up to 64 chains per
+ * publish), reclaims whenever the device signals, and stops posting when a repetition's time is
+ * up, then drains. Every busy-poll gives up after `timeoutMs` without progress.
+ */
+import type { Worker } from 'node:worker_threads';
+import { VirtioError } from '../errors.js';
+import type { RecordingSink } from '../device/choke.js';
+import { BenchDriver } from './queue-agents.js';
+import { describeSinks, makeDriverQueue } from './queue-impl.js';
+import { BENCH_BATCH, BENCH_MEM_SIZE, type ChainDescs, type RingKind } from './queue-layout.js';
+import { checkMeasureOptions, type MeasureOptions, type Measurement } from './measure.js';
+import { CTL_BYTES, CTL_DEV_STATE, CTL_IRQ, CTL_NOTIFY, CTL_STOP, DeviceState, type DeviceWorkerData, type DeviceWorkerMessage, SPINS_PER_CHECK } from './queue-shared.js';
+import { siblingModule, startWorker } from './launch.js';
+
+/** Wait for the worker's next message, an error, an exit, or `ms`. */
+function nextMessage(w: Worker, ms: number, what: string): Promise<DeviceWorkerMessage> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      w.off('message', onMessage);
+      w.off('error', onError);
+      w.off('exit', onExit);
+    };
+    const onMessage = (m: DeviceWorkerMessage): void => {
+      done();
+      resolve(m);
+    };
+    const onError = (e: Error): void => {
+      done();
+      reject(new VirtioError('INTERNAL', `queue benchmark device worker failed while ${what}: ${e.message}`, { cause: e }));
+    };
+    const onExit = (code: number): void => {
+      done();
+      reject(new VirtioError('INTERNAL', `queue benchmark device worker exited (code ${code}) while ${what}`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new VirtioError('TIMEOUT', `queue benchmark device worker did not answer within ${ms} ms while ${what}`));
+    }, ms);
+    w.on('message', onMessage);
+    w.on('error', onError);
+    w.on('exit', onExit);
+  });
+}
+
+/** Result of one driver run. */
+interface DriverRun {
+  chains: number;
+  elapsedMs: number;
+}
+
+/**
+ * Driver side of one repetition: post and reclaim for `ms`, then drain.
+ * Returns chains completed or a failure text.
+ */
+function driverRun(driver: BenchDriver, sink: RecordingSink, ctl: Int32Array, ms: number, timeoutMs: number): DriverRun | string {
+  let done = 0;
+  let seen = Atomics.load(ctl, CTL_IRQ);
+  let notify = Atomics.load(ctl, CTL_NOTIFY);
+  const t0 = performance.now();
+  let t = t0;
+  let lastProgress = t0;
+  let posting = true;
+  let spins = 0;
+  for (;;) {
+    if (posting && driver.post(BENCH_BATCH) > 0) {
+      notify = (notify + 1) | 0;
+      Atomics.store(ctl, CTL_NOTIFY, notify);
+    }
+    const irq = Atomics.load(ctl, CTL_IRQ);
+    if (irq !== seen) {
+      seen = irq;
+      done += driver.reclaim();
+      spins = 0;
+      t = performance.now();
+      lastProgress = t;
+      if (posting && t - t0 >= ms) posting = false;
+      if (!posting && driver.inFlight === 0) break;
+      continue;
+    }
+    if (++spins >= SPINS_PER_CHECK) {
+      spins = 0;
+      t = performance.now();
+      const st = Atomics.load(ctl, CTL_DEV_STATE);
+      if (st === DeviceState.FAILED || st === DeviceState.TIMED_OUT) return 'the device worker stopped';
+      if (sink.errors.length > 0) return 'the driver queue rejected what the device returned';
+      if (t - lastProgress > timeoutMs) return `no used buffers for ${timeoutMs} ms (${driver.inFlight} chains in flight)`;
+      if (posting && t - t0 >= ms) posting = false;
+      if (!posting && driver.inFlight === 0) break;
+    }
+  }
+  return { chains: done, elapsedMs: t - t0 };
+}
+
+/** Run the two-agent benchmark for one ring and chain length. Throws VirtioError on a failure. */
+export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: MeasureOptions): Promise<Measurement> {
+  checkMeasureOptions(opts);
+  const guest = new SharedArrayBuffer(BENCH_MEM_SIZE);
+  const ctlBuf = new SharedArrayBuffer(CTL_BYTES);
+  const ctl = new Int32Array(ctlBuf);
+  const d = makeDriverQueue(ring, guest); // before the device: the driver zeroes the rings
+  const driver = new BenchDriver(d.drv, guest, descs);
+  const url = siblingModule('queue-worker', import.meta.url);
+  const data: DeviceWorkerData = { guest, ctl: ctlBuf, ring, descs, timeoutMs: opts.timeoutMs };
+  const w = startWorker(url, { workerData: data });
+  const label = `${ring}, ${descs} descriptors, two agents`;
+  let failure: string | undefined;
+  const mchainsPerS: number[] = [];
+  let chains = 0;
+  try {
+    const startMs = Math.max(30_000, opts.timeoutMs);
+    const ready = await nextMessage(w, startMs, 'starting');
+    if (ready.type !== 'ready') throw new VirtioError('INTERNAL', `queue benchmark (${label}): device worker failed to start: ${ready.type === 'done' ? ready.error : ''}`);
+    if (opts.warmupMs > 0) {
+      const r = driverRun(driver, d.sink, ctl, opts.warmupMs, opts.timeoutMs);
+      if (typeof r === 'string') failure = r;
+    }
+    for (let i = 0; i < opts.reps && failure === undefined; i++) {
+      const r = driverRun(driver, d.sink, ctl, opts.ms, opts.timeoutMs);
+      if (typeof r === 'string') {
+        failure = r;
+        break;
+      }
+      chains += r.chains;
+      mchainsPerS.push(r.chains / r.elapsedMs / 1000);
+    }
+  } catch (e) {
+    await w.terminate();
+    throw e;
+  }
+  Atomics.store(ctl, CTL_STOP, 1);
+  let end: DeviceWorkerMessage;
+  try {
+    end = await nextMessage(w, opts.timeoutMs + 5000, 'stopping');
+  } finally {
+    await w.terminate();
+  }
+  const devError = end.type === 'done' && end.state !== DeviceState.STOPPED ? end.error : undefined;
+  if (failure !== undefined || devError !== undefined) {
+    const code = end.type === 'done' && end.state === DeviceState.TIMED_OUT ? 'TIMEOUT' : 'INTERNAL';
+    throw new VirtioError(code, `queue benchmark (${label}): ${failure ?? 'device failed'}${devError ? `; device: ${devError}` : ''}; driver: ${describeSinks(d.sink, d.sink)}`);
+  }
+  if (driver.badStatus !== 0) {
+    throw new VirtioError('INTERNAL', `queue benchmark (${label}): ${driver.badStatus} status bytes were not written by the device`);
+  }
+  return { mchainsPerS, chains };
+}

@@ -1,0 +1,415 @@
+/**
+ * Driver side of the packed virtqueue (a simulated guest driver; virtio 1.4 packed-ring.tex).
+ *
+ * - Buffer ids come from a free list; each id remembers its token, ring slots, writable bytes and
+ *   indirect table.
+ * - {@link PackedDriverQueue.add} writes a buffer's descriptors (the id in each; the spec requires it
+ *   in the last). The head's flags are written after the rest of the list
+ *   (basic.packed-vq.scatter-gather-support.driver.6). The head of the FIRST buffer added since the
+ *   last {@link PackedDriverQueue.publish} is held back until publish, so publish exposes the whole
+ *   batch at once, like the split ring's index store; later heads are written by add (the device
+ *   polls in ring order and stops at the held-back head).
+ * - {@link PackedDriverQueue.publish} decides whether to kick from the DEVICE event suppression area.
+ * - {@link PackedDriverQueue.getUsed} checks each used descriptor (id in range and in flight, length
+ *   within the writable part) and reports violations to the sink, after which the queue is broken
+ *   (getUsed returns false) until a new queue is built.
+ * - With IN_ORDER, a used descriptor for buffer X also completes every older buffer: they are
+ *   returned one per getUsed call, each with its full writable length, X with the written length.
+ *
+ * The constructor zeroes the descriptor ring and both event areas (the ring is zero-initialized).
+ */
+import { VirtioError, requireArg, type VirtioErrorCode } from '../../errors.js';
+import type { AddressSpace } from '../../memory/space.js';
+import type { GuestErrorSink } from '../../device/choke.js';
+import { packedNeedEvent } from '../event-idx.js';
+import {
+  type DriverQueue,
+  type DriverQueueOptions,
+  type QueueConfig,
+  type SgList,
+  VIRTQ_DESC_F_AVAIL,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_USED,
+  VIRTQ_DESC_F_WRITE,
+} from '../types.js';
+import { isPackedSetupError, resolvePackedRings, RING_EVENT_FLAGS_DESC, RING_EVENT_FLAGS_DISABLE, RING_EVENT_FLAGS_ENABLE } from './layout.js';
+
+const TWO_POW_32 = 4294967296;
+
+/** Driver side of a packed virtqueue. */
+export class PackedDriverQueue implements DriverQueue {
+  readonly kind = 'packed' as const;
+  readonly size: number;
+  readonly index: number;
+
+  private readonly space: AddressSpace;
+  private readonly sink: GuestErrorSink;
+  private readonly desc32: Uint32Array;
+  private readonly desc16: Uint16Array;
+  /** Driver event suppression (written by the driver). */
+  private readonly drvEvent: Uint16Array;
+  /** Device event suppression (read by the driver to decide kicks). */
+  private readonly devEvent: Uint16Array;
+  private readonly eventIdx: boolean;
+  private readonly inOrder: boolean;
+  private readonly indirectThreshold: number;
+  private readonly allocIndirect: ((bytes: number) => number) | undefined;
+  private readonly freeIndirect: ((addr: number) => void) | undefined;
+  private readonly maxSeg: number;
+
+  private availOff = 0;
+  private availWrap = 1;
+  private usedOff = 0;
+  private usedWrap = 1;
+  private freeDescs: number;
+  private readonly freeIds: Uint16Array;
+  private freeTop: number;
+  private readonly idInFlight: Uint8Array;
+  private readonly idDescs: Uint16Array;
+  private readonly idWritable: Float64Array;
+  private readonly idToken: Float64Array;
+  /** Indirect table address per id, or -1. */
+  private readonly idIndirect: Float64Array;
+  private nInFlight = 0;
+  /** Slot of the held-back head (or -1), its flags and wrap counter. */
+  private pendingHead = -1;
+  private pendingFlags = 0;
+  private pendingWrap = 1;
+  private addedSincePublish = 0;
+  /** Avail position (offset | wrap << 15) at the last publish. */
+  private publishedPos = 1 << 15;
+  /** IN_ORDER: ids in add order. */
+  private readonly fifo: Uint16Array;
+  private fifoHead = 0;
+  private fifoCount = 0;
+  /** IN_ORDER: buffers left to return from the current used descriptor, its id and length. */
+  private batchLeft = 0;
+  private batchLen = 0;
+  private isBroken = false;
+  private tok = 0;
+  private len = 0;
+
+  /**
+   * @param space the driver's view of memory (rings, buffers and indirect tables live here).
+   * @param cfg ring addresses and negotiated features; must describe a valid packed ring (throws
+   *   VirtioError otherwise: this is the host building its simulated guest).
+   */
+  constructor(space: AddressSpace, cfg: QueueConfig, sink: GuestErrorSink, opts: DriverQueueOptions = {}) {
+    const v = resolvePackedRings(space, cfg, 'driver');
+    if (isPackedSetupError(v)) throw new VirtioError(v.code, v.message, { clause: v.clause });
+    const threshold = opts.indirectThreshold ?? 0;
+    requireArg(Number.isInteger(threshold) && threshold >= 0, `indirectThreshold must be a non-negative integer (got ${threshold})`);
+    requireArg(threshold === 0 || !cfg.indirect || typeof opts.allocIndirect === 'function', 'indirectThreshold > 0 needs opts.allocIndirect');
+    this.space = space;
+    this.sink = sink;
+    this.size = cfg.size;
+    this.index = cfg.index;
+    this.desc32 = v.desc32;
+    this.desc16 = v.desc16;
+    this.drvEvent = v.driverEvent;
+    this.devEvent = v.deviceEvent;
+    this.eventIdx = cfg.eventIdx;
+    this.inOrder = cfg.inOrder;
+    this.indirectThreshold = cfg.indirect ? threshold : 0;
+    this.allocIndirect = opts.allocIndirect;
+    this.freeIndirect = opts.freeIndirect;
+    this.maxSeg = cfg.maxChainSegments ?? cfg.size;
+    const size = cfg.size;
+    this.freeDescs = size;
+    this.freeIds = new Uint16Array(size);
+    // Stack of free ids; pop from the top yields 0, 1, 2, ... first.
+    for (let i = 0; i < size; i++) this.freeIds[i] = size - 1 - i;
+    this.freeTop = size;
+    this.idInFlight = new Uint8Array(size);
+    this.idDescs = new Uint16Array(size);
+    this.idWritable = new Float64Array(size);
+    this.idToken = new Float64Array(size);
+    this.idIndirect = new Float64Array(size).fill(-1);
+    this.fifo = new Uint16Array(size);
+    v.desc32.fill(0);
+    v.driverEvent.fill(0);
+    v.deviceEvent.fill(0);
+  }
+
+  /** Free descriptor slots in the ring. */
+  get freeCount(): number {
+    return this.freeDescs;
+  }
+  /** Buffers added and not yet collected. */
+  get inFlight(): number {
+    return this.nInFlight;
+  }
+  /** Token of the buffer returned by the last successful {@link getUsed}. */
+  get lastToken(): number {
+    return this.tok;
+  }
+  /** Bytes the device wrote into it (0 when the used descriptor had no WRITE flag). */
+  get lastLen(): number {
+    return this.len;
+  }
+  /** True after the device returned something invalid (reported to the sink). */
+  get broken(): boolean {
+    return this.isBroken;
+  }
+
+  /**
+   * Add a buffer. Uses one indirect table when indirect descriptors were negotiated and
+   * `sg.count >= indirectThreshold`. Returns the buffer id, or -1 when there are not enough free
+   * slots or ids. Throws INVALID_ARGUMENT for an empty list or one that can never fit.
+   */
+  add(sg: SgList, token: number): number {
+    const n = sg.count;
+    const th = this.indirectThreshold;
+    const indirect = th > 0 && n >= th;
+    const slots = indirect ? 1 : n;
+    if (n === 0 || n > this.maxSeg || slots > this.size) {
+      // basic.packed-vq.scatter-gather-support.driver.1 / .driver.2
+      throw new VirtioError('INVALID_ARGUMENT', `packed queue ${this.index}: a buffer needs 1..${Math.min(this.maxSeg, indirect ? this.maxSeg : this.size)} segments (got ${n})`);
+    }
+    if (slots > this.freeDescs || this.freeTop === 0) return -1;
+    const id = this.freeIds[--this.freeTop]!;
+    const d16 = this.desc16;
+    const d32 = this.desc32;
+    const size = this.size;
+    const sAddr = sg.addr;
+    const sLen = sg.len;
+    const readable = sg.readable;
+    let off = this.availOff;
+    let wrap = this.availWrap;
+    let writable = 0;
+    for (let i = readable; i < n; i++) writable += sLen[i]!;
+    const headSlot = off;
+    const headWrap = wrap;
+    let headFlags = 0;
+    if (indirect) {
+      const bytes = n * 16;
+      const table = this.allocIndirect!(bytes);
+      const r = this.space.resolveOrThrow(table, bytes, true);
+      const dv = this.space.regions[r]!.dv;
+      let t = this.space.off;
+      for (let i = 0; i < n; i++, t += 16) {
+        const a = sAddr[i]!;
+        dv.setUint32(t, a >>> 0, true);
+        dv.setUint32(t + 4, Math.floor(a / TWO_POW_32), true);
+        dv.setUint32(t + 8, sLen[i]!, true);
+        dv.setUint16(t + 12, 0, true);
+        // basic.packed-vq.indirect-desc.driver.2: only WRITE inside an indirect table.
+        dv.setUint16(t + 14, i >= readable ? VIRTQ_DESC_F_WRITE : 0, true);
+      }
+      const b = off * 4;
+      d32[b] = table >>> 0;
+      d32[b + 1] = Math.floor(table / TWO_POW_32);
+      d32[b + 2] = bytes;
+      d16[off * 8 + 6] = id;
+      headFlags = VIRTQ_DESC_F_INDIRECT | (wrap !== 0 ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED);
+      this.idIndirect[id] = table;
+      off++;
+      if (off === size) {
+        off = 0;
+        wrap ^= 1;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const a = sAddr[i]!;
+        const b = off * 4;
+        d32[b] = a >>> 0;
+        d32[b + 1] = Math.floor(a / TWO_POW_32);
+        d32[b + 2] = sLen[i]!;
+        d16[off * 8 + 6] = id;
+        // Available: AVAIL = wrap counter, USED = its inverse.
+        const f = (wrap !== 0 ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED) | (i >= readable ? VIRTQ_DESC_F_WRITE : 0) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
+        if (i === 0) headFlags = f;
+        else Atomics.store(d16, off * 8 + 7, f);
+        off++;
+        if (off === size) {
+          off = 0;
+          wrap ^= 1;
+        }
+      }
+    }
+    // basic.packed-vq.scatter-gather-support.driver.6 / updating-flags.driver.1: head flags last.
+    if (this.pendingHead < 0) {
+      this.pendingHead = headSlot;
+      this.pendingFlags = headFlags;
+      this.pendingWrap = headWrap;
+    } else {
+      Atomics.store(d16, headSlot * 8 + 7, headFlags);
+    }
+    this.availOff = off;
+    this.availWrap = wrap;
+    this.freeDescs -= slots;
+    this.addedSincePublish += slots;
+    this.idInFlight[id] = 1;
+    this.idDescs[id] = slots;
+    this.idWritable[id] = writable;
+    this.idToken[id] = token;
+    this.nInFlight++;
+    if (this.inOrder) {
+      let p = this.fifoHead + this.fifoCount;
+      if (p >= size) p -= size;
+      this.fifo[p] = id;
+      this.fifoCount++;
+    }
+    return id;
+  }
+
+  /**
+   * Expose everything added since the last publish and decide whether to notify the device from the
+   * DEVICE event suppression area: DISABLE → no; DESC (with EVENT_IDX) → yes when the avail position
+   * passed desc_event_off/wrap; otherwise yes (DESC without EVENT_IDX and the reserved value 3 count as
+   * ENABLE). Returns false when nothing was added.
+   */
+  publish(): boolean {
+    const d16 = this.desc16;
+    if (this.pendingHead >= 0) {
+      Atomics.store(d16, this.pendingHead * 8 + 7, this.pendingFlags);
+      this.pendingHead = -1;
+    }
+    const added = this.addedSincePublish;
+    if (added === 0) return false;
+    const now = this.availOff | (this.availWrap << 15);
+    const old = this.publishedPos;
+    this.addedSincePublish = 0;
+    this.publishedPos = now;
+    // basic.packed-vq.sending-available-buffer-notif.driver.1: Atomics.load is sequentially consistent.
+    const ev = this.devEvent;
+    const flags = Atomics.load(ev, 1) & 3;
+    if (flags === RING_EVENT_FLAGS_DISABLE) return false;
+    if (flags !== RING_EVENT_FLAGS_DESC || !this.eventIdx) return true;
+    if (added >= this.size) return true;
+    return packedNeedEvent(Atomics.load(ev, 0), now, old, this.size);
+  }
+
+  /**
+   * Collect one used buffer into {@link lastToken} / {@link lastLen}. Returns false when none is
+   * pending, when the queue is broken, or when the used descriptor is invalid (reported to the sink:
+   * DEVICE_USED_BAD_ID for an id out of range or not in flight, DEVICE_USED_BAD_LEN for a length
+   * beyond the buffer's writable bytes).
+   */
+  getUsed(): boolean {
+    if (this.isBroken) return false;
+    if (this.batchLeft > 0) return this.nextInBatch();
+    const d16 = this.desc16;
+    const uo = this.usedOff;
+    const uw = this.usedWrap;
+    const flags = Atomics.load(d16, uo * 8 + 7);
+    // Used: AVAIL = USED = our used wrap counter.
+    if (((flags >>> 7) & 1) !== uw || flags >>> 15 !== uw) return false;
+    const id = d16[uo * 8 + 6]!;
+    const raw = this.desc32[uo * 4 + 2]!;
+    if (id >= this.size || this.idInFlight[id] !== 1) {
+      return this.fail('DEVICE_USED_BAD_ID', `used descriptor at offset ${uo} has id ${id}, which is ${id >= this.size ? `not below the queue size ${this.size}` : 'not in flight'}`);
+    }
+    // Element Length is reserved (ignored) in a used descriptor without WRITE.
+    const len = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? raw : 0;
+    if (len > this.idWritable[id]!) {
+      return this.fail('DEVICE_USED_BAD_LEN', `used descriptor at offset ${uo} (id ${id}) says ${len} bytes written, but the buffer has only ${this.idWritable[id]} writable bytes`);
+    }
+    if (this.inOrder && this.fifo[this.fifoHead] !== id) {
+      // IN_ORDER batch: every buffer up to id is used.
+      const size = this.size;
+      let k = 0;
+      let p = this.fifoHead;
+      while (this.fifo[p] !== id) {
+        k++;
+        p++;
+        if (p === size) p = 0;
+      }
+      this.batchLeft = k + 1;
+      this.batchLen = len;
+      return this.nextInBatch();
+    }
+    if (this.inOrder) {
+      this.fifoHead = this.fifoHead + 1 === this.size ? 0 : this.fifoHead + 1;
+      this.fifoCount--;
+    }
+    this.complete(id, len);
+    return true;
+  }
+
+  /** IN_ORDER: return the oldest buffer of the current batch. */
+  private nextInBatch(): boolean {
+    const id = this.fifo[this.fifoHead]!;
+    this.fifoHead = this.fifoHead + 1 === this.size ? 0 : this.fifoHead + 1;
+    this.fifoCount--;
+    this.batchLeft--;
+    this.complete(id, this.batchLeft === 0 ? this.batchLen : this.idWritable[id]!);
+    return true;
+  }
+
+  /** Skip the buffer's slots, free its id and indirect table, set lastToken/lastLen. */
+  private complete(id: number, len: number): void {
+    const n = this.idDescs[id]!;
+    let uo = this.usedOff + n;
+    if (uo >= this.size) {
+      uo -= this.size;
+      this.usedWrap ^= 1;
+    }
+    this.usedOff = uo;
+    this.idInFlight[id] = 0;
+    this.freeIds[this.freeTop++] = id;
+    this.freeDescs += n;
+    this.nInFlight--;
+    const table = this.idIndirect[id]!;
+    if (table >= 0) {
+      this.idIndirect[id] = -1;
+      if (this.freeIndirect !== undefined) this.freeIndirect(table);
+    }
+    this.tok = this.idToken[id]!;
+    this.len = len;
+  }
+
+  /**
+   * Ask for used-buffer notifications (driver event suppression area): with EVENT_IDX, DESC at the
+   * position of the next used descriptor; otherwise ENABLE.
+   */
+  enableInterrupts(): void {
+    const ev = this.drvEvent;
+    if (this.eventIdx) {
+      let uo = this.usedOff;
+      let uw = this.usedWrap;
+      if (this.batchLeft > 0) {
+        // Mid IN_ORDER batch: the next used descriptor comes after the batch's remaining buffers.
+        let p = this.fifoHead;
+        for (let k = 0; k < this.batchLeft; k++) {
+          uo += this.idDescs[this.fifo[p]!]!;
+          if (uo >= this.size) {
+            uo -= this.size;
+            uw ^= 1;
+          }
+          p = p + 1 === this.size ? 0 : p + 1;
+        }
+      }
+      ev[0] = uo | (uw << 15);
+      Atomics.store(ev, 1, RING_EVENT_FLAGS_DESC);
+    } else {
+      Atomics.store(ev, 1, RING_EVENT_FLAGS_ENABLE);
+    }
+  }
+
+  /** Suppress used-buffer notifications (driver event suppression area: DISABLE). */
+  disableInterrupts(): void {
+    Atomics.store(this.drvEvent, 1, RING_EVENT_FLAGS_DISABLE);
+  }
+
+  /**
+   * VIRTIO_F_NOTIFICATION_DATA word without the queue index: bits 16–30 next_off, bit 31 next_wrap —
+   * the next descriptor not yet made available (basic.packed-vq.vq-desc-table.driver.3). OR the queue
+   * index into bits 0–15. Call after {@link publish}; before it, the held-back head is reported.
+   */
+  notificationData(): number {
+    const pos = this.pendingHead >= 0 ? this.pendingHead | (this.pendingWrap << 15) : this.availOff | (this.availWrap << 15);
+    return (pos << 16) >>> 0;
+  }
+
+  private fail(code: VirtioErrorCode, message: string): false {
+    this.isBroken = true;
+    try {
+      this.sink.guestError({ code, clause: undefined, message: `packed queue ${this.index} (driver side): ${message}`, queue: this.index });
+    } catch {
+      // The sink must not throw; a broken one must not crash the simulated driver either.
+    }
+    return false;
+  }
+}

@@ -1,0 +1,515 @@
+/**
+ * Split virtqueue, device side: pops and validates descriptor chains, returns used buffers,
+ * decides notifications.
+ *
+ * Validation is eager and complete per chain (every check carries its clause id). Any guest error
+ * goes to the {@link GuestErrorSink} once, the queue parks, and every later {@link pop} returns
+ * false without touching guest memory until {@link SplitDeviceQueue.reset}. Nothing throws and
+ * nothing loops beyond the queue size.
+ *
+ * Decisions worth knowing:
+ * - Zero-length descriptors: no normative clause forbids them in a split ring (QEMU rejects them,
+ *   crosvm skips them). We accept and skip them: they count against the walk limit but are not
+ *   recorded as segments, their address is not resolved, and their WRITE flag does not take part
+ *   in the readable-before-writable check.
+ * - Chains with more segments than `min(chain.capacity, cfg.maxChainSegments ?? size)` are refused
+ *   with CHAIN_LOOP (basic.split-vq.message-framing.device.2: the device MAY limit the chain).
+ * - Indirect tables hold at most `cfg.maxChainSegments ?? size` entries (INDIRECT_BAD_LENGTH
+ *   otherwise) and need no particular alignment; they are read through the region's DataView.
+ * - IN_ORDER (reserved.reserved-feature-bits.device.5): with it negotiated, {@link pushUsed} and
+ *   {@link pushUsedBatch} must complete the oldest chain first (USED_BAD_ID otherwise), and
+ *   {@link SplitDeviceQueue.pushUsedInOrder} completes the `n` oldest chains with ONE used element
+ *   (id of the last chain, its len) and advances used idx by `n` — the spec's batched form. Drivers
+ *   then assume the earlier chains were fully written, so use it only where that is true.
+ * - Ordering: used elements are written before used idx, which is published with `Atomics.store`
+ *   once per call (per batch for {@link pushUsedBatch}); avail idx is read with `Atomics.load`.
+ *   Atomics work on non-shared buffers too, so the same code serves a SharedArrayBuffer, a memfd
+ *   mapping shared with another process, or a plain ArrayBuffer.
+ */
+import type { AddressSpace } from '../../memory/space.js';
+import { resolveErrorCode } from '../../memory/space.js';
+import type { GuestErrorSink } from '../../device/choke.js';
+import type { VirtioErrorCode } from '../../errors.js';
+import { logger } from '../../log.js';
+import {
+  type DescChain,
+  type DeviceQueue,
+  type DeviceQueueFactory,
+  type QueueConfig,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+} from '../types.js';
+import { vringNeedEvent } from '../event-idx.js';
+import { isSplitSetupError, resolveSplitRings, type SplitRingViews, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from './layout.js';
+
+const log = logger('queue');
+
+/** 2^32: chain byte-length limit (basic.split-vq.vq-desc-table.driver.1). */
+const MAX_CHAIN_BYTES = 4294967296;
+const TWO32 = 4294967296;
+
+/**
+ * Create a split device queue, validating the configuration (size, alignment, rings inside one
+ * region each, used ring writable). On a bad configuration the error goes to `sink` and the
+ * result is null.
+ */
+export const createSplitDeviceQueue: DeviceQueueFactory = (space, cfg, sink) => {
+  const v = resolveSplitRings(space, cfg);
+  if (isSplitSetupError(v)) {
+    report(sink, v.code, v.clause, `queue ${cfg.index}: ${v.message}`, cfg.index);
+    return null;
+  }
+  return new SplitDeviceQueue(space, cfg, sink, v);
+};
+
+function report(sink: GuestErrorSink, code: VirtioErrorCode, clause: string | undefined, message: string, queue: number): void {
+  try {
+    sink.guestError({ code, clause, message, queue });
+  } catch (e) {
+    log('guest error sink threw: %O', e);
+  }
+}
+
+/** Device side of a split virtqueue. Create with {@link createSplitDeviceQueue}. */
+export class SplitDeviceQueue implements DeviceQueue {
+  readonly kind = 'split' as const;
+  readonly index: number;
+  readonly size: number;
+
+  private readonly space: AddressSpace;
+  private readonly sink: GuestErrorSink;
+  private readonly mask: number;
+  private readonly eventIdx: boolean;
+  private readonly indirectOk: boolean;
+  private readonly inOrder: boolean;
+  /** Most segments per chain / entries per indirect table. */
+  private readonly maxSeg: number;
+  private readonly desc: Uint32Array;
+  private readonly avail: Uint16Array;
+  private readonly used32: Uint32Array;
+  private readonly used16: Uint16Array;
+  /** avail ring index of used_event. */
+  private readonly usedEventAt: number;
+  /** used16 index of avail_event. */
+  private readonly availEventAt: number;
+  /** 1 for each head popped and not yet pushed used. */
+  private readonly inFlightMap: Uint8Array;
+  /** IN_ORDER: heads in pop order (ring of `size`). */
+  private readonly order: Uint16Array;
+
+  /** Next avail ring index to pop (16 bits). */
+  private lastAvail = 0;
+  /** Driver's avail idx as last read and validated. */
+  private cachedAvail = 0;
+  /** Next used ring index (16 bits), the value published in used idx. */
+  private usedIdx = 0;
+  /** used idx at the last needsInterrupt(). */
+  private signalledUsed = 0;
+  private inFlightCount = 0;
+  private orderHead = 0;
+  private isParked = false;
+  /** Index of the region the last buffer resolved into (fast-path cache). */
+  private lastRegion = 0;
+
+  /** Use {@link createSplitDeviceQueue}; `views` come from resolveSplitRings. */
+  constructor(space: AddressSpace, cfg: QueueConfig, sink: GuestErrorSink, views: SplitRingViews) {
+    this.space = space;
+    this.sink = sink;
+    this.index = cfg.index;
+    this.size = cfg.size;
+    this.mask = cfg.size - 1;
+    this.eventIdx = cfg.eventIdx;
+    this.indirectOk = cfg.indirect;
+    this.inOrder = cfg.inOrder;
+    this.maxSeg = cfg.maxChainSegments !== undefined && cfg.maxChainSegments > 0 ? cfg.maxChainSegments : cfg.size;
+    this.desc = views.desc;
+    this.avail = views.avail;
+    this.used32 = views.used32;
+    this.used16 = views.used16;
+    this.usedEventAt = 2 + cfg.size;
+    this.availEventAt = 2 + 4 * cfg.size;
+    this.inFlightMap = new Uint8Array(cfg.size);
+    this.order = new Uint16Array(cfg.inOrder ? cfg.size : 0);
+  }
+
+  get parked(): boolean {
+    return this.isParked;
+  }
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  /** Report a guest error, park, return false. */
+  private fail(code: VirtioErrorCode, clause: string | undefined, message: string): false {
+    this.isParked = true;
+    report(this.sink, code, clause, `queue ${this.index}: ${message}`, this.index);
+    return false;
+  }
+
+  private failResolve(r: number, what: string, lo: number, hi: number, len: number, write: boolean): false {
+    const code = resolveErrorCode(r);
+    const addr = `0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')}`;
+    const why = code === 'ADDRESS_OVERFLOW' ? 'overflows' : code === 'ADDRESS_READ_ONLY' ? 'is writable but lies in a read-only region of' : 'is not inside';
+    return this.fail(code, 'basic.split-vq.vq-desc-table.device.1', `${what} [${addr}, +${len}) ${write ? '(device-writable) ' : ''}${why} ${this.space.name} (${this.space.describe()})`);
+  }
+
+  pop(chain: DescChain): boolean {
+    if (this.isParked) return false;
+    const size = this.size;
+    const last = this.lastAvail;
+    const avail = this.avail;
+    let availIdx = this.cachedAvail;
+    if (last === availIdx) {
+      availIdx = Atomics.load(avail, 1);
+      if (availIdx === last) return false;
+      const pending = (availIdx - last) & 0xffff;
+      if (pending > size) {
+        // basic.split-vq.vq-available-ring.driver.1 (no way to unexpose; at most size buffers outstanding)
+        return this.fail('AVAIL_IDX_AHEAD', 'basic.split-vq.vq-available-ring.driver.1', `avail idx ${availIdx} is ${pending} entries ahead of the next entry ${last} to process, more than the queue size ${size}`);
+      }
+      this.cachedAvail = availIdx;
+    }
+    const head = avail[2 + (last & this.mask)]!;
+    if (head >= size) {
+      return this.fail('DESC_INDEX_OUT_OF_RANGE', 'basic.split-vq.indirect-desc.driver.3', `avail ring entry ${last} offers head ${head}, outside the descriptor table of ${size} entries`);
+    }
+    const inFlightMap = this.inFlightMap;
+    if (inFlightMap[head] !== 0) {
+      return this.fail('HEAD_IN_FLIGHT', 'basic.split-vq.vq-available-ring.driver.1', `avail ring entry ${last} offers head ${head}, which the device already holds (popped, not yet used)`);
+    }
+    const desc = this.desc;
+    const space = this.space;
+    // Region cache: the last region a buffer resolved into; misses fall back to space.resolveHiLo.
+    const regions = space.regions;
+    let ri = this.lastRegion;
+    let rg = regions[ri];
+    const cap = chain.len.length < this.maxSeg ? chain.len.length : this.maxSeg;
+    const cRegion = chain.region;
+    const cOff = chain.offset;
+    const cAddr = chain.addr;
+    const cLen = chain.len;
+    let idx = head;
+    let walked = 0;
+    let count = 0;
+    let readable = 0;
+    let rBytes = 0;
+    let wBytes = 0;
+    for (;;) {
+      if (walked === size) {
+        // basic.split-vq.vq-desc-table.driver.1: loops are forbidden; a chain cannot exceed the table.
+        return this.fail('CHAIN_LOOP', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} walked ${size} descriptors without ending (loop)`);
+      }
+      walked++;
+      const w = idx << 2;
+      const lo = desc[w]!;
+      const hi = desc[w + 1]!;
+      const len = desc[w + 2]!;
+      const fn = desc[w + 3]!;
+      if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        if (!this.popIndirect(chain, head, idx, lo, hi, len, fn, count, readable, rBytes, wBytes, cap, walked)) return false;
+        break;
+      }
+      if (len !== 0) {
+        const write = (fn & VIRTQ_DESC_F_WRITE) !== 0;
+        if (write) {
+          wBytes += len;
+        } else {
+          if (count !== readable) {
+            // basic.split-vq.message-framing.driver.1
+            return this.fail('READABLE_AFTER_WRITABLE', 'basic.split-vq.message-framing.driver.1', `descriptor ${idx} of chain ${head} is device-readable but follows a device-writable one`);
+          }
+          readable++;
+          rBytes += len;
+        }
+        // basic.split-vq.vq-desc-table.device.1: every buffer must lie inside the device's space
+        // (writable ones in a writable region).
+        const addr = hi * TWO32 + lo;
+        let off: number;
+        if (rg !== undefined && hi < 0x200000 && addr >= rg.base && addr + len <= rg.base + rg.size && !(write && rg.readOnly)) {
+          off = rg.offset + (addr - rg.base);
+        } else {
+          const r = space.resolveHiLo(lo, hi, len, write);
+          if (r < 0) return this.failResolve(r, `descriptor ${idx} buffer`, lo, hi, len, write);
+          off = space.off;
+          ri = r;
+          rg = regions[r];
+          this.lastRegion = r;
+        }
+        if (count === cap) {
+          // basic.split-vq.message-framing.device.2: the device limits segments per chain.
+          return this.fail('CHAIN_LOOP', 'basic.split-vq.message-framing.device.2', `chain from head ${head} has more than ${cap} segments (device limit)`);
+        }
+        if (rBytes + wBytes > MAX_CHAIN_BYTES) {
+          // basic.split-vq.vq-desc-table.driver.1
+          return this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
+        }
+        cRegion[count] = ri;
+        cOff[count] = off;
+        cAddr[count] = addr;
+        cLen[count] = len;
+        count++;
+      }
+      if ((fn & VIRTQ_DESC_F_NEXT) === 0) {
+        chain.count = count;
+        chain.readable = readable;
+        chain.readableBytes = rBytes;
+        chain.writableBytes = wBytes;
+        chain.descCount = walked;
+        break;
+      }
+      idx = fn >>> 16;
+      if (idx >= size) {
+        return this.fail('DESC_INDEX_OUT_OF_RANGE', 'basic.split-vq.indirect-desc.driver.3', `descriptor of chain ${head} links to next ${idx}, outside the table of ${size} entries`);
+      }
+    }
+    chain.head = head;
+    inFlightMap[head] = 1;
+    this.inFlightCount++;
+    if (this.inOrder) this.order[(this.orderHead + this.inFlightCount - 1) & this.mask] = head;
+    this.lastAvail = (last + 1) & 0xffff;
+    return true;
+  }
+
+  /**
+   * Walk an indirect table referenced by descriptor `idx` (flags|next in `fn`), appending to the
+   * `count` segments already in `chain`. Fills the chain's totals on success.
+   */
+  private popIndirect(chain: DescChain, head: number, idx: number, lo: number, hi: number, len: number, fn: number, count: number, readable: number, rBytes: number, wBytes: number, cap: number, walked: number): boolean {
+    if (!this.indirectOk) {
+      // basic.split-vq.indirect-desc.driver.1
+      return this.fail('INDIRECT_NOT_NEGOTIATED', 'basic.split-vq.indirect-desc.driver.1', `descriptor ${idx} of chain ${head} sets INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated`);
+    }
+    if ((fn & VIRTQ_DESC_F_NEXT) !== 0) {
+      // basic.split-vq.indirect-desc.driver.4
+      return this.fail('INDIRECT_WITH_NEXT', 'basic.split-vq.indirect-desc.driver.4', `descriptor ${idx} of chain ${head} sets both INDIRECT and NEXT`);
+    }
+    const maxEntries = this.maxSeg;
+    if (len === 0 || (len & 15) !== 0 || len / 16 > maxEntries) {
+      // basic.split-vq.indirect-desc.driver.3 (table holds len/16 descriptors, chain ≤ the device limit)
+      return this.fail('INDIRECT_BAD_LENGTH', 'basic.split-vq.indirect-desc.driver.3', `indirect table of descriptor ${idx} (chain ${head}) has length ${len}; it must be a non-zero multiple of 16 holding at most ${maxEntries} entries`);
+    }
+    const space = this.space;
+    const rt = space.resolveHiLo(lo, hi, len, false);
+    if (rt < 0) return this.failResolve(rt, `indirect table of descriptor ${idx}`, lo, hi, len, false);
+    const dv = space.regions[rt]!.dv;
+    const tbase = space.off;
+    const n = len >>> 4;
+    const cRegion = chain.region;
+    const cOff = chain.offset;
+    const cAddr = chain.addr;
+    const cLen = chain.len;
+    let i = 0;
+    let steps = 0;
+    // basic.split-vq.indirect-desc.device.1: the WRITE flag of the descriptor pointing at the table is ignored.
+    for (;;) {
+      if (steps === n) {
+        return this.fail('CHAIN_LOOP', 'basic.split-vq.vq-desc-table.driver.1', `indirect table of chain ${head} (${n} entries) loops`);
+      }
+      steps++;
+      const o = tbase + (i << 4);
+      const elo = dv.getUint32(o, true);
+      const ehi = dv.getUint32(o + 4, true);
+      const elen = dv.getUint32(o + 8, true);
+      const eflags = dv.getUint16(o + 12, true);
+      if ((eflags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        // basic.split-vq.indirect-desc.driver.2
+        return this.fail('NESTED_INDIRECT', 'basic.split-vq.indirect-desc.driver.2', `entry ${i} of the indirect table of chain ${head} sets INDIRECT (nested tables are forbidden)`);
+      }
+      if (elen !== 0) {
+        let r: number;
+        if ((eflags & VIRTQ_DESC_F_WRITE) !== 0) {
+          r = space.resolveHiLo(elo, ehi, elen, true);
+          if (r < 0) return this.failResolve(r, `indirect entry ${i} buffer`, elo, ehi, elen, true);
+          wBytes += elen;
+        } else {
+          if (count !== readable) {
+            return this.fail('READABLE_AFTER_WRITABLE', 'basic.split-vq.message-framing.driver.1', `indirect entry ${i} of chain ${head} is device-readable but follows a device-writable one`);
+          }
+          r = space.resolveHiLo(elo, ehi, elen, false);
+          if (r < 0) return this.failResolve(r, `indirect entry ${i} buffer`, elo, ehi, elen, false);
+          readable++;
+          rBytes += elen;
+        }
+        if (count === cap) {
+          return this.fail('CHAIN_LOOP', 'basic.split-vq.message-framing.device.2', `chain from head ${head} has more than ${cap} segments (device limit)`);
+        }
+        if (rBytes + wBytes > MAX_CHAIN_BYTES) {
+          return this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
+        }
+        cRegion[count] = r;
+        cOff[count] = space.off;
+        cAddr[count] = ehi * TWO32 + elo;
+        cLen[count] = elen;
+        count++;
+      }
+      if ((eflags & VIRTQ_DESC_F_NEXT) === 0) break;
+      i = dv.getUint16(o + 14, true);
+      if (i >= n) {
+        return this.fail('DESC_INDEX_OUT_OF_RANGE', 'basic.split-vq.indirect-desc.driver.3', `entry of the indirect table of chain ${head} links to next ${i}, outside the table of ${n} entries`);
+      }
+    }
+    chain.count = count;
+    chain.readable = readable;
+    chain.readableBytes = rBytes;
+    chain.writableBytes = wBytes;
+    chain.descCount = walked + steps;
+    return true;
+  }
+
+  private badUsed(head: number, why: string): void {
+    report(this.sink, 'USED_BAD_ID', undefined, `queue ${this.index}: pushUsed(${head}) ignored: ${why}`, this.index);
+  }
+
+  /** Validate one head for completion and drop it from the in-flight set; false (reported) when invalid. */
+  private retire(head: number): boolean {
+    if (!(head >= 0 && head < this.size) || this.inFlightMap[head] !== 1) {
+      this.badUsed(head, 'that head is not in flight');
+      return false;
+    }
+    if (this.inOrder) {
+      const oldest = this.order[this.orderHead]!;
+      if (oldest !== head) {
+        // reserved.reserved-feature-bits.device.5
+        this.badUsed(head, `VIRTIO_F_IN_ORDER requires completing head ${oldest} first (reserved.reserved-feature-bits.device.5)`);
+        return false;
+      }
+      this.orderHead = (this.orderHead + 1) & this.mask;
+    }
+    this.inFlightMap[head] = 0;
+    this.inFlightCount--;
+    return true;
+  }
+
+  pushUsed(head: number, len: number): void {
+    if (!this.retire(head)) return;
+    const u = this.usedIdx;
+    const slot = 1 + ((u & this.mask) << 1);
+    const used32 = this.used32;
+    used32[slot] = head;
+    // basic.split-vq.vq-used-ring.device.1: len is set before used idx.
+    used32[slot + 1] = len;
+    const nu = (u + 1) & 0xffff;
+    this.usedIdx = nu;
+    Atomics.store(this.used16, 1, nu);
+  }
+
+  pushUsedBatch(heads: ArrayLike<number>, lens: ArrayLike<number>, n: number): void {
+    const used32 = this.used32;
+    const mask = this.mask;
+    let u = this.usedIdx;
+    for (let i = 0; i < n; i++) {
+      const head = heads[i]!;
+      if (!this.retire(head)) continue;
+      const slot = 1 + ((u & mask) << 1);
+      used32[slot] = head;
+      used32[slot + 1] = lens[i]!;
+      u = (u + 1) & 0xffff;
+    }
+    if (u !== this.usedIdx) {
+      this.usedIdx = u;
+      Atomics.store(this.used16, 1, u);
+    }
+  }
+
+  /**
+   * IN_ORDER batched completion: retire the `n` oldest chains and write ONE used element (id of the
+   * newest of them, `lastLen`), then advance used idx by `n`. Requires VIRTIO_F_IN_ORDER.
+   * Drivers treat the earlier chains as completely written.
+   */
+  pushUsedInOrder(n: number, lastLen: number): void {
+    if (!this.inOrder || !(n >= 1 && n <= this.inFlightCount)) {
+      report(this.sink, 'USED_BAD_ID', undefined, `queue ${this.index}: pushUsedInOrder(${n}) ignored: needs VIRTIO_F_IN_ORDER and 1..${this.inFlightCount} chains in flight`, this.index);
+      return;
+    }
+    const mask = this.mask;
+    const order = this.order;
+    const map = this.inFlightMap;
+    let oh = this.orderHead;
+    let head = 0;
+    for (let i = 0; i < n; i++) {
+      head = order[oh]!;
+      map[head] = 0;
+      oh = (oh + 1) & mask;
+    }
+    this.orderHead = oh;
+    this.inFlightCount -= n;
+    const u = this.usedIdx;
+    const slot = 1 + ((u & mask) << 1);
+    this.used32[slot] = head;
+    this.used32[slot + 1] = lastLen;
+    const nu = (u + n) & 0xffff;
+    this.usedIdx = nu;
+    Atomics.store(this.used16, 1, nu);
+  }
+
+  needsInterrupt(): boolean {
+    const nu = this.usedIdx;
+    const old = this.signalledUsed;
+    this.signalledUsed = nu;
+    if (nu === old) return false;
+    if (this.eventIdx) {
+      // basic.split-vq.used-buffer-notif-suppression.device.2: used_event lives at the tail of the AVAIL ring.
+      return vringNeedEvent(Atomics.load(this.avail, this.usedEventAt), nu, old);
+    }
+    // basic.split-vq.used-buffer-notif-suppression.device.1: flags bit 0 = NO_INTERRUPT.
+    return (Atomics.load(this.avail, 0) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+  }
+
+  enableNotifications(): boolean {
+    if (this.isParked) return false;
+    if (this.eventIdx) {
+      // basic.split-vq.available-buffer-notif-suppression.device.2: flags stay 0; avail_event at the USED ring's tail.
+      Atomics.store(this.used16, this.availEventAt, this.cachedAvail);
+    } else {
+      Atomics.store(this.used16, 0, 0);
+    }
+    // Re-check after enabling so a buffer published in between is not missed.
+    return Atomics.load(this.avail, 1) !== this.lastAvail;
+  }
+
+  disableNotifications(): void {
+    if (this.isParked) return;
+    // With EVENT_IDX the device leaves flags at 0 and simply stops moving avail_event forward.
+    if (!this.eventIdx) Atomics.store(this.used16, 0, VIRTQ_USED_F_NO_NOTIFY);
+  }
+
+  hasAvailable(): boolean {
+    if (this.isParked) return false;
+    return this.cachedAvail !== this.lastAvail || Atomics.load(this.avail, 1) !== this.lastAvail;
+  }
+
+  reset(): void {
+    this.lastAvail = 0;
+    this.cachedAvail = 0;
+    this.usedIdx = 0;
+    this.signalledUsed = 0;
+    this.inFlightCount = 0;
+    this.orderHead = 0;
+    this.inFlightMap.fill(0);
+    this.isParked = false;
+    this.lastRegion = 0;
+  }
+
+  /** Next avail index to process (vhost-user GET_VRING_BASE). */
+  getBase(): number {
+    return this.lastAvail;
+  }
+
+  /**
+   * Resume at avail index `base` (vhost-user SET_VRING_BASE). The used index is taken from the
+   * used ring (as vhost back-ends do). Chains in flight at the previous owner are not known here.
+   */
+  setBase(base: number): void {
+    this.lastAvail = base & 0xffff;
+    this.cachedAvail = this.lastAvail;
+    const u = Atomics.load(this.used16, 1);
+    this.usedIdx = u;
+    this.signalledUsed = u;
+  }
+
+  /** Next used index the device will write (for tests and diagnostics). */
+  get nextUsedIndex(): number {
+    return this.usedIdx;
+  }
+}
