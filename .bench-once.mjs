@@ -1,11 +1,12 @@
 const a = (await import('module')).createRequire(import.meta.url)('./build/Release/virtiokit.node');
 a.init((c,m,e)=>{const x=new Error(m); x.code=c; return x;}, ()=>undefined);
-const dst = new ArrayBuffer(1<<20); const src = new ArrayBuffer(1<<20);
+const fd = a.memfdCreate('b', 1<<20); const src = a.mmap(fd, 0, 1<<20, true);
+const dst = new ArrayBuffer(16<<20);
 const bufs = [dst, src]; const N=64;
 const ops = new Float64Array(N*5); for (let i=0;i<N;i++) ops.set([0,16+i*64,1,i*64,64], i*5);
-const t = (name, f, it, per=1) => { f(); const res=[]; for (let r=0;r<5;r++){ const t0=process.hrtime.bigint(); for(let i=0;i<it;i++) f(); res.push(Number(process.hrtime.bigint()-t0)/(it*per)); } res.sort((x,y)=>x-y); console.log(name, res[2].toFixed(2), '[', res[0].toFixed(2), '-', res[4].toFixed(2), ']'); };
-t('isMapped(empty) ns/call', () => a.isMapped(), 1e6);
+const t = (name, f, it, per=1) => { f(); const res=[]; for (let r=0;r<7;r++){ const t0=process.hrtime.bigint(); for(let i=0;i<it;i++) f(); res.push(Number(process.hrtime.bigint()-t0)/(it*per)); } res.sort((x,y)=>x-y); console.log(name, res[3].toFixed(2), '[', res[0].toFixed(2), '-', res[6].toFixed(2), ']'); };
+t('isMapped() empty call ns', () => a.isMapped(), 1e6);
 t('copy 64B ns/call', () => a.copy(dst, 16, src, 0, 64), 1e6);
-t('copyBatch count0 ns/call', () => a.copyBatch(bufs, ops, 0), 1e6);
-t('copyBatch 64x64 ns/copy', () => a.copyBatch(bufs, ops, N), 5e4, N);
-t('copyBatch 16x64 ns/copy', () => a.copyBatch(bufs, ops, 16), 2e5, 16);
+t('copyBatch 64x64B ns/copy', () => a.copyBatch(bufs, ops, N), 5e4, N);
+const u8d = new Uint8Array(dst), v = new Uint8Array(src, 0, 64);
+t('u8.set(prebuilt 64B view) ns', () => u8d.set(v, 16), 1e6);

@@ -35,7 +35,7 @@ napi_value vk_throw(napi_env env, const char* code, int err, const char* fmt, ..
 
 /* True when x is an integer in [0, 2^53). NaN and infinities fail. */
 static inline int vk_is_uint(double x) {
-  return x >= 0 && x <= 9007199254740991.0 && x == (double)(uint64_t)x;
+  return x >= 0 && x <= 9007199254740991.0 && x == (double)(int64_t)x;
 }
 
 /* Read a non-negative integer (< 2^53) argument; throws INVALID_ARGUMENT otherwise. 0 = ok. */

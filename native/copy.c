@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <emmintrin.h> /* SSE2: baseline on x86-64 */
+#endif
 
 #define MAX_BATCH_BUFS 1024
 #define STACK_RECS 256
@@ -56,6 +59,83 @@ typedef struct {
   size_t n;
 } rec;
 
+/*
+ * Is record r = [dstIndex, dstOff, srcIndex, srcOff, len] made of integers in [0, 2^52) with both
+ * indices below nb? NaN fails every comparison. Values of 2^52 and more are refused here although
+ * they are safe integers: no buffer is that large, so the bounds check would refuse them anyway.
+ * Integrality: for 0 <= x < 2^52, (x + 2^52) - 2^52 == x exactly when x is an integer.
+ */
+#if defined(__x86_64__)
+static inline int record_ok(const double* r, double nb) {
+  const __m128d zero = _mm_setzero_pd(), lim = _mm_set1_pd(4503599627370496.0);
+  const __m128d a = _mm_loadu_pd(r), b = _mm_loadu_pd(r + 2), c = _mm_load_sd(r + 4);
+  __m128d m = _mm_and_pd(_mm_and_pd(_mm_cmpge_pd(a, zero), _mm_cmplt_pd(a, lim)), _mm_and_pd(_mm_cmpge_pd(b, zero), _mm_cmplt_pd(b, lim)));
+  m = _mm_and_pd(m, _mm_cmpeq_pd(_mm_sub_pd(_mm_add_pd(a, lim), lim), a));
+  m = _mm_and_pd(m, _mm_cmpeq_pd(_mm_sub_pd(_mm_add_pd(b, lim), lim), b));
+  m = _mm_and_pd(m, _mm_cmplt_pd(_mm_unpacklo_pd(a, b), _mm_set1_pd(nb)));
+  const __m128d mc = _mm_and_pd(_mm_and_pd(_mm_cmpge_sd(c, zero), _mm_cmplt_sd(c, lim)), _mm_cmpeq_sd(_mm_sub_sd(_mm_add_sd(c, lim), lim), c));
+  return (_mm_movemask_pd(m) == 3) & (_mm_movemask_pd(mc) & 1);
+}
+#else
+static inline int field_ok(double x) {
+  const double lim = 4503599627370496.0;
+  return (x >= 0) & (x < lim) & ((x + lim) - lim == x);
+}
+static inline int record_ok(const double* r, double nb) {
+  return field_ok(r[0]) & field_ok(r[1]) & field_ok(r[2]) & field_ok(r[3]) & field_ok(r[4]) & (r[0] < nb) & (r[2] < nb);
+}
+#endif
+
+/* Resolve bufs[b] (first use in this call). 0 = ok, -1 = thrown. */
+static __attribute__((noinline)) int resolve_buf(napi_env env, napi_value arr, uint32_t b, bufent* e) {
+  napi_value el;
+  if (napi_get_element(env, arr, b, &el) != napi_ok) {
+    vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: cannot read bufs[%u]", b);
+    return -1;
+  }
+  void* d;
+  if (napi_get_arraybuffer_info(env, el, &d, &e->len) == napi_ok) {
+    e->data = (uint8_t*)d;
+    return 0;
+  }
+  char name[24];
+  snprintf(name, sizeof name, "bufs[%u]", b);
+  return vk_buf_slow(env, el, "copyBatch", name, &e->data, &e->len);
+}
+
+/* Explain why record i was refused (cold path). */
+static __attribute__((noinline)) void record_error(napi_env env, napi_value arr, size_t i, const double* r, uint32_t nbufs, const bufent* bufs) {
+  for (int k = 0; k < 5; k++) {
+    if (!vk_is_uint(r[k])) {
+      vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: record %zu has a field that is not a non-negative integer ([%g, %g, %g, %g, %g])", i, r[0],
+               r[1], r[2], r[3], r[4]);
+      return;
+    }
+  }
+  if (r[0] >= nbufs || r[2] >= nbufs) {
+    vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: record %zu names buffer %.0f/%.0f but bufs has %u entries", i, r[0], r[2], nbufs);
+    return;
+  }
+  if (r[1] >= 4503599627370496.0 || r[3] >= 4503599627370496.0 || r[4] >= 4503599627370496.0) {
+    vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: record %zu has an offset or length of 2^52 or more ([%.0f, %.0f, %.0f, %.0f, %.0f])", i, r[0], r[1],
+             r[2], r[3], r[4]);
+    return;
+  }
+  for (int k = 0; k < 2; k++) {
+    uint32_t b = (uint32_t)r[k * 2];
+    uint64_t off = (uint64_t)r[k * 2 + 1], n = (uint64_t)r[4];
+    if (off > bufs[b].len || n > bufs[b].len - off) {
+      char what[64];
+      napi_value el = NULL;
+      snprintf(what, sizeof what, "record %zu %s (bufs[%u])", i, k == 0 ? "dst" : "src", b);
+      napi_get_element(env, arr, b, &el);
+      bounds_error(env, el, "copyBatch", what, off, n, bufs[b].len);
+      return;
+    }
+  }
+  vk_throw(env, "INTERNAL", 0, "copyBatch: record %zu refused", i);
+}
+
 static napi_value js_copy_batch(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -63,8 +143,7 @@ static napi_value js_copy_batch(napi_env env, napi_callback_info info) {
   if (argc < 3) return vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch(bufs, ops, count): 3 arguments expected, got %zu", argc);
 
   uint32_t nbufs = 0;
-  bool isarr = false;
-  if (napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr || napi_get_array_length(env, argv[0], &nbufs) != napi_ok) {
+  if (napi_get_array_length(env, argv[0], &nbufs) != napi_ok) {
     return vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: bufs must be an array of ArrayBuffers");
   }
   if (nbufs > MAX_BATCH_BUFS) return vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: at most %d buffers (got %u)", MAX_BATCH_BUFS, nbufs);
@@ -72,9 +151,7 @@ static napi_value js_copy_batch(napi_env env, napi_callback_info info) {
   napi_typedarray_type type;
   size_t opsLen;
   void* opsData;
-  bool ista = false;
-  if (napi_is_typedarray(env, argv[1], &ista) != napi_ok || !ista ||
-      napi_get_typedarray_info(env, argv[1], &type, &opsLen, &opsData, NULL, NULL) != napi_ok || type != napi_float64_array) {
+  if (napi_get_typedarray_info(env, argv[1], &type, &opsLen, &opsData, NULL, NULL) != napi_ok || type != napi_float64_array) {
     return vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: ops must be a Float64Array of [dstIndex, dstOff, srcIndex, srcOff, len] records");
   }
   double cnt;
@@ -98,45 +175,35 @@ static napi_value js_copy_batch(napi_env env, napi_callback_info info) {
   }
   napi_value result = NULL;
 
-  /* Pass 1: validate every record (and resolve the buffers it names). */
+  /* Pass 1: validate every record (and resolve the buffers it names). The record is read once
+   * into locals; every field must be an integer in [0, 2^53), indices below nbufs. */
   const unsigned gen = vk_unmap_generation;
+  const double nb = (double)nbufs;
   double total = 0;
   for (size_t i = 0; i < count; i++) {
     const double* r = ops + i * 5;
-    double di = r[0], doff = r[1], si = r[2], soff = r[3], len = r[4];
-    if (!vk_is_uint(di) || !vk_is_uint(si) || !vk_is_uint(doff) || !vk_is_uint(soff) || !vk_is_uint(len)) {
-      vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: record %zu has a field that is not a non-negative integer ([%g, %g, %g, %g, %g])", i, di, doff, si, soff, len);
-      goto out;
+    if (__builtin_expect(!record_ok(r, nb), 0)) goto bad;
+    /* record_ok proved every field an integer in [0, 2^52): these conversions are exact. */
+    const int64_t ldi = (int64_t)r[0], ldoff = (int64_t)r[1], lsi = (int64_t)r[2], lsoff = (int64_t)r[3], llen = (int64_t)r[4];
+    const uint32_t bd = (uint32_t)ldi, bs = (uint32_t)lsi;
+    if (__builtin_expect(!have[bd], 0)) {
+      if (resolve_buf(env, argv[0], bd, &bufs[bd]) != 0) goto out;
+      have[bd] = 1;
     }
-    if (di >= nbufs || si >= nbufs) {
-      vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: record %zu names buffer %.0f/%.0f but bufs has %u entries", i, di, si, nbufs);
-      goto out;
+    if (__builtin_expect(!have[bs], 0)) {
+      if (resolve_buf(env, argv[0], bs, &bufs[bs]) != 0) goto out;
+      have[bs] = 1;
     }
-    uint32_t idx[2] = {(uint32_t)di, (uint32_t)si};
-    uint64_t off[2] = {(uint64_t)doff, (uint64_t)soff};
-    uint64_t n = (uint64_t)len;
-    for (int k = 0; k < 2; k++) {
-      uint32_t b = idx[k];
-      napi_value el = NULL;
-      if (!have[b]) {
-        char name[24];
-        snprintf(name, sizeof name, "bufs[%u]", b);
-        if (napi_get_element(env, argv[0], b, &el) != napi_ok) goto out;
-        if (vk_buf(env, el, "copyBatch", name, &bufs[b].data, &bufs[b].len) != 0) goto out;
-        have[b] = 1;
-      }
-      if (off[k] > bufs[b].len || n > bufs[b].len - off[k]) {
-        char what[48];
-        snprintf(what, sizeof what, "record %zu %s (bufs[%u])", i, k == 0 ? "dst" : "src", b);
-        if (el == NULL) napi_get_element(env, argv[0], b, &el);
-        bounds_error(env, el, "copyBatch", what, off[k], n, bufs[b].len);
-        goto out;
-      }
-    }
-    recs[i].dst = bufs[idx[0]].data + off[0];
-    recs[i].src = bufs[idx[1]].data + off[1];
-    recs[i].n = (size_t)n;
-    total += len;
+    /* Each term is below 2^53: the sums cannot overflow 64 bits. */
+    if (__builtin_expect((uint64_t)ldoff + (uint64_t)llen > bufs[bd].len || (uint64_t)lsoff + (uint64_t)llen > bufs[bs].len, 0)) goto bad;
+    recs[i].dst = bufs[bd].data + ldoff;
+    recs[i].src = bufs[bs].data + lsoff;
+    recs[i].n = (size_t)llen;
+    total += r[4];
+    continue;
+  bad:
+    record_error(env, argv[0], i, r, nbufs, bufs);
+    goto out;
   }
 
   /* An accessor on `bufs` could have run JS that unmapped a buffer resolved above. */

@@ -11,6 +11,7 @@ import type { DeviceQueue, DeviceQueueFactory, DriverQueue } from '../queue/type
 import { createSplitDeviceQueue } from '../queue/split/device.js';
 import { SplitDriverQueue } from '../queue/split/driver.js';
 import { createPackedDeviceQueue } from '../queue/packed/device.js';
+import { PackedDriverQueue } from '../queue/packed/driver.js';
 import { BENCH_GPA_BASE, BENCH_MEM_SIZE, benchQueueConfig, type RingKind } from './queue-layout.js';
 
 /** An address space with one region: the whole benchmark guest memory. */
@@ -51,8 +52,9 @@ export function makeDeviceQueue(ring: RingKind, guest: ArrayBufferLike): BenchDe
 export function makeDriverQueue(ring: RingKind, guest: ArrayBufferLike): BenchDriverQueue {
   const space = benchSpace(guest, 'bench-driver');
   const sink = new RecordingSink();
-  if (ring === 'split') return { drv: new SplitDriverQueue(space, benchQueueConfig(), sink), space, sink };
-  throw new VirtioError('INTERNAL', 'the packed driver queue (src/queue/packed/driver.ts) is not available yet');
+  const cfg = benchQueueConfig();
+  const drv: DriverQueue = ring === 'split' ? new SplitDriverQueue(space, cfg, sink) : new PackedDriverQueue(space, cfg, sink);
+  return { drv, space, sink };
 }
 
 /** First guest error recorded by either side, as text (for failure messages). */

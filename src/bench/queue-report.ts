@@ -108,8 +108,14 @@ function fmt(x: number, digits: number): string {
   return x.toFixed(digits);
 }
 
-function cellText(med: number, range: [number, number], digits: number): string {
-  return `${fmt(med, digits)} [${fmt(range[0], digits)}–${fmt(range[1], digits)}]`;
+/** Digits so that small rates (a loaded machine, two agents) do not print as 0.0. */
+function rateDigits(x: number): number {
+  return x >= 10 ? 1 : x >= 1 ? 2 : 3;
+}
+
+function cellText(med: number, range: [number, number], digits?: number): string {
+  const d = digits ?? rateDigits(med);
+  return `${fmt(med, d)} [${fmt(range[0], d)}–${fmt(range[1], d)}]`;
 }
 
 /** A readable table of the rows (plus a line of metadata). */
@@ -121,8 +127,8 @@ export function formatTable(report: QueueBenchReport): string {
       r.ring,
       String(r.descs),
       String(r.agents),
-      cellText(r.mchains_per_s, r.mchains_per_s_range, 1),
-      cellText(r.c_mchains_per_s, r.c_mchains_per_s_range, 1),
+      cellText(r.mchains_per_s, r.mchains_per_s_range),
+      cellText(r.c_mchains_per_s, r.c_mchains_per_s_range),
       cellText(r.ratio_vs_c, r.ratio_vs_c_range, 2),
       r.target_ratio === null ? '-' : `≥ ${fmt(r.target_ratio, 2)} ${r.meets_target ? 'met' : 'MISSED'}`,
     ]);

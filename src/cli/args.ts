@@ -124,9 +124,9 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], c
 
 /** Help lines for a set of options. */
 export function formatFlags(specs: readonly FlagSpec[]): string[] {
-  const rows = specs.map((s) => {
+  const rows: Array<[string, string]> = specs.map((s) => {
     const value = s.type === 'boolean' ? '' : ` ${s.type === 'choice' ? (s.choices ?? []).join('|') : (s.valueName ?? 'VALUE')}`;
-    return [`--${s.name}${value}`, s.description] as const;
+    return [`--${s.name}${value}`, s.description] as [string, string];
   });
   rows.push(['-h, --help', 'show this help']);
   const w = Math.max(...rows.map((r) => r[0].length));

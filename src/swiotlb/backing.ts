@@ -53,21 +53,20 @@ async function loadMemfdApi(): Promise<{ api: MemfdApi | undefined; reason: stri
   } catch (e) {
     return { api: undefined, reason: `cannot load ${specifier}: ${(e as Error).message}` };
   }
-  // Accept the shapes a loader module plausibly has: an exported object, or a function returning it.
-  const candidates: unknown[] = [mod.native, mod.default];
-  for (const fname of ['loadNative', 'getNative', 'native', 'default']) {
-    const f = mod[fname];
-    if (typeof f === 'function') {
-      try {
-        candidates.push((f as () => unknown)());
-      } catch {
-        /* not a zero-argument loader */
-      }
-    }
-  }
-  for (const c of candidates) {
+  // Accept the shapes the loader module may have: an exported API object, else a zero-argument loader.
+  for (const c of [mod.native, mod.default]) {
     const api = asMemfdApi(c);
     if (api !== undefined) return { api, reason: '' };
+  }
+  for (const fname of ['loadNative', 'getNative']) {
+    const f = mod[fname];
+    if (typeof f !== 'function') continue;
+    try {
+      const api = asMemfdApi((f as () => unknown)());
+      if (api !== undefined) return { api, reason: '' };
+    } catch {
+      /* not usable */
+    }
   }
   return { api: undefined, reason: 'the native addon is not available (pure-JS fallback loaded)' };
 }

@@ -12,13 +12,16 @@
  * - the window is cut into 2 KiB slots (IO_TLB_SHIFT 11) grouped in segments of 128 slots
  *   (IO_TLB_SEGSIZE); an allocation never crosses a segment, so the largest mapping is 256 KiB
  *   minus roundup(min_align_mask, 2 KiB);
- * - `list[i]` = number of free contiguous slots from slot i to the end of its segment (0 = used),
- *   exactly Linux's `io_tlb_slot.list`; allocation and release update it in O(slots of the mapping
- *   + free slots before it in the segment) ≤ O(128);
+ * - bookkeeping: `owner[i]` = first slot of the allocation holding slot i (−1 = free) and the
+ *   allocation's length at its first slot. Allocation and release cost O(slots of the mapping).
+ *   (Linux's `io_tlb_slot.list` — free slots to the segment end — also makes release and
+ *   allocation rewrite the free slots before the mapping in its segment, up to 127 writes; the
+ *   owner table answers the same question by looking at the candidate's own slots.)
  * - the search starts at a rotating index (Linux `area->index`: one past the last allocation) and
- *   wraps once. Unlike Linux it skips whole free runs that are too short and whole allocations
- *   (cost O(runs + allocations) instead of O(slots)); the slot chosen is the same as Linux's
- *   would be for the same alignment rules;
+ *   wraps once, taking the first candidate slot, in that circular order, whose alignment fits and
+ *   whose `need` slots are free and inside one segment — the slot Linux's walk picks. A candidate
+ *   is checked from its last slot backwards; on a used slot the walk jumps past that whole
+ *   allocation, so a search costs O(allocations passed × slots per mapping), not O(slots);
  * - min_align_mask (a device attribute, e.g. 0xfff for NVMe-like devices): the bounce address
  *   keeps `orig & min_align_mask` — bits below 2 KiB as the offset inside the first slot
  *   (Linux `swiotlb_align_offset()`), bits from 2 KiB up by choosing a slot whose bus address has
@@ -39,7 +42,8 @@
  * a Linux restricted-dma-pool (`for_alloc`, `swiotlb_alloc()`): size rounded up to pages, aligned
  * to the size rounded up to a power of two pages (`get_order`), at most 256 KiB, zero-filled.
  *
- * Handles are bounce bus addresses (plain Numbers); map/unmap allocate no objects. The per-buffer
+ * Handles are bounce bus addresses (plain Numbers); the allocator allocates no objects (the default
+ * JS copier makes one `subarray` view per copy above 16 bytes; native copiers make none). The per-buffer
  * batched calls ({@link BouncePool.mapBatch}, {@link BouncePool.unmapBatch},
  * {@link BouncePool.syncBatch}, {@link BouncePool.mapSg}) do one {@link BatchCopier} call per
  * request — the native addon's `copyBatch` plugs in there.
@@ -139,8 +143,6 @@ export class BouncePool {
   private readonly copyBatchFn: BatchCopier | undefined;
 
   // Slot table (index = slot).
-  /** Free slots from here to the end of the segment; 0 = used (Linux `list`). */
-  private readonly list: Int32Array;
   /** First slot of the allocation holding this slot; −1 = free. */
   private readonly owner: Int32Array;
   // Per allocation (index = first slot).
@@ -190,7 +192,6 @@ export class BouncePool {
     this.copyBatchFn = opts.copyBatch;
     const n = window.size >>> IO_TLB_SHIFT;
     this.nslots = n;
-    this.list = new Int32Array(n);
     this.owner = new Int32Array(n);
     this.span = new Int32Array(n);
     this.msize = new Int32Array(n);
@@ -209,10 +210,6 @@ export class BouncePool {
   }
 
   private initSlots(): void {
-    const n = this.nslots;
-    const list = this.list;
-    // Linux swiotlb_init_io_tlb_pool(): list = min(IO_TLB_SEGSIZE - offset in segment, slots left).
-    for (let i = 0; i < n; i++) list[i] = Math.min(IO_TLB_SEGSIZE - (i & (IO_TLB_SEGSIZE - 1)), n - i);
     this.owner.fill(-1);
     this.mdir.fill(0);
     this.pending.fill(0);
@@ -252,65 +249,72 @@ export class BouncePool {
     const r = ((target - (this.window.base & mask)) & mask) >>> IO_TLB_SHIFT;
     const start = this.index;
     let s = this.scan(start, n, need, pm, r);
-    if (s < 0 && start > 1) s = this.scan(1, start, need, pm, r);
+    if (s < 0 && start > 0) s = this.scan(0, start, need, pm, r);
     return s;
   }
 
-  /** First slot c in [lo, hi) with c ≡ r (mod pm + 1) and list[c] ≥ need, else −1. */
+  /**
+   * First slot c in [lo, hi) with c ≡ r (mod pm + 1) whose slots [c, c+need) are free and inside
+   * one segment (Linux: `list[c] >= need`), else −1.
+   */
   private scan(lo: number, hi: number, need: number, pm: number, r: number): number {
-    const list = this.list;
     const owner = this.owner;
     const span = this.span;
+    const n = this.nslots;
+    const SEGM = IO_TLB_SEGSIZE - 1;
     let c = lo + ((r - lo) & pm);
     while (c < hi) {
-      const l = list[c]!;
-      if (l >= need) return c;
       let next: number;
-      if (l > 0) {
-        next = c + l; // every start inside this free run has fewer than `need` slots to the segment end
+      if ((c & SEGM) + need > IO_TLB_SEGSIZE || c + need > n) {
+        next = (c | SEGM) + 1; // would cross the segment: try the next one
       } else {
-        const h = owner[c]!;
-        next = h + span[h]!; // skip the whole allocation
+        let j = c + need - 1;
+        while (j >= c && owner[j]! < 0) j--;
+        if (j < c) return c;
+        const h = owner[j]!;
+        next = h + span[h]!; // every start up to j includes slot j: skip its whole allocation
       }
       c = next + ((r - next) & pm);
     }
     return -1;
   }
 
-  /** Mark slots [s, s+need) used (Linux swiotlb_area_find_slots "found:"). */
+  /** Mark slots [s, s+need) used. */
   private take(s: number, need: number): void {
-    const list = this.list;
     const owner = this.owner;
     const end = s + need;
-    for (let i = s; i < end; i++) {
-      list[i] = 0;
-      owner[i] = s;
-    }
-    // Free slots before s in the same segment now end at s.
-    let count = 0;
-    for (let i = s - 1; (i & (IO_TLB_SEGSIZE - 1)) !== IO_TLB_SEGSIZE - 1 && list[i] !== 0; i--) list[i] = ++count;
+    for (let i = s; i < end; i++) owner[i] = s;
     this.span[s] = need;
     const used = this.used + need;
     this.used = used;
     if (used > this.hiwater) this.hiwater = used;
-    this.index = end >= this.nslots ? 0 : end;
+    this.index = end >= this.nslots ? 0 : end; // Linux: area->index = index + nslots (wrapped)
   }
 
-  /** Return the allocation starting at s (Linux swiotlb_release_slots: merge with the free runs after and before). */
+  /** Free the allocation starting at s. */
   private release(s: number): void {
-    const list = this.list;
     const owner = this.owner;
     const need = this.span[s]!;
     const end = s + need;
-    const segEnd = Math.min((s | (IO_TLB_SEGSIZE - 1)) + 1, this.nslots);
-    let count = end < segEnd ? list[end]! : 0;
-    for (let i = end - 1; i >= s; i--) {
-      list[i] = ++count;
-      owner[i] = -1;
-    }
-    for (let i = s - 1; (i & (IO_TLB_SEGSIZE - 1)) !== IO_TLB_SEGSIZE - 1 && list[i] !== 0; i--) list[i] = ++count;
+    for (let i = s; i < end; i++) owner[i] = -1;
     this.mdir[s] = 0;
     this.used -= need;
+  }
+
+  /** Longest run of free slots inside one segment (failure messages only; O(slots)). */
+  private largestFreeRun(): number {
+    let best = 0;
+    let run = 0;
+    for (let i = 0; i < this.nslots; i++) {
+      if ((i & (IO_TLB_SEGSIZE - 1)) === 0) run = 0;
+      if (this.owner[i]! < 0) {
+        run++;
+        if (run > best) best = run;
+      } else {
+        run = 0;
+      }
+    }
+    return best;
   }
 
   private refuse(code: VirtioErrorCode, message: string, full = false): never {
@@ -321,9 +325,7 @@ export class BouncePool {
   }
 
   private fullMessage(what: string, size: number, need: number): string {
-    // Failure path only: O(slots) scan for the largest free run.
-    let largest = 0;
-    for (let i = 0; i < this.nslots; i++) if (this.list[i]! > largest) largest = this.list[i]!;
+    const largest = this.largestFreeRun();
     return (
       `swiotlb buffer is full: ${what} of ${size} bytes needs ${need} contiguous 2 KiB slots in one segment (with its alignment), ` +
       `but ${this.nslots - this.used} of ${this.nslots} slots are free and the largest free run is ${largest}; ` +
@@ -768,34 +770,26 @@ export class BouncePool {
   }
 
   /**
-   * Check the slot table against itself (O(slots); for tests and debugging): `list` matches the
-   * free runs, owners cover their spans, the used count adds up. Throws VirtioError INTERNAL.
+   * Check the slot table against itself (O(slots); for tests and debugging): every allocation
+   * owns exactly its slots inside one segment, free slots have no owner, the used count adds up.
+   * Throws VirtioError INTERNAL.
    */
   verify(): void {
     const n = this.nslots;
-    const list = this.list;
     const owner = this.owner;
     let used = 0;
     for (let i = 0; i < n; ) {
       const h = owner[i]!;
-      if (h >= 0) {
-        const sp = this.span[h]!;
-        if (h !== i || sp <= 0 || i + sp > n || this.mdir[h] === 0) throw new VirtioError('INTERNAL', `bounce pool: slot ${i} owned by ${h} (span ${sp}) is inconsistent`);
-        if ((i >>> 7) !== ((i + sp - 1) >>> 7)) throw new VirtioError('INTERNAL', `bounce pool: allocation at slot ${i} (${sp} slots) crosses a segment`);
-        for (let j = i; j < i + sp; j++) {
-          if (owner[j] !== h || list[j] !== 0) throw new VirtioError('INTERNAL', `bounce pool: slot ${j} of allocation ${h} has owner ${owner[j]} list ${list[j]}`);
-        }
-        used += sp;
-        i += sp;
-      } else {
-        const segEnd = Math.min((i | (IO_TLB_SEGSIZE - 1)) + 1, n);
-        let e = i;
-        while (e < segEnd && owner[e]! < 0) e++;
-        for (let j = i; j < e; j++) {
-          if (list[j] !== e - j) throw new VirtioError('INTERNAL', `bounce pool: free slot ${j} has list ${list[j]}, expected ${e - j}`);
-        }
-        i = e;
+      if (h < 0) {
+        i++;
+        continue;
       }
+      const sp = this.span[h]!;
+      if (h !== i || sp <= 0 || i + sp > n || this.mdir[h] === 0) throw new VirtioError('INTERNAL', `bounce pool: slot ${i} owned by ${h} (span ${sp}) is inconsistent`);
+      if ((i >>> 7) !== ((i + sp - 1) >>> 7)) throw new VirtioError('INTERNAL', `bounce pool: allocation at slot ${i} (${sp} slots) crosses a segment`);
+      for (let j = i; j < i + sp; j++) if (owner[j] !== h) throw new VirtioError('INTERNAL', `bounce pool: slot ${j} of allocation ${h} has owner ${owner[j]}`);
+      used += sp;
+      i += sp;
     }
     if (used !== this.used) throw new VirtioError('INTERNAL', `bounce pool: ${used} slots held, counter says ${this.used}`);
   }

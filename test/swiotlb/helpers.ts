@@ -56,3 +56,11 @@ export function expectCode(fn: () => unknown, code: VirtioErrorCode): Error {
   }
   throw new Error(`expected VirtioError ${code}, nothing thrown`);
 }
+
+/** Fast byte comparison (vitest's deep equality is slow on large typed arrays); names the first difference. */
+export function expectBytes(actual: Uint8Array, expected: Uint8Array): void {
+  if (actual.length === expected.length && Buffer.compare(actual, expected) === 0) return;
+  let i = 0;
+  while (i < actual.length && i < expected.length && actual[i] === expected[i]) i++;
+  throw new Error(`bytes differ at ${i}: got ${actual[i]} want ${expected[i]} (lengths ${actual.length} / ${expected.length})`);
+}

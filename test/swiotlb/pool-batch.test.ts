@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type BatchCopier, OP_STRIDE, runBatch, jsCopy, nativeCopiers } from '../../src/swiotlb/copy.js';
 import { SgList } from '../../src/queue/types.js';
-import { expectCode, fillRam, fixture, RAM_BASE, readDev, readRam } from './helpers.js';
+import { expectBytes, expectCode, fillRam, fixture, RAM_BASE, readDev, readRam } from './helpers.js';
 
 /** A BatchCopier that records its calls and copies through the JS path. */
 function recordingBatch(): { fn: BatchCopier; calls: number[] } {
@@ -26,14 +26,14 @@ describe('BouncePool batched paths (one copy call per request)', () => {
     expect(rec.calls).toEqual([3]);
     for (let i = 0; i < 3; i++) {
       expect(f.window.contains(out[i]!, sizes[i]!)).toBe(true);
-      expect(readDev(f, out[i]!, sizes[i]!)).toEqual(data[i]);
+      expectBytes(readDev(f, out[i]!, sizes[i]!), data[i]);
     }
     f.dev.write(out[0]!, new Uint8Array(16).fill(1)); // device must not affect a to-device buffer
     f.dev.write(out[1]!, new Uint8Array(4096).fill(2));
     f.dev.write(out[2]!, Uint8Array.of(3));
     f.pool.unmapBatch(3, out, sizes, dirs);
     expect(rec.calls).toEqual([3, 2]);
-    expect(readRam(f, origs[0]!, 16)).toEqual(data[0]);
+    expectBytes(readRam(f, origs[0]!, 16), data[0]);
     expect(readRam(f, origs[1]!, 4096).every((x) => x === 2)).toBe(true);
     expect(readRam(f, origs[2]!, 1)[0]).toBe(3);
     expect(f.pool.stats()).toMatchObject({ usedSlots: 0, liveMappings: 0, totalMappings: 3, bytesToDevice: 4113, bytesFromDevice: 4097 });
@@ -86,12 +86,12 @@ describe('BouncePool batched paths (one copy call per request)', () => {
     expect(bounced.readable).toBe(2);
     expect(Array.from(bounced.len)).toEqual([16, 512, 4096, 1]);
     for (let i = 0; i < 4; i++) expect(f.window.contains(bounced.addr[i]!, bounced.len[i]!)).toBe(true);
-    expect(readDev(f, bounced.addr[0]!, 16)).toEqual(hdr);
+    expectBytes(readDev(f, bounced.addr[0]!, 16), hdr);
     f.dev.write(bounced.addr[3]!, Uint8Array.of(0)); // status byte
     f.dev.write(bounced.addr[2]!, new Uint8Array(4096).fill(0x42));
     f.dev.write(bounced.addr[0]!, new Uint8Array(16)); // device scribbles on a readable buffer: not copied back
     f.pool.unmapSg(bounced);
-    expect(readRam(f, RAM_BASE, 16)).toEqual(hdr);
+    expectBytes(readRam(f, RAM_BASE, 16), hdr);
     expect(readRam(f, RAM_BASE + 0x3000, 4096).every((x) => x === 0x42)).toBe(true);
     expect(f.pool.stats().usedSlots).toBe(0);
     expectCode(() => f.pool.mapSg(sg, new SgList(2)), 'INVALID_ARGUMENT');
@@ -112,8 +112,8 @@ describe('BouncePool batched paths (one copy call per request)', () => {
     const a = f.pool.map(RAM_BASE, 100, 'to-device');
     const b = f.pool.map(RAM_BASE, 8192, 'to-device');
     expect(singles).toEqual([8192]);
-    expect(readDev(f, b, 8192)).toEqual(readRam(f, RAM_BASE, 8192));
-    expect(readDev(f, a, 100)).toEqual(readRam(f, RAM_BASE, 100));
+    expectBytes(readDev(f, b, 8192), readRam(f, RAM_BASE, 8192));
+    expectBytes(readDev(f, a, 100), readRam(f, RAM_BASE, 100));
     expect(OP_STRIDE).toBe(5);
   });
 });

@@ -85,7 +85,7 @@ interface Live {
 }
 
 describe('BouncePool properties', () => {
-  it('[rfc-swiotlb.feature.driver.1][rfc-swiotlb.pci.driver.2] random map/unmap: same slots as Linux\'s walk, disjoint, inside the window, alignment kept, all free at the end', () => {
+  it('[rfc-swiotlb.feature.driver.1][rfc-swiotlb.pci.driver.2][rfc-swiotlb.mmio.driver.2] random map/unmap: same slots as Linux\'s walk, disjoint, inside the window, alignment kept, all free at the end', () => {
     const ramBuf = new ArrayBuffer(RAM_SIZE);
     const ramU8 = new Uint8Array(ramBuf);
     for (let i = 0; i < RAM_SIZE; i++) ramU8[i] = (i * 2654435761) >>> 24;

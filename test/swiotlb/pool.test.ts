@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BouncePool } from '../../src/swiotlb/pool.js';
 import { IO_TLB_SEGMENT_BYTES, IO_TLB_SIZE, maxMappingSize } from '../../src/swiotlb/constants.js';
-import { expectCode, fillRam, fixture, RAM_BASE, readDev, readRam, WINDOW_BASE } from './helpers.js';
+import { expectBytes, expectCode, fillRam, fixture, RAM_BASE, readDev, readRam, WINDOW_BASE } from './helpers.js';
 
 const SLOT = IO_TLB_SIZE;
 
@@ -210,10 +210,10 @@ describe('BouncePool: directions (reference/swiotlb.md §8 direction summary)', 
     const data = fillRam(f, RAM_BASE + 0x100, 3000, 1);
     const b = f.pool.map(RAM_BASE + 0x100, 3000, 'to-device');
     expect(f.window.contains(b, 3000)).toBe(true);
-    expect(readDev(f, b, 3000)).toEqual(data);
+    expectBytes(readDev(f, b, 3000), data);
     f.dev.write(b, new Uint8Array(3000).fill(0xee));
     f.pool.unmap(b, 3000, 'to-device');
-    expect(readRam(f, RAM_BASE + 0x100, 3000)).toEqual(data);
+    expectBytes(readRam(f, RAM_BASE + 0x100, 3000), data);
     expect(f.pool.stats()).toMatchObject({ bytesToDevice: 3000, bytesFromDevice: 0 });
   });
 
@@ -223,13 +223,13 @@ describe('BouncePool: directions (reference/swiotlb.md §8 direction summary)', 
     f.window.u8.fill(0xaa);
     const orig = fillRam(f, RAM_BASE, 600, 2);
     const b = f.pool.map(RAM_BASE, 600, 'from-device');
-    expect(readDev(f, b, 600)).toEqual(orig);
+    expectBytes(readDev(f, b, 600), orig);
     const written = new Uint8Array(200).fill(0x5c);
     f.dev.write(b, written); // a short device write
     f.pool.unmap(b, 600, 'from-device');
     const back = readRam(f, RAM_BASE, 600);
-    expect(back.subarray(0, 200)).toEqual(written);
-    expect(back.subarray(200)).toEqual(orig.subarray(200));
+    expectBytes(back.subarray(0, 200), written);
+    expectBytes(back.subarray(200), orig.subarray(200));
     expect(f.pool.stats()).toMatchObject({ bytesToDevice: 600, bytesFromDevice: 600 });
   });
 
@@ -237,11 +237,11 @@ describe('BouncePool: directions (reference/swiotlb.md §8 direction summary)', 
     const f = fixture();
     const orig = fillRam(f, RAM_BASE + 7, 5000, 3);
     const b = f.pool.map(RAM_BASE + 7, 5000, 'bidirectional');
-    expect(readDev(f, b, 5000)).toEqual(orig);
+    expectBytes(readDev(f, b, 5000), orig);
     const reply = fillRam(fixture(), RAM_BASE, 5000, 4); // just a different pattern
     f.dev.write(b, reply);
     f.pool.unmap(b, 5000, 'bidirectional');
-    expect(readRam(f, RAM_BASE + 7, 5000)).toEqual(reply);
+    expectBytes(readRam(f, RAM_BASE + 7, 5000), reply);
   });
 
   it('syncForCpu copies bounce to RAM before unmap, also on a sub-range', () => {

@@ -172,11 +172,13 @@ export class SplitDeviceQueue implements DeviceQueue {
     }
     const head = avail[2 + (last & this.mask)]!;
     if (head >= size) {
-      return this.fail('DESC_INDEX_OUT_OF_RANGE', 'basic.split-vq.indirect-desc.driver.3', `avail ring entry ${last} offers head ${head}, outside the descriptor table of ${size} entries`);
+      // No normative clause: the descriptor table has exactly queue-size entries.
+      return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `avail ring entry ${last} offers head ${head}, outside the descriptor table of ${size} entries`);
     }
     const inFlightMap = this.inFlightMap;
     if (inFlightMap[head] !== 0) {
-      return this.fail('HEAD_IN_FLIGHT', 'basic.split-vq.vq-available-ring.driver.1', `avail ring entry ${last} offers head ${head}, which the device already holds (popped, not yet used)`);
+      // No normative clause: a driver only offers heads of chains in free descriptors.
+      return this.fail('HEAD_IN_FLIGHT', undefined, `avail ring entry ${last} offers head ${head}, which the device already holds (popped, not yet used)`);
     }
     const desc = this.desc;
     const space = this.space;
@@ -260,7 +262,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       }
       idx = fn >>> 16;
       if (idx >= size) {
-        return this.fail('DESC_INDEX_OUT_OF_RANGE', 'basic.split-vq.indirect-desc.driver.3', `descriptor of chain ${head} links to next ${idx}, outside the table of ${size} entries`);
+        return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `descriptor of chain ${head} links to next ${idx}, outside the table of ${size} entries`);
       }
     }
     chain.head = head;
@@ -346,7 +348,8 @@ export class SplitDeviceQueue implements DeviceQueue {
       if ((eflags & VIRTQ_DESC_F_NEXT) === 0) break;
       i = dv.getUint16(o + 14, true);
       if (i >= n) {
-        return this.fail('DESC_INDEX_OUT_OF_RANGE', 'basic.split-vq.indirect-desc.driver.3', `entry of the indirect table of chain ${head} links to next ${i}, outside the table of ${n} entries`);
+        // An indirect table holds len/16 entries (no normative clause for the index itself).
+        return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `entry of the indirect table of chain ${head} links to next ${i}, outside the table of ${n} entries`);
       }
     }
     chain.count = count;
@@ -397,15 +400,25 @@ export class SplitDeviceQueue implements DeviceQueue {
   pushUsedBatch(heads: ArrayLike<number>, lens: ArrayLike<number>, n: number): void {
     const used32 = this.used32;
     const mask = this.mask;
+    const map = this.inFlightMap;
+    const size = this.size;
+    const inOrder = this.inOrder;
     let u = this.usedIdx;
+    let retired = 0;
     for (let i = 0; i < n; i++) {
       const head = heads[i]!;
-      if (!this.retire(head)) continue;
+      if (inOrder || !(head < size) || map[head] !== 1) {
+        if (!this.retire(head)) continue;
+      } else {
+        map[head] = 0;
+        retired++;
+      }
       const slot = 1 + ((u & mask) << 1);
       used32[slot] = head;
       used32[slot + 1] = lens[i]!;
       u = (u + 1) & 0xffff;
     }
+    this.inFlightCount -= retired;
     if (u !== this.usedIdx) {
       this.usedIdx = u;
       Atomics.store(this.used16, 1, u);

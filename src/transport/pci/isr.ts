@@ -91,3 +91,14 @@ export class IsrState {
     }
   }
 }
+
+/**
+ * The ISR region as a BAR structure: a read of offset 0 (any width) returns the ISR byte and
+ * clears it; other offsets read 0; writes are ignored.
+ */
+export function isrRegion(isr: IsrState): { read(off: number, size: number): number; write(off: number, size: number, value: number): void } {
+  return {
+    read: (off) => (off === 0 ? isr.readAndClear() : 0),
+    write: () => undefined,
+  };
+}

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MEASURE, expandCells, runQueueBench } from '../../src/bench/queue-bench.js';
+import { buildRow, formatTable, targetRatio, type QueueBenchReport, type RoundValue } from '../../src/bench/queue-report.js';
+import { TINY_MEASURE } from '../../src/bench/measure.js';
+import { median, summarize } from '../../src/bench/stats.js';
+
+function rv(round: number, js: number, c: number): RoundValue {
+  return { round, mchains_per_s: js, c_mchains_per_s: c, ratio_vs_c: js / c, js_reps: [js], c_reps: [c] };
+}
+
+describe('queue benchmark report', () => {
+  it('median and summary', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(summarize([5, 1, 9])).toEqual({ median: 5, min: 1, max: 9 });
+  });
+
+  it('ratio is the median of per-round ratios, not the ratio of medians', () => {
+    const rounds = [rv(1, 10, 100), rv(2, 20, 40), rv(3, 30, 20)];
+    const row = buildRow({ ring: 'split', descs: 1, agents: 1 }, rounds);
+    expect(row.mchains_per_s).toBe(20);
+    expect(row.c_mchains_per_s).toBe(40);
+    expect(row.ratio_vs_c).toBe(0.5); // per-round ratios 0.1, 0.5, 1.5
+    expect(row.ratio_vs_c_range).toEqual([0.1, 1.5]);
+    expect(row.mchains_per_s_range).toEqual([10, 30]);
+    const rounds2 = [rv(1, 10, 10), rv(2, 20, 100), rv(3, 30, 50)];
+    const row2 = buildRow({ ring: 'split', descs: 1, agents: 1 }, rounds2);
+    expect(row2.ratio_vs_c).toBe(0.6); // ratios 1, 0.2, 0.6; ratio of medians would be 20/50 = 0.4
+  });
+
+  it('targets: 0.4 split / 0.35 packed single-thread, 0.8 for two agents with 3 descriptors', () => {
+    expect(targetRatio({ ring: 'split', descs: 1, agents: 1 })).toBe(0.4);
+    expect(targetRatio({ ring: 'split', descs: 3, agents: 1 })).toBe(0.4);
+    expect(targetRatio({ ring: 'packed', descs: 3, agents: 1 })).toBe(0.35);
+    expect(targetRatio({ ring: 'packed', descs: 3, agents: 2 })).toBe(0.8);
+    expect(targetRatio({ ring: 'split', descs: 3, agents: 2 })).toBe(0.8);
+    expect(targetRatio({ ring: 'split', descs: 1, agents: 2 })).toBeNull();
+    const below = buildRow({ ring: 'packed', descs: 1, agents: 1 }, [rv(1, 3, 10)]);
+    expect(below.meets_target).toBe(false);
+    const none = buildRow({ ring: 'packed', descs: 1, agents: 2 }, [rv(1, 3, 10)]);
+    expect(none.meets_target).toBeNull();
+  });
+
+  it('formats a table with one line per row', () => {
+    const report: QueueBenchReport = {
+      rows: [buildRow({ ring: 'split', descs: 1, agents: 1 }, [rv(1, 10, 100), rv(2, 12, 90)])],
+      meta: {
+        tool: 't', date: 'd', node: 'v20', v8: 'x', platform: 'linux', arch: 'x64', cpu_model: 'cpu', cpus: 2,
+        loadavg_per_round: [[0.1, 0.1, 0.1], [1.5, 1, 1]], rounds: 2, measure: DEFAULT_MEASURE, queue_size: 256, batch: 64,
+        c_compiler: 'cc', c_flags: ['-O2'], method: 'm', duration_s: 1,
+      },
+    };
+    const t = formatTable(report);
+    expect(t).toMatch(/^ring\s+descs\s+agents/);
+    expect(t).toMatch(/split\s+1\s+1\s+11\.0 \[10\.0–12\.0\]/);
+    expect(t).toMatch(/MISSED/);
+    expect(t).toMatch(/busy/);
+  });
+
+  it('runs a tiny benchmark in fresh processes and returns a well-formed report', async () => {
+    const cells = expandCells(['split', 'packed'], [3], [1]);
+    const report = await runQueueBench({ cells, rounds: 1, measure: TINY_MEASURE });
+    expect(report.rows).toHaveLength(2);
+    for (const r of report.rows) {
+      expect(r.mchains_per_s).toBeGreaterThan(0);
+      expect(r.c_mchains_per_s).toBeGreaterThan(0);
+      expect(r.ratio_vs_c).toBeGreaterThan(0);
+      expect(r.rounds).toHaveLength(1);
+    }
+    expect(report.meta.node).toBe(process.version);
+    expect(report.meta.loadavg_per_round).toHaveLength(1);
+    expect(report.meta.rounds).toBe(1);
+    expect(JSON.parse(JSON.stringify(report))).toEqual(report);
+  }, 120_000);
+});

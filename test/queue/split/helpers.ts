@@ -1,0 +1,150 @@
+/** Test helpers for the split ring: a guest RAM space, paired driver/device, raw ring writers. */
+import { AddressSpace } from '../../../src/memory/space.js';
+import type { RegionSpec } from '../../../src/memory/region.js';
+import { RecordingSink } from '../../../src/device/choke.js';
+import { DescChain, type QueueConfig, type DriverQueueOptions } from '../../../src/queue/types.js';
+import { createSplitDeviceQueue, type SplitDeviceQueue } from '../../../src/queue/split/device.js';
+import { SplitDriverQueue } from '../../../src/queue/split/driver.js';
+import { layoutSplitRings, type SplitRingLayout } from '../../../src/queue/split/layout.js';
+
+export const RAM_BASE = 0x10000;
+export const RAM_SIZE = 0x100000;
+
+/** An AddressSpace that records every resolve and its outcome. */
+export class RecordingSpace extends AddressSpace {
+  calls = 0;
+  readonly bad: string[] = [];
+  override resolve(addr: number, len: number, write: boolean): number {
+    this.calls++;
+    const r = super.resolve(addr, len, write);
+    if (r >= 0) {
+      const reg = this.regions[r]!;
+      const inside = addr >= reg.base && addr + len <= reg.base + reg.size && this.off === reg.offset + (addr - reg.base) && !(write && reg.readOnly);
+      if (!inside) this.bad.push(`resolve(0x${addr.toString(16)}, ${len}, ${write}) -> region ${r} off ${this.off}`);
+    }
+    return r;
+  }
+}
+
+export interface EnvOptions {
+  size?: number;
+  eventIdx?: boolean;
+  indirect?: boolean;
+  inOrder?: boolean;
+  maxChainSegments?: number;
+  /** Extra regions (e.g. a read-only one) added to the space. */
+  extra?: RegionSpec[];
+  driverOpts?: DriverQueueOptions;
+  arrayBuffer?: boolean;
+  noDriver?: boolean;
+}
+
+export interface Env {
+  space: RecordingSpace;
+  ram: Uint8Array;
+  layout: SplitRingLayout;
+  cfg: QueueConfig;
+  dev: SplitDeviceQueue;
+  drv: SplitDriverQueue;
+  devSink: RecordingSink;
+  drvSink: RecordingSink;
+  /** First byte of the free data area after the rings. */
+  data: number;
+  raw: RawRing;
+}
+
+export function makeEnv(o: EnvOptions = {}): Env {
+  const size = o.size ?? 16;
+  const buf = o.arrayBuffer ? new ArrayBuffer(RAM_SIZE) : new SharedArrayBuffer(RAM_SIZE);
+  const space = new RecordingSpace([{ base: RAM_BASE, size: RAM_SIZE, buffer: buf, name: 'ram' }, ...(o.extra ?? [])], 'guest');
+  const layout = layoutSplitRings(RAM_BASE, size);
+  const cfg: QueueConfig = {
+    index: 3,
+    size,
+    maxSize: Math.max(size, 256),
+    desc: layout.desc,
+    driver: layout.driver,
+    device: layout.device,
+    eventIdx: o.eventIdx ?? false,
+    indirect: o.indirect ?? false,
+    inOrder: o.inOrder ?? false,
+  };
+  if (o.maxChainSegments !== undefined) cfg.maxChainSegments = o.maxChainSegments;
+  const devSink = new RecordingSink();
+  const drvSink = new RecordingSink();
+  const drv = new SplitDriverQueue(space, cfg, drvSink, o.driverOpts);
+  const dev = createSplitDeviceQueue(space, cfg, devSink) as SplitDeviceQueue;
+  if (dev === null) throw new Error(`setup failed: ${devSink.last?.message}`);
+  const data = RAM_BASE + Math.ceil(layout.bytes / 4096) * 4096;
+  return { space, ram: new Uint8Array(buf), layout, cfg, dev, drv, devSink, drvSink, data, raw: new RawRing(space, layout, size) };
+}
+
+/** Writes rings directly, as a (possibly malicious) driver or device would. */
+export class RawRing {
+  availIdx = 0;
+  constructor(
+    readonly space: AddressSpace,
+    readonly layout: SplitRingLayout,
+    readonly size: number,
+  ) {}
+  /** Write descriptor `i` (addr may exceed 2^53 via hi). */
+  desc(i: number, addr: number, len: number, flags: number, next = 0, hi?: number): void {
+    const a = this.layout.desc + 16 * i;
+    this.space.writeU32(a, hi === undefined ? addr % 2 ** 32 : addr >>> 0);
+    this.space.writeU32(a + 4, hi ?? Math.floor(addr / 2 ** 32));
+    this.space.writeU32(a + 8, len);
+    this.space.writeU16(a + 12, flags);
+    this.space.writeU16(a + 14, next);
+  }
+  /** Write an indirect-table entry at bus address `table`. */
+  indirect(table: number, i: number, addr: number, len: number, flags: number, next = 0): void {
+    const a = table + 16 * i;
+    this.space.writeU64(a, addr);
+    this.space.writeU32(a + 8, len);
+    this.space.writeU16(a + 12, flags);
+    this.space.writeU16(a + 14, next);
+  }
+  /** Put heads into the avail ring and publish the new idx. */
+  offer(...heads: number[]): void {
+    for (const h of heads) {
+      this.space.writeU16(this.layout.driver + 4 + 2 * (this.availIdx % this.size), h);
+      this.availIdx = (this.availIdx + 1) & 0xffff;
+    }
+    this.space.writeU16(this.layout.driver + 2, this.availIdx);
+  }
+  setAvailIdx(v: number): void {
+    this.availIdx = v & 0xffff;
+    this.space.writeU16(this.layout.driver + 2, this.availIdx);
+  }
+  availFlags(v: number): void {
+    this.space.writeU16(this.layout.driver, v);
+  }
+  usedEvent(v: number): void {
+    this.space.writeU16(this.layout.driver + 4 + 2 * this.size, v);
+  }
+  availEvent(v: number): void {
+    this.space.writeU16(this.layout.device + 4 + 8 * this.size, v);
+  }
+  usedFlags(v: number): void {
+    this.space.writeU16(this.layout.device, v);
+  }
+  usedIdx(): number {
+    return this.space.readU16(this.layout.device + 2);
+  }
+  setUsedIdx(v: number): void {
+    this.space.writeU16(this.layout.device + 2, v);
+  }
+  usedElem(i: number): { id: number; len: number } {
+    const a = this.layout.device + 4 + 8 * (i % this.size);
+    return { id: this.space.readU32(a), len: this.space.readU32(a + 4) };
+  }
+  writeUsedElem(i: number, id: number, len: number): void {
+    const a = this.layout.device + 4 + 8 * (i % this.size);
+    this.space.writeU32(a, id);
+    this.space.writeU32(a + 4, len);
+  }
+}
+
+export function newChain(cap = 64): DescChain {
+  return new DescChain(cap);
+}
