@@ -1,4 +1,4 @@
-const a = (await import('module')).createRequire(import.meta.url)('/tmp/vkdbg/virtiokit.node');
+const a = (await import('module')).createRequire(import.meta.url)('./build/Release/virtiokit.node');
 a.init((c,m,e)=>{const x=new Error(m); x.code=c; return x;}, ()=>undefined);
 const dst = new ArrayBuffer(1<<20); const src = new ArrayBuffer(1<<20);
 const bufs = [dst, src]; const N=64;

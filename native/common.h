@@ -58,10 +58,6 @@ static inline int vk_buf(napi_env env, napi_value v, const char* fn, const char*
   }
   return vk_buf_slow(env, v, fn, name, data, len);
 }
-/* Bumped by every munmap on this thread (each Node env runs on its own thread): lets copyBatch
- * notice that JS run while resolving its arguments unmapped something. */
-extern __thread unsigned vk_unmap_generation;
-
 /* True when v is a detached ArrayBuffer (an unmapped mapping). */
 int vk_is_detached(napi_env env, napi_value v);
 

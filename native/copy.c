@@ -49,6 +49,8 @@ static napi_value js_copy(napi_env env, napi_callback_info info) {
 typedef struct {
   uint8_t* data;
   size_t len;
+  napi_value v;
+  int kind; /* 0 ArrayBuffer, 1 typed array / DataView, 2 SharedArrayBuffer (cannot detach) */
 } bufent;
 
 /* A validated record: pointers resolved in pass 1, so pass 2 never re-reads `ops` (which may be
@@ -88,19 +90,46 @@ static inline int record_ok(const double* r, double nb) {
 
 /* Resolve bufs[b] (first use in this call). 0 = ok, -1 = thrown. */
 static __attribute__((noinline)) int resolve_buf(napi_env env, napi_value arr, uint32_t b, bufent* e) {
-  napi_value el;
-  if (napi_get_element(env, arr, b, &el) != napi_ok) {
+  if (napi_get_element(env, arr, b, &e->v) != napi_ok) {
     vk_throw(env, "INVALID_ARGUMENT", 0, "copyBatch: cannot read bufs[%u]", b);
     return -1;
   }
   void* d;
-  if (napi_get_arraybuffer_info(env, el, &d, &e->len) == napi_ok) {
+  if (napi_get_arraybuffer_info(env, e->v, &d, &e->len) == napi_ok) {
     e->data = (uint8_t*)d;
+    e->kind = 0;
     return 0;
   }
   char name[24];
   snprintf(name, sizeof name, "bufs[%u]", b);
-  return vk_buf_slow(env, el, "copyBatch", name, &e->data, &e->len);
+  if (vk_buf_slow(env, e->v, "copyBatch", name, &e->data, &e->len) != 0) return -1;
+  bool ta = false, dv = false;
+  napi_is_typedarray(env, e->v, &ta);
+  napi_is_dataview(env, e->v, &dv);
+  e->kind = (ta || dv) ? 1 : 2;
+  return 0;
+}
+
+/*
+ * After pass 1: is every resolved buffer still where it was? An accessor on `bufs` (napi_get_element
+ * runs getters) could have run JS that unmapped, detached or transferred a buffer resolved earlier.
+ * No JS runs between this check and the copies.
+ */
+static __attribute__((noinline)) int still_valid(napi_env env, const bufent* bufs, const uint8_t* have, uint32_t nbufs) {
+  for (uint32_t b = 0; b < nbufs; b++) {
+    if (!have[b] || bufs[b].kind == 2) continue;
+    uint8_t* d = NULL;
+    size_t len = 0;
+    void* p;
+    if (bufs[b].kind == 0) {
+      if (napi_get_arraybuffer_info(env, bufs[b].v, &p, &len) != napi_ok) return 0;
+      d = (uint8_t*)p;
+    } else if (vk_buf_slow(env, bufs[b].v, "copyBatch", "buffer", &d, &len) != 0) {
+      return 0;
+    }
+    if (d != bufs[b].data || len != bufs[b].len) return 0;
+  }
+  return 1;
 }
 
 /* Explain why record i was refused (cold path). */
@@ -177,7 +206,6 @@ static napi_value js_copy_batch(napi_env env, napi_callback_info info) {
 
   /* Pass 1: validate every record (and resolve the buffers it names). The record is read once
    * into locals; every field must be an integer in [0, 2^53), indices below nbufs. */
-  const unsigned gen = vk_unmap_generation;
   const double nb = (double)nbufs;
   double total = 0;
   for (size_t i = 0; i < count; i++) {
@@ -206,9 +234,8 @@ static napi_value js_copy_batch(napi_env env, napi_callback_info info) {
     goto out;
   }
 
-  /* An accessor on `bufs` could have run JS that unmapped a buffer resolved above. */
-  if (gen != vk_unmap_generation) {
-    vk_throw(env, "CLOSED", 0, "copyBatch: a buffer was unmapped while the batch was being validated; nothing was copied");
+  if (!still_valid(env, bufs, have, nbufs)) {
+    vk_throw(env, "CLOSED", 0, "copyBatch: a buffer was unmapped or detached while the batch was being validated; nothing was copied");
     goto out;
   }
 

@@ -18,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-__thread unsigned vk_unmap_generation = 0;
-
 /* V8 refuses external ArrayBuffers above 2^32 bytes (and then runs the finalizer itself). */
 #define MAX_MAPPING 4294967296ULL
 
@@ -195,7 +193,6 @@ static napi_value js_munmap(napi_env env, napi_callback_info info) {
   pthread_mutex_unlock(&g_lock);
   /* `m` stays allocated: the finalizer frees it. */
   if (was_mapped) munmap(data, len);
-  vk_unmap_generation++;
   return NULL;
 }
 

@@ -198,7 +198,7 @@ export class AddressSpace {
         const s = Math.max(start, r.base);
         const e = Math.min(end, r.base + r.size);
         if (e > s) {
-          const spec: RegionSpec = { base: s, size: e - s, buffer: r.buffer, offset: r.offset + (s - r.base), readOnly: r.readOnly, name: `${r.name}[0x${s.toString(16)}]`, fdOffset: r.fdOffset + (s - r.base) };
+          const spec: RegionSpec = { base: s, size: e - s, buffer: r.buffer, offset: r.offset + (s - r.base), readOnly: r.readOnly, name: `${r.name}[0x${s.toString(16)}]`, fdOffset: r.fdOffset };
           if (r.fd !== undefined) spec.fd = r.fd;
           out.push(spec);
         }

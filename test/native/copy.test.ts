@@ -104,9 +104,9 @@ describe.each(impls)('%s copyBatch', (_name, api) => {
     const a = filled(128, 7);
     const b = new ArrayBuffer(128);
     const sab = new SharedArrayBuffer(16);
-    const ops = new Float64Array([1, 0, 0, 0, 8, 1, 8, 0, 100, 4, 2, 1, 0, 2, 0, 0, 1, 0]);
-    const total = api.copyBatch([a, b, sab], ops, 3);
-    expect(total).toBe(22);
+    const ops = new Float64Array([1, 0, 0, 0, 8, /**/ 1, 8, 0, 100, 4, /**/ 2, 0, 0, 0, 2, /**/ 9, 9, 9, 9, 9]);
+    const total = api.copyBatch([a, b, sab], ops, 3); // the 4th (invalid) record is beyond count
+    expect(total).toBe(14);
     const au = new Uint8Array(a);
     expect(Array.from(new Uint8Array(b, 0, 12))).toEqual([...au.subarray(0, 8), ...au.subarray(100, 104)]);
     expect(Array.from(new Uint8Array(sab, 0, 2))).toEqual([au[0], au[1]]);

@@ -176,7 +176,12 @@ export class RxQueueState {
   private popOne(sink: GuestErrorSink, hdrSize: number, mergeable: boolean): RxResult {
     const ch = this.chain;
     const q = this.queue;
-    if (!q.pop(ch)) return q.parked ? RxResult.BROKEN : RxResult.NO_BUFFERS;
+    if (!q.pop(ch)) {
+      if (q.parked) return RxResult.BROKEN;
+      // Out of buffers: ask the driver to notify when it adds some (with EVENT_IDX this moves
+      // avail_event); re-check once in case buffers arrived meanwhile.
+      if (!q.enableNotifications() || !q.pop(ch)) return q.parked ? RxResult.BROKEN : RxResult.NO_BUFFERS;
+    }
     if (mergeable && ch.writableBytes < hdrSize) {
       // net.setting-up-receive-buffers.driver.1: with MRG_RXBUF each buffer MUST hold at least the header.
       this.broken = true;

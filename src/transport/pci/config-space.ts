@@ -289,7 +289,8 @@ export function initType0Header(space: PciConfigSpace, ids: PciIds): void {
   space.set(PCI_SUBSYSTEM_VENDOR_ID, 2, ids.subsystemVendorId);
   space.set(PCI_SUBSYSTEM_ID, 2, ids.subsystemId);
   space.set(PCI_INTERRUPT_PIN, 1, ids.interruptPin ?? 1);
-  space.setWmask(PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
+  // No I/O BARs: the I/O Space bit is hardwired to 0.
+  space.setWmask(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
   space.setW1c(PCI_STATUS, 2, PCI_STATUS_W1C);
   space.setWmask(PCI_CACHE_LINE_SIZE, 1, 0xff);
   space.setWmask(PCI_INTERRUPT_LINE, 1, 0xff);

@@ -126,7 +126,7 @@ export class NotifyRegion implements BarHandler {
       st.noBusMaster++;
       return;
     }
-    if (size === 4) this.lastNotificationData = value >>> 16;
+    if (size === 4 && data) this.lastNotificationData = value >>> 16;
     st.delivered++;
     this.core.notify(q); // unknown q: ignored and traced by the core
   }

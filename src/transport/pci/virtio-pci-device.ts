@@ -31,7 +31,6 @@ import type { VirtioDeviceCore } from '../../device/core.js';
 import type { TransportHooks } from '../../device/types.js';
 import { NO_VECTOR } from '../../device/queue-regs.js';
 import type { StatusWriteResult } from '../../features/status.js';
-import type { AddressSpace } from '../../memory/space.js';
 import type { SwiotlbWindow } from '../../swiotlb/window.js';
 import { VIRTIO_F_NOTIFICATION_DATA } from '../../features/bits.js';
 import {
@@ -54,6 +53,9 @@ import { NotifyRegion } from './notify.js';
 import { DeviceCfgRegion } from './device-cfg.js';
 import { PciCfgAccess } from './pci-cfg-access.js';
 import { computeLayout, type PciLayout, type PciLayoutOptions } from './layout.js';
+import { SwiotlbBar, type BarMapping } from './swiotlb-bar.js';
+
+export type { BarMapping } from './swiotlb-bar.js';
 
 const log = logger('pci');
 
@@ -101,22 +103,6 @@ export interface VirtioPciOptions extends PciLayoutOptions {
   onIntx?: (level: boolean) => void;
 }
 
-/** A BAR whose contents can be mapped directly (the SWIOTLB window). */
-export interface BarMapping {
-  /** BAR index. */
-  readonly bar: number;
-  /** Offset of the mapped range inside the BAR. */
-  readonly barOffset: number;
-  /** Bytes backed (the rest of the BAR reads 0). */
-  readonly size: number;
-  /** Backing buffer and the offset of the range's first byte in it. */
-  readonly buffer: ArrayBufferLike;
-  readonly bufferOffset: number;
-  /** File descriptor that backs the buffer (map `size` bytes at `fdOffset`), when shareable. */
-  readonly fd: number | undefined;
-  readonly fdOffset: number;
-}
-
 /** Counters of the PCI transport (the core counts the virtio-level ones). */
 export interface PciTransportStats {
   /** BAR accesses while Memory Space Enable was clear. */
@@ -161,6 +147,8 @@ export class VirtioPciDevice implements TransportHooks {
   readonly notifyRegion: NotifyRegion;
   readonly cfgAccess: PciCfgAccess;
   readonly window: SwiotlbWindow | undefined;
+  /** The SWIOTLB window's BAR range (when the capability is presented). */
+  readonly swiotlb: SwiotlbBar | undefined;
   readonly stats: PciTransportStats = { memoryDisabledAccesses: 0, unimplementedBarAccesses: 0, refusedAccesses: 0, msiDroppedNoBusMaster: 0, noVectorInterrupts: 0, windowMoveFailures: 0 };
   private readonly barSet: PciBars;
   private readonly router: BarRouter;
@@ -168,8 +156,6 @@ export class VirtioPciDevice implements TransportHooks {
   private readonly barListeners: Array<(c: BarChange) => void> = [];
   private command = 0;
   private readonly notifySpan: { bar: number; offset: number; end: number };
-  /** DMA space to restore on reset after a SWIOTLB switch. */
-  private savedSpace: AddressSpace | undefined;
 
   /** @internal use {@link createVirtioPciDevice} */
   constructor(core: VirtioDeviceCore, o: VirtioPciOptions) {
@@ -231,10 +217,13 @@ export class VirtioPciDevice implements TransportHooks {
       this.router.add(L.device.bar, L.device.offset, L.deviceSpan, new DeviceCfgRegion(core), 'device cfg');
     }
     const cfgCap = caps.addPciCfg(); // pci.pci-cfg-access.device.1
+    let sw: SwiotlbBar | undefined;
     if (L.swiotlb !== undefined && this.window !== undefined) {
-      caps.addSwiotlb(L.swiotlb, o.swiotlbCfgType ?? VIRTIO_PCI_CAP_SWIOTLB_DEFAULT);
-      this.router.add(L.swiotlb.bar, L.swiotlb.offset, L.swiotlb.length, windowRegion(this.window), 'swiotlb window');
+      caps.addSwiotlb(L.swiotlb, o.swiotlbCfgType ?? VIRTIO_PCI_CAP_SWIOTLB_DEFAULT); // rfc-swiotlb.pci.device.1
+      sw = new SwiotlbBar(core, this.window, L.swiotlb);
+      this.router.add(L.swiotlb.bar, L.swiotlb.offset, L.swiotlb.length, sw, 'swiotlb window');
     }
+    this.swiotlb = sw;
     for (const v of o.vendorCaps ?? []) caps.addVendorData(v.vendorId, v.data);
     for (const s of o.sharedMemory ?? []) caps.addSharedMemory(s.shmid, s.bar, s.offset, s.length);
     let msix: Msix | undefined;
@@ -351,10 +340,8 @@ export class VirtioPciDevice implements TransportHooks {
 
   /** The BAR range that is plain memory and may be mapped directly (the SWIOTLB window), if `bar` has one. */
   barMapping(bar: number): BarMapping | undefined {
-    const w = this.window;
-    const s = this.layout.swiotlb;
-    if (w === undefined || s === undefined || s.bar !== bar) return undefined;
-    return { bar, barOffset: s.offset, size: w.size, buffer: w.buffer, bufferOffset: w.bufferOffset, fd: w.fd, fdOffset: w.fdOffset + w.bufferOffset };
+    const sw = this.swiotlb;
+    return sw !== undefined && sw.region.bar === bar ? sw.mapping() : undefined;
   }
 
   /** Subscribe to MSI-X messages `(address, data, vector)`. */
@@ -438,23 +425,8 @@ export class VirtioPciDevice implements TransportHooks {
   }
 
   private afterStatusWrite(res: StatusWriteResult): void {
-    if (res.kind === 'reset') {
-      this.isr.clear();
-      if (this.savedSpace !== undefined) {
-        const s = this.savedSpace;
-        this.savedSpace = undefined;
-        this.core.setAddressSpace(s);
-      }
-      return;
-    }
-    if (res.kind === 'features-ok' && res.accepted && this.window !== undefined && this.core.swiotlbNegotiated) {
-      const ws = this.window.asAddressSpace();
-      if (this.core.space !== ws && this.savedSpace === undefined) {
-        this.savedSpace = this.core.space;
-        this.core.setAddressSpace(ws); // rfc-swiotlb.feature.driver.1: only the window from now on
-        log('%s: VIRTIO_F_SWIOTLB negotiated; DMA space is the window %s', this.core.model.name, this.window.name);
-      }
-    }
+    if (res.kind === 'reset') this.isr.clear();
+    this.swiotlb?.afterStatusWrite(res);
   }
 
   private commandWritten(): void {
@@ -467,16 +439,7 @@ export class VirtioPciDevice implements TransportHooks {
   }
 
   private barChanged(c: BarChange): void {
-    const s = this.layout.swiotlb;
-    const w = this.window;
-    if (w !== undefined && s !== undefined && c.index === s.bar && c.valid) {
-      try {
-        w.moveTo(c.address + s.offset);
-      } catch (e) {
-        this.stats.windowMoveFailures++;
-        log('SWIOTLB window cannot follow BAR %d to 0x%s: %s', c.index, c.address.toString(16), (e as Error).message);
-      }
-    }
+    if (this.swiotlb !== undefined && !this.swiotlb.barChanged(c)) this.stats.windowMoveFailures++;
     for (const l of this.barListeners) {
       try {
         l(c);
@@ -499,27 +462,6 @@ export class VirtioPciDevice implements TransportHooks {
       ...(value !== undefined ? { value } : {}),
     });
   }
-}
-
-/** The SWIOTLB window as a BAR structure: plain memory, little-endian. */
-function windowRegion(w: SwiotlbWindow): { read(off: number, size: number): number; write(off: number, size: number, value: number): void } {
-  const dv = w.region.dv;
-  const base = w.bufferOffset;
-  const size = w.size;
-  return {
-    read(off, n) {
-      if (!(off >= 0 && off + n <= size)) return 0;
-      const p = base + off;
-      return n === 4 ? dv.getUint32(p, true) : n === 2 ? dv.getUint16(p, true) : dv.getUint8(p);
-    },
-    write(off, n, value) {
-      if (!(off >= 0 && off + n <= size)) return;
-      const p = base + off;
-      if (n === 4) dv.setUint32(p, value >>> 0, true);
-      else if (n === 2) dv.setUint16(p, value & 0xffff, true);
-      else dv.setUint8(p, value & 0xff);
-    },
-  };
 }
 
 function allOnes(size: number): number {

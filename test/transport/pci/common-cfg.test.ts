@@ -253,3 +253,23 @@ describe('common cfg: config_generation', () => {
     expect(() => dev.barWrite(d.bar, d.offset + 7, 2, 1)).not.toThrow();
   });
 });
+
+describe('common cfg: queue_size validation with the real split factory', () => {
+  it('[pci.common-cfg.driver.3] a queue_size above the maximum or 0 parks the queue at DRIVER_OK (NEEDS_RESET), never throws', async () => {
+    const { createSplitDeviceQueue } = await import('../../../src/queue/split/device.js');
+    for (const bad of [512, 0, 100]) {
+      const r = rig({ core: { queueFactories: { split: createSplitDeviceQueue } } });
+      enable(r.dev);
+      const c = cc(r.dev);
+      negotiate(r.dev, V1);
+      c.w(C.QUEUE_SELECT, 2, 0);
+      c.w(C.QUEUE_SIZE, 2, bad);
+      expect(c.r(C.QUEUE_SIZE, 2)).toBe(bad);
+      setupQueue(r.dev, 0);
+      c.w(C.DEVICE_STATUS, 1, 0xf);
+      expect(r.core.queue(0)).toBeNull();
+      expect(r.core.choke.last?.code).toBe('QUEUE_SIZE_INVALID');
+      expect(c.r(C.DEVICE_STATUS, 1) & 0x40).toBe(0x40);
+    }
+  });
+});

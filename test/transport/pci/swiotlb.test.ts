@@ -112,3 +112,21 @@ describe('SWIOTLB capability and window (2025 RFC)', () => {
     expect(r.window.asAddressSpace().readU32(BAR_ADDR[4]! + 0x100)).toBe(0xdeadbeef);
   });
 });
+
+describe('SWIOTLB wiring check', () => {
+  it('[rfc-swiotlb.feature.driver.1] a core built with another swiotlb space is flagged at DRIVER_OK', async () => {
+    const { AddressSpace } = await import('../../../src/memory/space.js');
+    const window = new SwiotlbWindow(new ArrayBuffer(WSIZE));
+    const other = new AddressSpace([{ base: 0x9000_0000, size: WSIZE, buffer: new ArrayBuffer(WSIZE) }], 'other');
+    const r = rig({ core: { swiotlb: { policy: 'preferred', space: other } }, pci: { swiotlbWindow: window } });
+    enable(r.dev);
+    negotiate(r.dev, [SW_WORD0, 1]);
+    cc(r.dev).w(C.DEVICE_STATUS, 1, 0xf);
+    expect(r.dev.swiotlb!.spaceMismatch).toBe(true);
+    const ok = swRig();
+    enable(ok.dev);
+    negotiate(ok.dev, [SW_WORD0, 1]);
+    cc(ok.dev).w(C.DEVICE_STATUS, 1, 0xf);
+    expect(ok.dev.swiotlb!.spaceMismatch).toBe(false);
+  });
+});
