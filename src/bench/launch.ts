@@ -6,9 +6,6 @@
 import { fileURLToPath } from 'node:url';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 
-/** True when this module runs from TypeScript sources (under tsx or vitest). */
-export const RUNNING_FROM_TS = import.meta.url.endsWith('.ts');
-
 /** URL of sibling module `name` (without extension) next to the module at `base`. */
 export function siblingModule(name: string, base: string): URL {
   return new URL(`./${name}${base.endsWith('.ts') ? '.ts' : '.js'}`, base);

@@ -6,10 +6,13 @@
  * {@link GuestErrorSink}, after which the queue is parked.
  *
  * Hot paths allocate nothing per request: chains are filled into a caller-owned, reusable
- * {@link DescChain}; driver-side buffers are described by a reusable {@link SgList}.
+ * {@link DescChain}; driver-side buffers are described by a reusable {@link SgList}. The optional
+ * batch members (popBatch / addBatch / getUsedBatch, with {@link ChainBatch} and {@link SgBatch})
+ * do the same work for many chains per call, keeping ring state in locals (perf-limits.md §6).
  */
 import type { AddressSpace } from '../memory/space.js';
 import type { GuestErrorSink } from '../device/choke.js';
+import { VirtioError } from '../errors.js';
 
 /** Split-ring queue size limit (split-ring.tex: 32768) and packed (2^15). */
 export const MAX_QUEUE_SIZE = 32768;
@@ -87,6 +90,87 @@ export class DescChain {
   }
 }
 
+/**
+ * Several popped descriptor chains in flat typed arrays (the batch form of {@link DescChain}),
+ * filled by {@link DeviceQueue.popBatch}. Reused across calls; allocates nothing per chain.
+ *
+ * Chain `i < count` has head/id `head[i]`, and segments `start[i] .. start[i+1]-1` in the
+ * segment arrays (`region`, `offset`, `addr`, `len`), of which the first `readable[i]` are
+ * device-readable. Segment `s` lives at `space.regions[region[s]].u8[offset[s] .. offset[s]+len[s])`.
+ * `head` can be handed straight to {@link DeviceQueue.pushUsedBatch}.
+ */
+export class ChainBatch {
+  /** Chains held (set by popBatch). */
+  count = 0;
+  /** Head id per chain (split: head index; packed: buffer id). */
+  readonly head: Uint32Array;
+  /** Segment range per chain: chain i owns segments start[i] .. start[i+1]-1 (start[0] = 0). */
+  readonly start: Uint32Array;
+  /** Leading device-readable segments per chain. */
+  readonly readable: Uint32Array;
+  /** Sum of readable segment lengths per chain. */
+  readonly readableBytes: Float64Array;
+  /** Sum of writable segment lengths per chain. */
+  readonly writableBytes: Float64Array;
+  /** Ring slots / table entries per chain (as {@link DescChain.descCount}). */
+  readonly descCount: Uint32Array;
+  /** Region index per segment. */
+  readonly region: Int32Array;
+  /** Byte offset inside the region's buffer per segment. */
+  readonly offset: Float64Array;
+  /** Bus address per segment. */
+  readonly addr: Float64Array;
+  /** Length per segment. */
+  readonly len: Uint32Array;
+
+  /**
+   * @param maxChains most chains per batch (e.g. 64)
+   * @param segCapacity most segments over all chains of a batch (default 4 per chain). A chain
+   *   that does not fit in the room left is left in the ring for the next call; a chain longer than
+   *   the whole capacity (or the device limit) is a guest error, as with {@link DescChain}.
+   */
+  constructor(maxChains: number, segCapacity = 4 * maxChains) {
+    this.head = new Uint32Array(maxChains);
+    this.start = new Uint32Array(maxChains + 1);
+    this.readable = new Uint32Array(maxChains);
+    this.readableBytes = new Float64Array(maxChains);
+    this.writableBytes = new Float64Array(maxChains);
+    this.descCount = new Uint32Array(maxChains);
+    this.region = new Int32Array(segCapacity);
+    this.offset = new Float64Array(segCapacity);
+    this.addr = new Float64Array(segCapacity);
+    this.len = new Uint32Array(segCapacity);
+  }
+
+  /** Most chains per batch. */
+  get maxChains(): number {
+    return this.head.length;
+  }
+  /** Most segments per batch. */
+  get segCapacity(): number {
+    return this.len.length;
+  }
+
+  /** Copy chain `i` into `out` (convenience for code written against {@link DescChain}; not for hot loops). */
+  copyChain(i: number, out: DescChain): void {
+    const s0 = this.start[i]!;
+    const n = this.start[i + 1]! - s0;
+    if (n > out.len.length) throw new VirtioError('INVALID_ARGUMENT', `ChainBatch.copyChain: chain ${i} has ${n} segments, the DescChain holds ${out.len.length}`);
+    out.head = this.head[i]!;
+    out.count = n;
+    out.readable = this.readable[i]!;
+    out.readableBytes = this.readableBytes[i]!;
+    out.writableBytes = this.writableBytes[i]!;
+    out.descCount = this.descCount[i]!;
+    for (let k = 0; k < n; k++) {
+      out.region[k] = this.region[s0 + k]!;
+      out.offset[k] = this.offset[s0 + k]!;
+      out.addr[k] = this.addr[s0 + k]!;
+      out.len[k] = this.len[s0 + k]!;
+    }
+  }
+}
+
 /** Device side of a virtqueue (split or packed). */
 export interface DeviceQueue {
   /** 'split' or 'packed'. */
@@ -104,6 +188,15 @@ export interface DeviceQueue {
    * or the chain was invalid (then the error went to the sink and the queue is parked).
    */
   pop(chain: DescChain): boolean;
+  /**
+   * Batch form of {@link pop} (optional; split and packed implement it): pop up to
+   * `min(max, batch.maxChains)` chains into `batch` with exactly the same validation, reading the
+   * driver's index and writing back ring state once per call. Sets `batch.count` and returns it.
+   * Chains before an invalid one are returned (they are valid and in flight); the invalid one is
+   * reported to the sink and parks the queue — check {@link parked} when the result is short.
+   * Complete the chains with {@link pushUsedBatch}(`batch.head`, lens, n).
+   */
+  popBatch?(batch: ChainBatch, max: number): number;
   /** Return a chain to the driver with `len` bytes written. Errors go to the sink. */
   pushUsed(head: number, len: number): void;
   /** Push many at once (one index publish). `heads[i]`, `lens[i]` for i < n. */
@@ -166,6 +259,81 @@ export class SgList {
   }
 }
 
+/**
+ * Several driver-side scatter-gather lists in flat typed arrays (the batch form of {@link SgList}),
+ * for {@link DriverQueue.addBatch}. Chain `i < count` has token `token[i]` and segments
+ * `start[i] .. start[i+1]-1` of `addr`/`len`, the first `readable[i]` of them device-readable.
+ * Build it with {@link clear}, {@link chain}, {@link out}, {@link in}, or fill the arrays directly
+ * (then set `count` and keep `start[0] = 0`).
+ */
+export class SgBatch {
+  /** Chains in the batch. */
+  count = 0;
+  /** Segments over all chains. */
+  segs = 0;
+  /** Caller token per chain (returned by getUsed / getUsedBatch). */
+  readonly token: Int32Array;
+  /** Segment range per chain: chain i owns start[i] .. start[i+1]-1. */
+  readonly start: Uint32Array;
+  /** Leading device-readable segments per chain. */
+  readonly readable: Uint32Array;
+  /** Head/id given to each chain by addBatch. */
+  readonly head: Int32Array;
+  readonly addr: Float64Array;
+  readonly len: Uint32Array;
+
+  /** @param maxChains most chains; @param segCapacity most segments over all chains (default 4 per chain). */
+  constructor(maxChains: number, segCapacity = 4 * maxChains) {
+    this.token = new Int32Array(maxChains);
+    this.start = new Uint32Array(maxChains + 1);
+    this.readable = new Uint32Array(maxChains);
+    this.head = new Int32Array(maxChains);
+    this.addr = new Float64Array(segCapacity);
+    this.len = new Uint32Array(segCapacity);
+  }
+  /** Reset to empty. */
+  clear(): this {
+    this.count = 0;
+    this.segs = 0;
+    this.start[0] = 0;
+    return this;
+  }
+  /** Start a new chain with `token`; append its segments with {@link out} / {@link in}. */
+  chain(token: number): this {
+    const c = this.count;
+    if (c >= this.token.length) throw new VirtioError('INVALID_ARGUMENT', `SgBatch: more than ${this.token.length} chains`);
+    this.token[c] = token;
+    this.readable[c] = 0;
+    this.start[c + 1] = this.segs;
+    this.count = c + 1;
+    return this;
+  }
+  /** Append a device-readable segment to the current chain (before any writable one). */
+  out(addr: number, len: number): this {
+    const c = this.count - 1;
+    const s = this.segs;
+    if (c < 0 || s >= this.len.length) throw new VirtioError('INVALID_ARGUMENT', c < 0 ? 'SgBatch.out: call chain() first' : `SgBatch: more than ${this.len.length} segments`);
+    if (this.start[c]! + this.readable[c]! !== s) throw new VirtioError('INVALID_ARGUMENT', 'SgBatch: readable segments must precede writable ones');
+    this.addr[s] = addr;
+    this.len[s] = len;
+    this.readable[c]!++;
+    this.segs = s + 1;
+    this.start[c + 1] = s + 1;
+    return this;
+  }
+  /** Append a device-writable segment to the current chain. */
+  in(addr: number, len: number): this {
+    const c = this.count - 1;
+    const s = this.segs;
+    if (c < 0 || s >= this.len.length) throw new VirtioError('INVALID_ARGUMENT', c < 0 ? 'SgBatch.in: call chain() first' : `SgBatch: more than ${this.len.length} segments`);
+    this.addr[s] = addr;
+    this.len[s] = len;
+    this.segs = s + 1;
+    this.start[c + 1] = s + 1;
+    return this;
+  }
+}
+
 /** Driver-side options. */
 export interface DriverQueueOptions {
   /** Use an indirect table for chains with at least this many segments (0 = never). Needs VIRTIO_F_INDIRECT_DESC. */
@@ -197,6 +365,19 @@ export interface DriverQueue {
    * On success the token and written length are in {@link lastToken} / {@link lastLen}.
    */
   getUsed(): boolean;
+  /**
+   * Batch form of {@link add} (optional; split and packed implement it): add chains 0, 1, … of
+   * `batch` in order until one does not fit; writes each chain's head/id to `batch.head[i]` and
+   * returns how many were added (then call {@link publish} once).
+   */
+  addBatch?(batch: SgBatch): number;
+  /**
+   * Batch form of {@link getUsed} (optional): collect up to `max` used buffers with the same
+   * validation, writing tokens to `tokens[i]` and written lengths to `lens[i]`; returns how many.
+   * Stops early (after reporting to the sink, which stops the queue) when the device returned
+   * something invalid; entries before it are returned.
+   */
+  getUsedBatch?(tokens: Int32Array, lens: Uint32Array, max: number): number;
   readonly lastToken: number;
   readonly lastLen: number;
   /** Ask the device for interrupts (or suppress them). */

@@ -103,7 +103,7 @@ export interface BlkDeviceOptions {
   minIoSize?: number;
   /** topology.opt_io_size in logical blocks (default 0 = not reported). */
   optIoSize?: number;
-  /** Most data segments per request (seg_max; default queueSize - 2). */
+  /** Most data segments per request (seg_max; default queueSize - 2, at most 1022). */
   segMax?: number;
   /** Largest data segment in bytes (size_max; VIRTIO_BLK_F_SIZE_MAX is offered only when set). */
   sizeMax?: number;
@@ -181,6 +181,11 @@ class OrderRing {
     this.mask = size - 1;
   }
 }
+
+/** Default seg_max is queueSize - 2 (header + status), capped here (as QEMU does). */
+const DEFAULT_SEG_MAX_CAP = 1022;
+/** Bounce buffers larger than this are dropped when their request is released. */
+const BOUNCE_KEEP = 256 * 1024;
 
 function pow2(n: number): boolean {
   return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
@@ -267,7 +272,7 @@ export class BlkDevice implements VirtioDeviceModel {
     requireArg(pow2(blkSize) && blkSize >= 512 && blkSize <= 65536, `virtio-blk: blkSize must be a power of 2 in 512..65536 (got ${blkSize})`);
     const phys = opts.physicalBlockSize ?? blkSize;
     requireArg(pow2(phys) && phys >= blkSize && Math.log2(phys / blkSize) <= 255, `virtio-blk: physicalBlockSize must be a power of 2 ≥ blkSize ${blkSize} (got ${phys})`);
-    const segMax = opts.segMax ?? Math.max(1, queueSize - 2);
+    const segMax = opts.segMax ?? Math.min(Math.max(1, queueSize - 2), DEFAULT_SEG_MAX_CAP);
     requireArg(Number.isInteger(segMax) && segMax >= 1 && segMax <= 32768, `virtio-blk: segMax must be an integer 1..32768 (got ${segMax})`);
     const sizeMax = opts.sizeMax;
     if (sizeMax !== undefined) requireArg(Number.isInteger(sizeMax) && sizeMax >= 512 && sizeMax <= 0xffffffff, `virtio-blk: sizeMax must be an integer 512..2^32-1 (got ${sizeMax})`);
@@ -762,6 +767,7 @@ export class BlkDevice implements VirtioDeviceModel {
 
   private release(req: BlkRequest): void {
     req.space = null;
+    if (req.bounce !== null && req.bounce.length > BOUNCE_KEEP) req.bounce = null;
     this.pool.push(req);
     if (--this.inflight === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters.splice(0);

@@ -52,11 +52,14 @@ export function decodeControlHeader(src: Uint8Array): { id: number; event: numbe
   return { id: dv.getUint32(0, true), event: dv.getUint16(4, true), value: dv.getUint16(6, true) };
 }
 
-/** The RESIZE payload: cols le16, rows le16. */
-export function resizePayload(cols: number, rows: number): Uint8Array {
+/**
+ * The RESIZE payload: cols le16, rows le16 (the spec's order). `colsFirst = false` gives the
+ * order older Linux drivers read (rows, cols; fixed in Linux in 2025).
+ */
+export function resizePayload(cols: number, rows: number, colsFirst = true): Uint8Array {
   const b = new Uint8Array(4);
   const dv = new DataView(b.buffer);
-  dv.setUint16(0, cols & 0xffff, true);
-  dv.setUint16(2, rows & 0xffff, true);
+  dv.setUint16(0, (colsFirst ? cols : rows) & 0xffff, true);
+  dv.setUint16(2, (colsFirst ? rows : cols) & 0xffff, true);
   return b;
 }

@@ -122,7 +122,7 @@ export class VirtioNetDevice implements VirtioDeviceModel, CtrlTarget {
   private readonly taps: FrameTap[] = [];
   private readonly backlog: FrameBacklog;
   private readonly tx: TxPath;
-  private readonly ctrl = new CtrlPath();
+  private readonly ctrl: CtrlPath;
   private host: ModelHost | null = null;
   private ctx: DeviceContext | null = null;
   private space: AddressSpace | null = null;
@@ -175,6 +175,7 @@ export class VirtioNetDevice implements VirtioDeviceModel, CtrlTarget {
     this.txPending = new Uint8Array(this.numQueues);
     this.backlog = new FrameBacklog(opts.backlogFrames ?? 256, opts.backlogBytes ?? 1 << 20);
     this.tx = new TxPath(qs);
+    this.ctrl = new CtrlPath(qs);
 
     const o = new FeatureSet();
     o.set(NET_F.MAC).set(NET_F.STATUS);

@@ -32,6 +32,7 @@ import type { GuestErrorSink } from '../../device/choke.js';
 import type { VirtioErrorCode } from '../../errors.js';
 import { logger } from '../../log.js';
 import {
+  ChainBatch,
   type DescChain,
   type DeviceQueue,
   type DeviceQueueFactory,
@@ -111,6 +112,8 @@ export class SplitDeviceQueue implements DeviceQueue {
   private isParked = false;
   /** Index of the region the last buffer resolved into (fast-path cache). */
   private lastRegion = 0;
+  /** Per-chain results of {@link pop} (segments go straight into the caller's DescChain). */
+  private readonly one = new ChainBatch(1, 0);
 
   /** Use {@link createSplitDeviceQueue}; `views` come from resolveSplitRings. */
   constructor(space: AddressSpace, cfg: QueueConfig, sink: GuestErrorSink, views: SplitRingViews) {
@@ -155,158 +158,257 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   pop(chain: DescChain): boolean {
-    if (this.isParked) return false;
-    const size = this.size;
-    const last = this.lastAvail;
-    const avail = this.avail;
-    let availIdx = this.cachedAvail;
-    if (last === availIdx) {
-      availIdx = Atomics.load(avail, 1);
-      if (availIdx === last) return false;
-      const pending = (availIdx - last) & 0xffff;
-      if (pending > size) {
-        // basic.split-vq.vq-available-ring.driver.1 (no way to unexpose; at most size buffers outstanding)
-        return this.fail('AVAIL_IDX_AHEAD', 'basic.split-vq.vq-available-ring.driver.1', `avail idx ${availIdx} is ${pending} entries ahead of the next entry ${last} to process, more than the queue size ${size}`);
-      }
-      this.cachedAvail = availIdx;
-    }
-    const head = avail[2 + (last & this.mask)]!;
-    if (head >= size) {
-      // No normative clause: the descriptor table has exactly queue-size entries.
-      return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `avail ring entry ${last} offers head ${head}, outside the descriptor table of ${size} entries`);
-    }
-    const inFlightMap = this.inFlightMap;
-    if (inFlightMap[head] !== 0) {
-      // No normative clause: a driver only offers heads of chains in free descriptors.
-      return this.fail('HEAD_IN_FLIGHT', undefined, `avail ring entry ${last} offers head ${head}, which the device already holds (popped, not yet used)`);
-    }
-    const desc = this.desc;
-    const space = this.space;
-    // Region cache: the last region a buffer resolved into; misses fall back to space.resolveHiLo.
-    const regions = space.regions;
-    let ri = this.lastRegion;
-    let rg = regions[ri];
-    const cap = chain.len.length < this.maxSeg ? chain.len.length : this.maxSeg;
-    const cRegion = chain.region;
-    const cOff = chain.offset;
-    const cAddr = chain.addr;
-    const cLen = chain.len;
-    let idx = head;
-    let walked = 0;
-    let count = 0;
-    let readable = 0;
-    let rBytes = 0;
-    let wBytes = 0;
-    for (;;) {
-      if (walked === size) {
-        // basic.split-vq.vq-desc-table.driver.1: loops are forbidden; a chain cannot exceed the table.
-        return this.fail('CHAIN_LOOP', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} walked ${size} descriptors without ending (loop)`);
-      }
-      walked++;
-      const w = idx << 2;
-      const lo = desc[w]!;
-      const hi = desc[w + 1]!;
-      const len = desc[w + 2]!;
-      const fn = desc[w + 3]!;
-      if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        if (!this.popIndirect(chain, head, idx, lo, hi, len, fn, count, readable, rBytes, wBytes, cap, walked)) return false;
-        break;
-      }
-      if (len !== 0) {
-        const write = (fn & VIRTQ_DESC_F_WRITE) !== 0;
-        if (write) {
-          wBytes += len;
-        } else {
-          if (count !== readable) {
-            // basic.split-vq.message-framing.driver.1
-            return this.fail('READABLE_AFTER_WRITABLE', 'basic.split-vq.message-framing.driver.1', `descriptor ${idx} of chain ${head} is device-readable but follows a device-writable one`);
-          }
-          readable++;
-          rBytes += len;
-        }
-        // basic.split-vq.vq-desc-table.device.1: every buffer must lie inside the device's space
-        // (writable ones in a writable region).
-        const addr = hi * TWO32 + lo;
-        let off: number;
-        if (rg !== undefined && hi < 0x200000 && addr >= rg.base && addr + len <= rg.base + rg.size && !(write && rg.readOnly)) {
-          off = rg.offset + (addr - rg.base);
-        } else {
-          const r = space.resolveHiLo(lo, hi, len, write);
-          if (r < 0) return this.failResolve(r, `descriptor ${idx} buffer`, lo, hi, len, write);
-          off = space.off;
-          ri = r;
-          rg = regions[r];
-          this.lastRegion = r;
-        }
-        if (count === cap) {
-          // basic.split-vq.message-framing.device.2: the device limits segments per chain.
-          return this.fail('CHAIN_LOOP', 'basic.split-vq.message-framing.device.2', `chain from head ${head} has more than ${cap} segments (device limit)`);
-        }
-        if (rBytes + wBytes > MAX_CHAIN_BYTES) {
-          // basic.split-vq.vq-desc-table.driver.1
-          return this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
-        }
-        cRegion[count] = ri;
-        cOff[count] = off;
-        cAddr[count] = addr;
-        cLen[count] = len;
-        count++;
-      }
-      if ((fn & VIRTQ_DESC_F_NEXT) === 0) {
-        chain.count = count;
-        chain.readable = readable;
-        chain.readableBytes = rBytes;
-        chain.writableBytes = wBytes;
-        chain.descCount = walked;
-        break;
-      }
-      idx = fn >>> 16;
-      if (idx >= size) {
-        return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `descriptor of chain ${head} links to next ${idx}, outside the table of ${size} entries`);
-      }
-    }
-    chain.head = head;
-    inFlightMap[head] = 1;
-    this.inFlightCount++;
-    if (this.inOrder) this.order[(this.orderHead + this.inFlightCount - 1) & this.mask] = head;
-    this.lastAvail = (last + 1) & 0xffff;
+    const one = this.one;
+    if (this.popMany(one, chain.region, chain.offset, chain.addr, chain.len, 1) === 0) return false;
+    chain.head = one.head[0]!;
+    chain.count = one.start[1]!;
+    chain.readable = one.readable[0]!;
+    chain.readableBytes = one.readableBytes[0]!;
+    chain.writableBytes = one.writableBytes[0]!;
+    chain.descCount = one.descCount[0]!;
     return true;
   }
 
   /**
-   * Walk an indirect table referenced by descriptor `idx` (flags|next in `fn`), appending to the
-   * `count` segments already in `chain`. Fills the chain's totals on success.
+   * Pop up to `min(max, batch.maxChains)` chains into `batch` (see {@link DeviceQueue.popBatch}):
+   * the same walk and checks as {@link pop} (both run {@link popMany}).
    */
-  private popIndirect(chain: DescChain, head: number, idx: number, lo: number, hi: number, len: number, fn: number, count: number, readable: number, rBytes: number, wBytes: number, cap: number, walked: number): boolean {
+  popBatch(batch: ChainBatch, max: number): number {
+    const m = max < batch.head.length ? max : batch.head.length;
+    return this.popMany(batch, batch.region, batch.offset, batch.addr, batch.len, m);
+  }
+
+  /**
+   * The one chain walker behind {@link pop} and {@link popBatch}: pops up to `max` chains, writing
+   * per-chain results into `pc` and segments into the flat segment arrays (capacity `cLen.length`).
+   * Ring state is copied into locals once and written back once. A chain that does not fit in the
+   * segment room left (but would fit in an empty batch) stays in the ring for the next call.
+   * @returns chains popped; on a guest error the chains before it are returned and the queue parks.
+   */
+  private popMany(pc: ChainBatch, cRegion: Int32Array, cOff: Float64Array, cAddr: Float64Array, cLen: Uint32Array, max: number): number {
+    pc.count = 0;
+    if (this.isParked) return 0;
+    const size = this.size;
+    const mask = this.mask;
+    const avail = this.avail;
+    const desc = this.desc;
+    const inFlightMap = this.inFlightMap;
+    const inOrder = this.inOrder;
+    const order = this.order;
+    const orderHead = this.orderHead;
+    const maxSeg = this.maxSeg;
+    const segCap = cLen.length;
+    /** Per-chain segment limit in an empty batch. */
+    const capAll = segCap < maxSeg ? segCap : maxSeg;
+    const pHead = pc.head;
+    const pStart = pc.start;
+    const pReadable = pc.readable;
+    const pRBytes = pc.readableBytes;
+    const pWBytes = pc.writableBytes;
+    const pDescs = pc.descCount;
+    const space = this.space;
+    // Region cache: the last region a buffer resolved into; misses fall back to space.resolveHiLo.
+    const regions = space.regions;
+    let ri = this.lastRegion;
+    let rgBase = 1;
+    let rgEnd = 0;
+    let rgOff = 0;
+    let rgWritable = false;
+    const rg0 = regions[ri];
+    if (rg0 !== undefined) {
+      rgBase = rg0.base;
+      rgEnd = rg0.base + rg0.size;
+      rgOff = rg0.offset;
+      rgWritable = !rg0.readOnly;
+    }
+    let last = this.lastAvail;
+    let availIdx = this.cachedAvail;
+    let inFlight = this.inFlightCount;
+    let n = 0;
+    let seg = 0;
+    pStart[0] = 0;
+    chains: while (n < max) {
+      if (last === availIdx) {
+        const a = Atomics.load(avail, 1);
+        if (a === last) break;
+        const pending = (a - last) & 0xffff;
+        if (pending > size) {
+          // basic.split-vq.vq-available-ring.driver.1 (no way to unexpose; at most size buffers outstanding)
+          this.fail('AVAIL_IDX_AHEAD', 'basic.split-vq.vq-available-ring.driver.1', `avail idx ${a} is ${pending} entries ahead of the next entry ${last} to process, more than the queue size ${size}`);
+          break;
+        }
+        availIdx = a;
+      }
+      const head = avail[2 + (last & mask)]!;
+      if (head >= size) {
+        // No normative clause: the descriptor table has exactly queue-size entries.
+        this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `avail ring entry ${last} offers head ${head}, outside the descriptor table of ${size} entries`);
+        break;
+      }
+      if (inFlightMap[head] !== 0) {
+        // No normative clause: a driver only offers heads of chains in free descriptors.
+        this.fail('HEAD_IN_FLIGHT', undefined, `avail ring entry ${last} offers head ${head}, which the device already holds (popped, not yet used)`);
+        break;
+      }
+      const room = segCap - seg;
+      const cap = room < capAll ? room : capAll;
+      let idx = head;
+      let walked = 0;
+      let count = 0;
+      let readable = 0;
+      let rBytes = 0;
+      let wBytes = 0;
+      for (;;) {
+        if (walked === size) {
+          // basic.split-vq.vq-desc-table.driver.1: loops are forbidden; a chain cannot exceed the table.
+          this.fail('CHAIN_LOOP', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} walked ${size} descriptors without ending (loop)`);
+          break chains;
+        }
+        walked++;
+        const w = idx << 2;
+        const lo = desc[w]!;
+        const hi = desc[w + 1]!;
+        const len = desc[w + 2]!;
+        const fn = desc[w + 3]!;
+        if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) {
+          const r = this.walkIndirect(head, idx, lo, hi, len, fn, seg, count, readable, rBytes, wBytes, cap, capAll, cRegion, cOff, cAddr, cLen);
+          if (r < 0) {
+            // -2: does not fit in this batch; -1: guest error (reported, parked).
+            break chains;
+          }
+          count = r;
+          readable = this.wReadable;
+          rBytes = this.wRBytes;
+          wBytes = this.wWBytes;
+          walked += this.wSteps;
+          break;
+        }
+        if (len !== 0) {
+          const write = (fn & VIRTQ_DESC_F_WRITE) !== 0;
+          if (write) {
+            wBytes += len;
+          } else {
+            if (count !== readable) {
+              // basic.split-vq.message-framing.driver.1
+              this.fail('READABLE_AFTER_WRITABLE', 'basic.split-vq.message-framing.driver.1', `descriptor ${idx} of chain ${head} is device-readable but follows a device-writable one`);
+              break chains;
+            }
+            readable++;
+            rBytes += len;
+          }
+          // basic.split-vq.vq-desc-table.device.1: every buffer must lie inside the device's space
+          // (writable ones in a writable region).
+          const addr = hi * TWO32 + lo;
+          let off: number;
+          if (hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd && (rgWritable || !write)) {
+            off = rgOff + (addr - rgBase);
+          } else {
+            const r = space.resolveHiLo(lo, hi, len, write);
+            if (r < 0) {
+              this.failResolve(r, `descriptor ${idx} buffer`, lo, hi, len, write);
+              break chains;
+            }
+            off = space.off;
+            ri = r;
+            const rg = regions[r]!;
+            rgBase = rg.base;
+            rgEnd = rg.base + rg.size;
+            rgOff = rg.offset;
+            rgWritable = !rg.readOnly;
+          }
+          if (count === cap) {
+            // Not enough room left in this batch: leave the chain in the ring for the next call.
+            if (cap < capAll) break chains;
+            // basic.split-vq.message-framing.device.2: the device limits segments per chain.
+            this.fail('CHAIN_LOOP', 'basic.split-vq.message-framing.device.2', `chain from head ${head} has more than ${cap} segments (device limit)`);
+            break chains;
+          }
+          if (rBytes + wBytes > MAX_CHAIN_BYTES) {
+            // basic.split-vq.vq-desc-table.driver.1
+            this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
+            break chains;
+          }
+          const s = seg + count;
+          cRegion[s] = ri;
+          cOff[s] = off;
+          cAddr[s] = addr;
+          cLen[s] = len;
+          count++;
+        }
+        if ((fn & VIRTQ_DESC_F_NEXT) === 0) break;
+        idx = fn >>> 16;
+        if (idx >= size) {
+          this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `descriptor of chain ${head} links to next ${idx}, outside the table of ${size} entries`);
+          break chains;
+        }
+      }
+      // The chain is valid: commit it.
+      pHead[n] = head;
+      pReadable[n] = readable;
+      pRBytes[n] = rBytes;
+      pWBytes[n] = wBytes;
+      pDescs[n] = walked;
+      seg += count;
+      n++;
+      pStart[n] = seg;
+      inFlightMap[head] = 1;
+      inFlight++;
+      if (inOrder) order[(orderHead + inFlight - 1) & mask] = head;
+      last = (last + 1) & 0xffff;
+    }
+    this.lastAvail = last;
+    this.cachedAvail = availIdx;
+    this.inFlightCount = inFlight;
+    this.lastRegion = ri;
+    pc.count = n;
+    return n;
+  }
+
+  /** Results of {@link walkIndirect} besides the segment count. */
+  private wReadable = 0;
+  private wRBytes = 0;
+  private wWBytes = 0;
+  private wSteps = 0;
+
+  /**
+   * Walk an indirect table referenced by descriptor `idx` (flags|next in `fn`), appending segments
+   * at `seg + count` after the `count` the chain already has.
+   * @returns the chain's segment count (readable/bytes/steps in the w* fields), -1 after a guest
+   * error (reported, parked), or -2 when the chain does not fit in the batch room (`cap < capAll`).
+   */
+  private walkIndirect(head: number, idx: number, lo: number, hi: number, len: number, fn: number, seg: number, count: number, readable: number, rBytes: number, wBytes: number, cap: number, capAll: number, cRegion: Int32Array, cOff: Float64Array, cAddr: Float64Array, cLen: Uint32Array): number {
     if (!this.indirectOk) {
       // basic.split-vq.indirect-desc.driver.1
-      return this.fail('INDIRECT_NOT_NEGOTIATED', 'basic.split-vq.indirect-desc.driver.1', `descriptor ${idx} of chain ${head} sets INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated`);
+      this.fail('INDIRECT_NOT_NEGOTIATED', 'basic.split-vq.indirect-desc.driver.1', `descriptor ${idx} of chain ${head} sets INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated`);
+      return -1;
     }
     if ((fn & VIRTQ_DESC_F_NEXT) !== 0) {
       // basic.split-vq.indirect-desc.driver.4
-      return this.fail('INDIRECT_WITH_NEXT', 'basic.split-vq.indirect-desc.driver.4', `descriptor ${idx} of chain ${head} sets both INDIRECT and NEXT`);
+      this.fail('INDIRECT_WITH_NEXT', 'basic.split-vq.indirect-desc.driver.4', `descriptor ${idx} of chain ${head} sets both INDIRECT and NEXT`);
+      return -1;
     }
     const maxEntries = this.maxSeg;
     if (len === 0 || (len & 15) !== 0 || len / 16 > maxEntries) {
       // basic.split-vq.indirect-desc.driver.3 (table holds len/16 descriptors, chain ≤ the device limit)
-      return this.fail('INDIRECT_BAD_LENGTH', 'basic.split-vq.indirect-desc.driver.3', `indirect table of descriptor ${idx} (chain ${head}) has length ${len}; it must be a non-zero multiple of 16 holding at most ${maxEntries} entries`);
+      this.fail('INDIRECT_BAD_LENGTH', 'basic.split-vq.indirect-desc.driver.3', `indirect table of descriptor ${idx} (chain ${head}) has length ${len}; it must be a non-zero multiple of 16 holding at most ${maxEntries} entries`);
+      return -1;
     }
     const space = this.space;
     const rt = space.resolveHiLo(lo, hi, len, false);
-    if (rt < 0) return this.failResolve(rt, `indirect table of descriptor ${idx}`, lo, hi, len, false);
+    if (rt < 0) {
+      this.failResolve(rt, `indirect table of descriptor ${idx}`, lo, hi, len, false);
+      return -1;
+    }
     const dv = space.regions[rt]!.dv;
     const tbase = space.off;
     const n = len >>> 4;
-    const cRegion = chain.region;
-    const cOff = chain.offset;
-    const cAddr = chain.addr;
-    const cLen = chain.len;
     let i = 0;
     let steps = 0;
     // basic.split-vq.indirect-desc.device.1: the WRITE flag of the descriptor pointing at the table is ignored.
     for (;;) {
       if (steps === n) {
-        return this.fail('CHAIN_LOOP', 'basic.split-vq.vq-desc-table.driver.1', `indirect table of chain ${head} (${n} entries) loops`);
+        this.fail('CHAIN_LOOP', 'basic.split-vq.vq-desc-table.driver.1', `indirect table of chain ${head} (${n} entries) loops`);
+        return -1;
       }
       steps++;
       const o = tbase + (i << 4);
@@ -316,48 +418,60 @@ export class SplitDeviceQueue implements DeviceQueue {
       const eflags = dv.getUint16(o + 12, true);
       if ((eflags & VIRTQ_DESC_F_INDIRECT) !== 0) {
         // basic.split-vq.indirect-desc.driver.2
-        return this.fail('NESTED_INDIRECT', 'basic.split-vq.indirect-desc.driver.2', `entry ${i} of the indirect table of chain ${head} sets INDIRECT (nested tables are forbidden)`);
+        this.fail('NESTED_INDIRECT', 'basic.split-vq.indirect-desc.driver.2', `entry ${i} of the indirect table of chain ${head} sets INDIRECT (nested tables are forbidden)`);
+        return -1;
       }
       if (elen !== 0) {
         let r: number;
         if ((eflags & VIRTQ_DESC_F_WRITE) !== 0) {
           r = space.resolveHiLo(elo, ehi, elen, true);
-          if (r < 0) return this.failResolve(r, `indirect entry ${i} buffer`, elo, ehi, elen, true);
+          if (r < 0) {
+            this.failResolve(r, `indirect entry ${i} buffer`, elo, ehi, elen, true);
+            return -1;
+          }
           wBytes += elen;
         } else {
           if (count !== readable) {
-            return this.fail('READABLE_AFTER_WRITABLE', 'basic.split-vq.message-framing.driver.1', `indirect entry ${i} of chain ${head} is device-readable but follows a device-writable one`);
+            this.fail('READABLE_AFTER_WRITABLE', 'basic.split-vq.message-framing.driver.1', `indirect entry ${i} of chain ${head} is device-readable but follows a device-writable one`);
+            return -1;
           }
           r = space.resolveHiLo(elo, ehi, elen, false);
-          if (r < 0) return this.failResolve(r, `indirect entry ${i} buffer`, elo, ehi, elen, false);
+          if (r < 0) {
+            this.failResolve(r, `indirect entry ${i} buffer`, elo, ehi, elen, false);
+            return -1;
+          }
           readable++;
           rBytes += elen;
         }
         if (count === cap) {
-          return this.fail('CHAIN_LOOP', 'basic.split-vq.message-framing.device.2', `chain from head ${head} has more than ${cap} segments (device limit)`);
+          if (cap < capAll) return -2;
+          this.fail('CHAIN_LOOP', 'basic.split-vq.message-framing.device.2', `chain from head ${head} has more than ${cap} segments (device limit)`);
+          return -1;
         }
         if (rBytes + wBytes > MAX_CHAIN_BYTES) {
-          return this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
+          this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
+          return -1;
         }
-        cRegion[count] = r;
-        cOff[count] = space.off;
-        cAddr[count] = ehi * TWO32 + elo;
-        cLen[count] = elen;
+        const s = seg + count;
+        cRegion[s] = r;
+        cOff[s] = space.off;
+        cAddr[s] = ehi * TWO32 + elo;
+        cLen[s] = elen;
         count++;
       }
       if ((eflags & VIRTQ_DESC_F_NEXT) === 0) break;
       i = dv.getUint16(o + 14, true);
       if (i >= n) {
         // An indirect table holds len/16 entries (no normative clause for the index itself).
-        return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `entry of the indirect table of chain ${head} links to next ${i}, outside the table of ${n} entries`);
+        this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `entry of the indirect table of chain ${head} links to next ${i}, outside the table of ${n} entries`);
+        return -1;
       }
     }
-    chain.count = count;
-    chain.readable = readable;
-    chain.readableBytes = rBytes;
-    chain.writableBytes = wBytes;
-    chain.descCount = walked + steps;
-    return true;
+    this.wReadable = readable;
+    this.wRBytes = rBytes;
+    this.wWBytes = wBytes;
+    this.wSteps = steps;
+    return count;
   }
 
   private badUsed(head: number, why: string): void {

@@ -133,3 +133,8 @@ export function fillPattern(f: Fixture, addr: number, n: number, seed: number): 
 export function snapshot(f: Fixture): Uint8Array {
   return f.u8.slice();
 }
+
+/** True when two snapshots are byte-identical (fast; vitest's deep equality is slow on MiB arrays). */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(a, b) === 0;
+}
