@@ -277,7 +277,10 @@ function readVirtioCap(cfg: PciConfigIo, ptr: number, swType: number, barSize: (
   const min = MIN_LEN[cfgType] ?? 4096;
   if (length < min) return `length ${length} is below the ${min} bytes the driver needs`; // pci.caps.driver.6
   const loc = { capOffset: ptr, cfgType, bar, id: cfg.r8(ptr + 5), offset, length };
-  if (cfgType === CAP_NOTIFY) return { ...loc, multiplier: cfg.r32(ptr + 16) };
+  if (cfgType === CAP_NOTIFY) {
+    const n: NotifyCapLocation = { ...loc, multiplier: cfg.r32(ptr + 16) };
+    return n;
+  }
   return loc;
 }
 

@@ -187,8 +187,10 @@ export interface MappedFdRegion {
 
 /**
  * Map `size` bytes of `fd` starting at `fdOffset` (any offset; need not be page aligned, e.g. a
- * vhost-user `mmap_offset`) as guest-physical [base, base + size). Each window's
- * {@link MemoryRegion.fdOffset} is the fd offset of that window's first guest byte.
+ * vhost-user `mmap_offset`) as guest-physical [base, base + size). Each window maps from the page
+ * boundary at or below its first byte: {@link MemoryRegion.fdOffset} is the fd offset of the
+ * window's buffer (page aligned) and {@link MemoryRegion.offset} the distance to the window's first
+ * guest byte, so that byte lies at fd offset `fdOffset + offset`.
  */
 export function mapRegionFromFd(fd: number, fdOffset: number, size: number, base: number, opts: MapFdOptions = {}): MappedFdRegion {
   const nat = opts.native ?? defaultNative;
@@ -214,7 +216,7 @@ export function mapRegionFromFd(fd: number, fdOffset: number, size: number, base
       const len = Math.min(size - done, MAX_WINDOW - delta);
       const ab = nat.mmap(fd, aligned, delta + len, !readOnly);
       maps.push(ab);
-      regions.push(new MemoryRegion({ base: base + done, size: len, buffer: ab, offset: delta, readOnly, name: size <= MAX_WINDOW - delta && k === 0 ? name : `${name}#${k}`, fd, fdOffset: start }));
+      regions.push(new MemoryRegion({ base: base + done, size: len, buffer: ab, offset: delta, readOnly, name: size <= MAX_WINDOW - delta && k === 0 ? name : `${name}#${k}`, fd, fdOffset: aligned }));
       done += len;
       k++;
     }

@@ -7,7 +7,7 @@ import { BlkDevice, openBlkDevice } from '../../../src/device/blk/blk-device.js'
 import { BLK_CFG } from '../../../src/device/blk/config.js';
 import { VIRTIO_BLK_F_CONFIG_WCE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from '../../../src/device/blk/constants.js';
 import { FileBackend } from '../../../src/device/blk/file-backend.js';
-import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC } from '../../../src/features/bits.js';
+import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_RESET } from '../../../src/features/bits.js';
 import { BlkDriver, startDevice } from './harness.js';
 import { HeldBackend, settle } from './held-backend.js';
 
@@ -237,6 +237,21 @@ describe('virtio-blk asynchronous completion', () => {
     expect(r.ram[p.inAddr]).toBe(0xee);
     expect(dev.stats.staleCompletions).toBe(1);
     await dev.close();
+  });
+
+  it('[basic.vq-reset.device.1] a queue reset (VIRTIO_F_RING_RESET) drops completions of requests popped before it', async () => {
+    const { be, dev, r, drv } = held({}, { extraFeatures: [VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_RESET] });
+    const p = drv.post(0, { type: VIRTIO_BLK_T_IN, sector: 0, inLen: 512 });
+    drv.kick(0);
+    await settle();
+    r.core.writeQueueSelect(0);
+    expect(r.core.writeQueueReset(1)).toBe(true);
+    const snap = r.ram.slice();
+    be.release('read');
+    await dev.whenIdle();
+    expect(Buffer.from(r.ram).equals(Buffer.from(snap))).toBe(true);
+    expect(r.ram[p.statusAddr]).toBe(0xee);
+    expect(dev.stats.staleCompletions).toBe(1);
   });
 
   it('zeroCopyReads reads straight into guest buffers', async () => {

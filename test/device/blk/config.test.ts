@@ -67,6 +67,14 @@ describe('virtio-blk config space', () => {
     for (let o = BLK_CFG.maxSecureEraseSectors; o < 96; o += 4) expect(cfg32(d, o)).toBe(0); // secure erase + zoned
   });
 
+  it('seg_max defaults to queueSize - 2, capped at 1022; an explicit segMax is presented as given', () => {
+    expect(new BlkDevice(new RamBackend(MiB), { queueSize: 4096 }).config.read(BLK_CFG.segMax, 4)).toBe(1022);
+    expect(new BlkDevice(new RamBackend(MiB), { queueSize: 2 }).config.read(BLK_CFG.segMax, 4)).toBe(1);
+    const d = new BlkDevice(new RamBackend(MiB), { segMax: 2000 });
+    expect(d.config.read(BLK_CFG.segMax, 4)).toBe(2000);
+    expect(d.maxChainSegments(0)).toBeGreaterThanOrEqual(2002); // header + data + status
+  });
+
   it('capacity above 2^32 sectors uses the high word', () => {
     const big = { name: 'big', size: 2 ** 33 * 512 + 1024, readOnly: true, persistent: false, synchronous: true, readv: () => undefined, writev: () => undefined, flush: () => undefined, discard: () => undefined, writeZeroes: () => undefined, close: async () => undefined };
     const d = new BlkDevice(big);

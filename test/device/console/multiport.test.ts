@@ -51,7 +51,7 @@ function bringUp(t: Two): CtrlMsg[] {
 describe('virtio-console multiport', () => {
   it('[console.multiport-dev-op.driver.1] offers MULTIPORT with max_nr_ports; sends nothing on the control queue before DEVICE_READY', () => {
     const t = twoPorts();
-    expect(t.d.features.has(VIRTIO_CONSOLE_F_MULTIPORT)).toBe(true);
+    expect(t.d.rig.features.has(VIRTIO_CONSOLE_F_MULTIPORT)).toBe(true);
     expect(t.d.cfg(CONSOLE_CFG.MAX_NR_PORTS, 4)).toBe(3);
     expect(t.dev.numQueues).toBe(8);
     t.d.postCtrlRx(8);
@@ -211,7 +211,7 @@ describe('virtio-console multiport', () => {
     expect(brief(d.readCtrl())).toEqual([[1, PORT_OPEN, 0]]);
   });
 
-  it('without MULTIPORT negotiated only port 0 works and the control queues stay silent', async () => {
+  it('without MULTIPORT negotiated port 0 carries data at once (no control protocol)', async () => {
     const in0 = new PassThrough();
     const dev = new ConsoleDevice({ ports: [{ backend: new StreamBackend(in0, null) }, {}], maxNrPorts: 2 });
     const d = new ConsoleDriver(dev, { decline: [VIRTIO_CONSOLE_F_MULTIPORT], queues: [0, 1] });

@@ -1,0 +1,600 @@
+/**
+ * The simulated guest driver for a modern virtio-pci function (what Linux `virtio_pci_modern` +
+ * `virtio_ring` do, in a test-sized form).
+ *
+ * Init sequence (init.dev-init.driver.1; status bits only ever added, basic.dev-status-field.driver.1/.2):
+ *  1. reset: write 0, read back until 0 — a bounded number of reads, then a TIMEOUT error
+ *     (pci.common-cfg.driver.5); never spins;
+ *  2. ACKNOWLEDGE, DRIVER;
+ *  3. read the device feature windows, choose (see features.ts), write the driver feature windows;
+ *  4. FEATURES_OK and read it back: a device that leaves it clear refused the features — set FAILED
+ *     and throw FEATURE_REQUIRED explaining why (init.dev-init.driver.2/.3);
+ *  5. DMA: with VIRTIO_F_SWIOTLB the driver maps the window BAR and builds a bounce pool over it;
+ *     rings, indirect tables and buffers then all live in the window
+ *     (rfc-swiotlb.feature.driver.1, rfc-swiotlb.pci.driver.2); otherwise guest RAM;
+ *  6. queues: size (power of two for split, pci.common-cfg.driver.3; never 0 for packed, …driver.2),
+ *     rings allocated and zeroed, addresses written, then MSI-X vectors with read-back and fallback
+ *     (pci.msix.driver.4/.5/.6), and only then queue_enable = 1 for every queue
+ *     (pci.common-cfg.driver.4; never 0, …driver.6);
+ *  7. DRIVER_OK; only now may queues be kicked (init.dev-init.driver.4).
+ *
+ * Interrupts: MSI-X messages (address/data programmed by the driver) are routed by data to the
+ * vector's queues; INTx reads ISR (never with MSI-X on, pci.isr.driver.1). Wire them with
+ * {@link VirtioPciDriver.handleMsi}/{@link VirtioPciDriver.handleIntx}, or let the driver subscribe
+ * through the access object's `onMsi`/`onIntx` (default).
+ */
+import { VirtioError, requireArg } from '../errors.js';
+import { logger } from '../log.js';
+import { RecordingSink, type GuestErrorSink } from '../device/choke.js';
+import type { AddressSpace } from '../memory/space.js';
+import {
+  DEFAULT_SWIOTLB_BIT,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_NOTIF_CONFIG_DATA,
+  VIRTIO_F_NOTIFICATION_DATA,
+  VIRTIO_F_RING_PACKED,
+  VIRTIO_F_VERSION_1,
+  describeFeatures,
+} from '../features/bits.js';
+import { FeatureSet } from '../features/set.js';
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK, describeStatus } from '../features/status.js';
+import type { DriverQueue, DriverQueueOptions, QueueConfig } from '../queue/types.js';
+import { SplitDriverQueue } from '../queue/split/driver.js';
+import { splitAvailBytes, splitDescBytes, splitUsedBytes } from '../queue/split/layout.js';
+import { PackedDriverQueue } from '../queue/packed/driver.js';
+import { BouncePool, type BouncePoolOptions } from '../swiotlb/pool.js';
+import { SwiotlbWindow } from '../swiotlb/window.js';
+import type { PciFunctionAccess } from './access.js';
+import { DirectDma, SwiotlbDma, type DriverDma } from './dma.js';
+import { chooseDriverFeatures, type DriverFeatureOptions } from './features.js';
+import { vectorPlans, VIRTIO_MSI_NO_VECTOR, type InterruptMode, type VectorPlan } from './msix-plan.js';
+import { CC, PciConfigIo, VirtioPciRegs, type VirtioRegAddrs } from './pci-regs.js';
+import { barAddress, probeVirtioPci, relocateBar as relocate, type ProbeOptions, type VirtioPciProbe } from './probe.js';
+import { GuestRamAllocator } from './ram-alloc.js';
+import { VirtqueueDriver } from './virtqueue.js';
+
+const log = logger('driver');
+
+/** x86 MSI address (LAPIC window); the driver's "interrupt controller" accepts only this. */
+export const DEFAULT_MSI_ADDRESS = 0xfee0_0000;
+/** First message data value (the "interrupt vector" number of vector 0). */
+export const DEFAULT_MSI_DATA_BASE = 0x40;
+
+const PCI_MSIX_FLAGS_ENABLE = 0x8000;
+const PCI_MSIX_FLAGS_MASKALL = 0x4000;
+
+/** Options of {@link VirtioPciDriver}. */
+export interface VirtioPciDriverOptions {
+  /** Guest RAM as the driver (the guest CPU) sees it. */
+  guestRam: AddressSpace;
+  /** Allocator over guest RAM (default: one over all of `guestRam`). */
+  ram?: GuestRamAllocator;
+  /** Probe options (BAR address allocator, SWIOTLB cfg_type ...), or an earlier probe result. */
+  probe?: ProbeOptions | VirtioPciProbe;
+  /** Feature choice. */
+  features?: DriverFeatureOptions;
+  /** Queue size: a number (capped at the device maximum) or `(q, max) => size`. Default min(max, 256). */
+  queueSize?: number | ((q: number, max: number) => number);
+  /** Set up only the first N queues (default: every available queue). */
+  queues?: number;
+  /** 'auto' (MSI-X with fallback, default), 'msix' (fail rather than use INTx), 'intx'. */
+  interrupts?: 'auto' | 'msix' | 'intx';
+  /** Try a single MSI-X vector for everything before INTx (default true). */
+  singleVector?: boolean;
+  /** MSI address programmed into the table (default 0xFEE0_0000). */
+  msiAddress?: number;
+  /** Data of vector 0 (vector v sends base + v; default 0x40). */
+  msiDataBase?: number;
+  /** Use an indirect table for chains of at least this many segments (0 = never, default). */
+  indirectThreshold?: number;
+  /** Bounce pool tuning (SWIOTLB mode): min_align_mask, copiers. */
+  bounce?: Omit<BouncePoolOptions, 'window' | 'ram'>;
+  /** Where device misbehaviour found by the driver queues goes (default: a RecordingSink). */
+  sink?: GuestErrorSink;
+  /** Reads of device_status after writing 0 before giving up (default 16). */
+  resetPolls?: number;
+  /** Feature select windows read and written (default 4 = 128 bits). */
+  featureWords?: number;
+  /** Subscribe to `access.onMsi` / `access.onIntx` (default true). */
+  connectInterrupts?: boolean;
+}
+
+/** Driver counters. */
+export interface DriverStats {
+  msi: number;
+  /** MSI messages not addressed to this driver (wrong address or data). */
+  spuriousMsi: number;
+  intx: number;
+  isrReads: number;
+  configChanges: number;
+  /** Queue vector read back as NO_VECTOR (mapping failures). */
+  vectorFailures: number;
+}
+
+interface RingAlloc {
+  parts: number[];
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** A simulated guest driver bound to one virtio-pci function. */
+export class VirtioPciDriver {
+  readonly access: PciFunctionAccess;
+  readonly probe: VirtioPciProbe;
+  readonly regs: VirtioPciRegs;
+  readonly ram: GuestRamAllocator;
+  readonly sink: GuestErrorSink;
+  readonly stats: DriverStats = { msi: 0, spuriousMsi: 0, intx: 0, isrReads: 0, configChanges: 0, vectorFailures: 0 };
+  /** Called on a configuration-change interrupt. */
+  onConfigChange: (() => void) | undefined;
+
+  private readonly o: VirtioPciDriverOptions;
+  private readonly cfg: PciConfigIo;
+  private readonly msiAddress: number;
+  private readonly msiDataBase: number;
+  private offeredSet: FeatureSet | undefined;
+  private negotiatedSet: FeatureSet | undefined;
+  private dmaLayer: DriverDma | undefined;
+  private driverWindow: SwiotlbWindow | undefined;
+  private queueList: Array<VirtqueueDriver | undefined> = [];
+  private rings: RingAlloc[] = [];
+  private plan: VectorPlan | undefined;
+  /** vector → queues it serves. */
+  private vectorQueues: number[][] = [];
+  private statusBits = 0;
+  private lastGeneration = -1;
+  private inIntx = false;
+  private intxAgain = false;
+  private swiotlbWhy: string | undefined;
+  private readonly unsubscribe: Array<() => void> = [];
+
+  /** Probe the function (unless a probe result is given). Call {@link init} next. */
+  constructor(access: PciFunctionAccess, opts: VirtioPciDriverOptions) {
+    requireArg(opts !== undefined && opts.guestRam !== undefined, 'VirtioPciDriver: options.guestRam (the guest RAM address space) is required');
+    this.access = access;
+    this.o = opts;
+    this.cfg = new PciConfigIo(access);
+    const p = opts.probe;
+    this.probe = p !== undefined && 'common' in p ? p : probeVirtioPci(access, (p as ProbeOptions | undefined) ?? {});
+    this.regs = new VirtioPciRegs(access, this.addrs());
+    this.ram = opts.ram ?? new GuestRamAllocator(opts.guestRam);
+    this.sink = opts.sink ?? new RecordingSink();
+    this.msiAddress = opts.msiAddress ?? DEFAULT_MSI_ADDRESS;
+    this.msiDataBase = opts.msiDataBase ?? DEFAULT_MSI_DATA_BASE;
+    if (opts.connectInterrupts ?? true) {
+      if (access.onMsi !== undefined) this.unsubscribe.push(access.onMsi((a, d) => this.handleMsi(a, d)));
+      if (access.onIntx !== undefined) this.unsubscribe.push(access.onIntx((l) => this.handleIntx(l)));
+    }
+  }
+
+  /** Probe, then {@link init}. */
+  static open(access: PciFunctionAccess, opts: VirtioPciDriverOptions): VirtioPciDriver {
+    return new VirtioPciDriver(access, opts).init();
+  }
+
+  private addrs(): VirtioRegAddrs {
+    const p = this.probe;
+    const at = (bar: number, off: number): number => {
+      const a = barAddress(p, bar);
+      if (a === undefined) throw new VirtioError('PROTOCOL', `BAR ${bar} is not implemented`);
+      return a + off;
+    };
+    return {
+      common: at(p.common.bar, p.common.offset),
+      isr: at(p.isr.bar, p.isr.offset),
+      device: p.device !== undefined ? at(p.device.bar, p.device.offset) : undefined,
+      deviceLength: p.device?.length ?? 0,
+      notify: at(p.notify.bar, p.notify.offset),
+      msixTable: p.msix !== undefined ? at(p.msix.tableBar, p.msix.tableOffset) : undefined,
+    };
+  }
+
+  // ------------------------------------------------------------------ state
+
+  /** Features the device offered (after init). */
+  get offered(): FeatureSet | undefined {
+    return this.offeredSet;
+  }
+  /** Features negotiated (after FEATURES_OK). */
+  get negotiated(): FeatureSet | undefined {
+    return this.negotiatedSet;
+  }
+  /** True when VIRTIO_F_SWIOTLB was negotiated. */
+  get swiotlb(): boolean {
+    return this.negotiatedSet?.has(this.swiotlbBit) ?? false;
+  }
+  /** Why the driver could not use the SWIOTLB window (capability missing, BAR not mappable), if so. */
+  get swiotlbUnusableReason(): string | undefined {
+    return this.swiotlbWhy;
+  }
+  /** The DMA layer in use (after init). */
+  get dma(): DriverDma | undefined {
+    return this.dmaLayer;
+  }
+  /** The bounce pool (SWIOTLB mode). */
+  get pool(): BouncePool | undefined {
+    return this.dmaLayer instanceof SwiotlbDma ? this.dmaLayer.pool : undefined;
+  }
+  /** The driver's own mapping of the window (SWIOTLB mode). */
+  get window(): SwiotlbWindow | undefined {
+    return this.driverWindow;
+  }
+  /** Interrupt delivery chosen at init. */
+  get interruptMode(): InterruptMode | undefined {
+    return this.plan?.mode;
+  }
+  /** device_status as read from the device. */
+  get status(): number {
+    return this.regs.status;
+  }
+  /** Queues set up (index = virtqueue index; undefined for queues not set up). */
+  get queues(): ReadonlyArray<VirtqueueDriver | undefined> {
+    return this.queueList;
+  }
+  private get swiotlbBit(): number {
+    return this.o.features?.swiotlbBit ?? DEFAULT_SWIOTLB_BIT;
+  }
+
+  /** The driver-side virtqueue `q`. @throws VirtioError INVALID_ARGUMENT when it was not set up */
+  queue(q: number): VirtqueueDriver {
+    const v = this.queueList[q];
+    if (v === undefined) throw new VirtioError('INVALID_ARGUMENT', `queue ${q} was not set up (set up: ${this.queueList.map((x, i) => (x ? i : -1)).filter((i) => i >= 0).join(', ') || 'none'}); call init() first`);
+    return v;
+  }
+
+  // ------------------------------------------------------------------ init
+
+  private setStatus(bits: number): void {
+    // basic.dev-status-field.driver.2: never clear a bit; write the accumulated value.
+    this.statusBits |= bits;
+    this.regs.status = this.statusBits;
+  }
+
+  private fail(code: 'FEATURE_REQUIRED' | 'PROTOCOL' | 'INVALID_ARGUMENT' | 'QUEUE_SIZE_INVALID', message: string, clause?: string): never {
+    // init.dev-init.driver.2/.3: give up with FAILED and stop initializing.
+    try {
+      this.setStatus(STATUS_FAILED);
+    } catch (e) {
+      log('setting FAILED threw: %O', e);
+    }
+    throw new VirtioError(code, message, clause !== undefined ? { clause } : {});
+  }
+
+  /** Reset the device and wait (boundedly) for device_status to read 0 (pci.common-cfg.driver.5). */
+  resetDevice(): void {
+    for (const v of this.queueList) v?.kill('device reset by the driver');
+    this.queueList = [];
+    this.regs.status = 0;
+    this.statusBits = 0;
+    const polls = this.o.resetPolls ?? 16;
+    let st = this.regs.status;
+    for (let i = 1; i < polls && st !== 0; i++) st = this.regs.status;
+    if (st !== 0) {
+      throw new VirtioError('TIMEOUT', `reset: device_status still reads ${hex(st)} (${describeStatus(st)}) after ${polls} reads; the device did not complete the reset`, { clause: 'pci.common-cfg.driver.5' });
+    }
+    // The device forgot the rings: release their memory and every bounce mapping.
+    for (const r of this.rings) for (const a of r.parts) this.safeFree(a);
+    this.rings = [];
+    this.dmaLayer?.reset();
+    this.dmaLayer = undefined;
+    this.negotiatedSet = undefined;
+    this.plan = undefined;
+  }
+
+  private safeFree(addr: number): void {
+    try {
+      this.dmaLayer?.freeCoherent(addr);
+    } catch (e) {
+      log('free of ring memory %s failed: %O', hex(addr), e);
+    }
+  }
+
+  /**
+   * Run the full initialization sequence. Returns `this`.
+   * @throws VirtioError FEATURE_REQUIRED when the device refuses FEATURES_OK (status FAILED is set),
+   *   TIMEOUT when reset does not complete, PROTOCOL for device bugs (notify address outside the
+   *   capability, no usable interrupt mode with `interrupts: 'msix'`)
+   */
+  init(): this {
+    this.resetDevice(); // init.dev-init.driver.1 step 1 (basic.dev-status-field.driver.3 after FAILED)
+    this.setStatus(STATUS_ACKNOWLEDGE);
+    this.setStatus(STATUS_DRIVER);
+
+    // --- features
+    const words = this.o.featureWords ?? 4;
+    const offered = new FeatureSet();
+    for (let i = 0; i < words; i++) offered.setWord(i, this.regs.deviceFeatureWord(i));
+    this.offeredSet = offered.freeze();
+    const devType = this.probe.virtioDeviceId;
+    if (!offered.has(VIRTIO_F_VERSION_1)) {
+      // reserved.reserved-feature-bits.driver.2: this modern-only driver gives up.
+      this.fail('FEATURE_REQUIRED', `the device does not offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered, devType).join(', ') || 'nothing'}); this driver has no legacy mode`, 'reserved.reserved-feature-bits.driver.2');
+    }
+    const swBit = this.swiotlbBit;
+    const swUsable = offered.has(swBit) ? this.swiotlbUsable() : false;
+    const accepted = chooseDriverFeatures(offered, this.o.features, swUsable).freeze();
+    for (let i = 0; i < Math.max(words, accepted.storedWords); i++) this.regs.writeDriverFeatureWord(i, accepted.word(i));
+    this.setStatus(STATUS_FEATURES_OK);
+    const st = this.regs.status;
+    if ((st & STATUS_FEATURES_OK) === 0) {
+      const names = (s: FeatureSet): string => describeFeatures(s, devType, { swiotlbBit: swBit }).join(', ') || 'none';
+      const declined = offered.minus(accepted);
+      let hint = '';
+      if (offered.has(swBit) && !accepted.has(swBit)) {
+        hint = ` The driver declined VIRTIO_F_SWIOTLB (bit ${swBit}) — ${this.swiotlbWhy ?? 'acceptSwiotlb is false'} — and a device with SWIOTLB policy 'required' refuses to run without it (rfc-swiotlb.feature.device.1); accept it or relax the device policy.`;
+      }
+      this.fail('FEATURE_REQUIRED', `the device refused FEATURES_OK (status read back ${hex(st)}: ${describeStatus(st)}) for accepted features [${names(accepted)}]; offered but not accepted: [${names(declined)}].${hint}`, 'init.dev-init.driver.2');
+    }
+    this.negotiatedSet = accepted;
+
+    // --- DMA
+    this.dmaLayer = accepted.has(swBit) ? this.buildSwiotlbDma() : new DirectDma(this.ram);
+
+    // --- queues: configure, then vectors, then enable
+    const nq = this.regs.cc16(CC.NUM_QUEUES);
+    const want = Math.min(nq, this.o.queues ?? nq);
+    const setUp: number[] = [];
+    const built: Array<{ q: number; ring: DriverQueue; notify: { addr: number; value: number; data32: boolean } }> = [];
+    for (let q = 0; q < want; q++) {
+      const b = this.setupQueue(q, accepted);
+      if (b !== undefined) {
+        setUp.push(q);
+        built.push(b);
+      }
+    }
+    this.assignVectors(setUp);
+    for (const q of setUp) {
+      this.regs.selectQueue(q);
+      this.regs.ccW16(CC.QUEUE_ENABLE, 1); // pci.common-cfg.driver.4 (after the other fields), .6 (never 0)
+    }
+    this.queueList = [];
+    const dma = this.dmaLayer;
+    for (const b of built) this.queueList[b.q] = new VirtqueueDriver(b.q, b.ring, this.regs, dma, this.ram, b.notify);
+
+    this.setStatus(STATUS_DRIVER_OK);
+    for (const v of this.queueList) v?.start(); // init.dev-init.driver.4: kicks only from here on
+    this.lastGeneration = this.regs.cc8(CC.CONFIG_GENERATION);
+    log('driver up: features %s, %s DMA, interrupts %s, queues %s', accepted.toString(), dma.mode, this.plan?.mode, setUp.join(','));
+    return this;
+  }
+
+  /** Can the driver use the window? Sets {@link swiotlbUnusableReason} when not. */
+  private swiotlbUsable(): boolean {
+    this.swiotlbWhy = undefined;
+    const cap = this.probe.swiotlb;
+    if (cap === undefined) {
+      this.swiotlbWhy = 'the device offers VIRTIO_F_SWIOTLB but presents no SWIOTLB capability (check swiotlbCfgType)';
+      return false;
+    }
+    const m = this.access.barMapping?.(cap.bar);
+    if (m === undefined || cap.offset < m.barOffset || cap.offset + cap.length > m.barOffset + m.size) {
+      this.swiotlbWhy = `BAR ${cap.bar} range ${hex(cap.offset)}+${hex(cap.length)} is not mappable through this access object (no barMapping)`;
+      return false;
+    }
+    return true;
+  }
+
+  /** Map the window BAR (the driver's CPU view) and build the bounce pool over it. */
+  private buildSwiotlbDma(): SwiotlbDma {
+    const cap = this.probe.swiotlb!;
+    const m = this.access.barMapping!(cap.bar)!;
+    const base = barAddress(this.probe, cap.bar)! + cap.offset;
+    this.driverWindow = new SwiotlbWindow(m.buffer, { offset: m.bufferOffset + (cap.offset - m.barOffset), size: cap.length, base, name: 'driver-swiotlb' });
+    const pool = new BouncePool({ ...(this.o.bounce ?? {}), window: this.driverWindow, ram: this.o.guestRam });
+    return new SwiotlbDma(pool);
+  }
+
+  private chooseSize(q: number, max: number, packed: boolean): number {
+    const qs = this.o.queueSize;
+    let s = typeof qs === 'function' ? qs(q, max) : Math.min(max, qs ?? 256);
+    if (!(Number.isInteger(s) && s >= 1)) this.fail('QUEUE_SIZE_INVALID', `queue ${q}: queueSize gave ${s}; need an integer 1..${max}`);
+    s = Math.min(s, max);
+    if (!packed) s = 2 ** Math.floor(Math.log2(s)); // pci.common-cfg.driver.3: a power of 2
+    return s; // ≥ 1: pci.common-cfg.driver.2 (never 0)
+  }
+
+  private setupQueue(q: number, feats: FeatureSet): { q: number; ring: DriverQueue; notify: { addr: number; value: number; data32: boolean } } | undefined {
+    const regs = this.regs;
+    const dma = this.dmaLayer!;
+    regs.selectQueue(q);
+    const max = regs.cc16(CC.QUEUE_SIZE);
+    if (max === 0) return undefined; // unavailable queue
+    const packed = feats.has(VIRTIO_F_RING_PACKED);
+    const size = this.chooseSize(q, max, packed);
+    if (size !== max) regs.ccW16(CC.QUEUE_SIZE, size);
+    // Ring memory: three separately allocated, aligned parts (inside the window with SWIOTLB).
+    const parts = packed ? [[16 * size, 16], [4, 4], [4, 4]] : [[splitDescBytes(size), 16], [splitAvailBytes(size), 2], [splitUsedBytes(size), 4]];
+    const addrs = parts.map(([bytes, align]) => dma.allocCoherent(bytes!, align!));
+    this.rings.push({ parts: addrs });
+    const [desc, driverArea, deviceArea] = addrs as [number, number, number];
+    regs.ccW64(CC.QUEUE_DESC, desc);
+    regs.ccW64(CC.QUEUE_DRIVER, driverArea);
+    regs.ccW64(CC.QUEUE_DEVICE, deviceArea);
+    // Notify address (transport-pci "Notification structure layout").
+    const notifyOff = regs.cc16(CC.QUEUE_NOTIFY_OFF);
+    const data32 = feats.has(VIRTIO_F_NOTIFICATION_DATA);
+    const n = this.probe.notify;
+    const rel = notifyOff * n.multiplier;
+    if (rel + (data32 ? 4 : 2) > n.length) {
+      this.fail('PROTOCOL', `queue ${q}: queue_notify_off ${notifyOff} × multiplier ${n.multiplier} is outside the ${n.length}-byte notify structure`, 'pci.notify.device.3');
+    }
+    const value = feats.has(VIRTIO_F_NOTIF_CONFIG_DATA) ? regs.cc16(CC.QUEUE_NOTIF_CONFIG_DATA) : q; // pci.available-buffer-notif.driver.3/.4
+    const cfg: QueueConfig = {
+      index: q,
+      size,
+      maxSize: max,
+      desc,
+      driver: driverArea,
+      device: deviceArea,
+      eventIdx: feats.has(VIRTIO_F_EVENT_IDX),
+      indirect: feats.has(VIRTIO_F_INDIRECT_DESC),
+      inOrder: feats.has(VIRTIO_F_IN_ORDER),
+    };
+    const threshold = cfg.indirect ? (this.o.indirectThreshold ?? 0) : 0;
+    const qo: DriverQueueOptions = threshold > 0 ? { indirectThreshold: threshold, allocIndirect: (bytes) => dma.allocCoherent(bytes, 16), freeIndirect: (a) => dma.freeCoherent(a) } : {};
+    const ring: DriverQueue = packed ? new PackedDriverQueue(dma.ringSpace, cfg, this.sink, qo) : new SplitDriverQueue(dma.ringSpace, cfg, this.sink, qo);
+    return { q, ring, notify: { addr: this.regs.addrs.notify + rel, value, data32 } };
+  }
+
+  /** Try vector plans until the device accepts one (pci.msix.driver.4/.5/.6). */
+  private assignVectors(queues: number[]): void {
+    const msix = this.probe.msix;
+    const mode = this.o.interrupts ?? 'auto';
+    const plans = vectorPlans(msix?.tableSize ?? 0, queues.length, mode !== 'intx' && msix !== undefined, this.o.singleVector ?? true);
+    for (const plan of plans) {
+      if (plan.mode === 'intx' && mode === 'msix') {
+        this.fail('PROTOCOL', `no MSI-X vector assignment was accepted by the device (table size ${msix?.tableSize ?? 0}) and interrupts: 'msix' forbids INTx`, 'pci.msix.driver.6');
+      }
+      if (this.tryPlan(plan, queues)) {
+        this.plan = plan;
+        return;
+      }
+      log('vector plan %s refused by the device; falling back', plan.mode);
+    }
+  }
+
+  private tryPlan(plan: VectorPlan, queues: number[]): boolean {
+    const regs = this.regs;
+    const msix = this.probe.msix;
+    if (plan.mode === 'intx') {
+      regs.ccW16(CC.CONFIG_MSIX_VECTOR, VIRTIO_MSI_NO_VECTOR);
+      for (const q of queues) {
+        regs.selectQueue(q);
+        regs.ccW16(CC.QUEUE_MSIX_VECTOR, VIRTIO_MSI_NO_VECTOR);
+      }
+      if (msix !== undefined) this.cfg.w16(msix.capOffset + 2, this.cfg.r16(msix.capOffset + 2) & ~PCI_MSIX_FLAGS_ENABLE);
+      this.vectorQueues = [];
+      return true;
+    }
+    // Program the table (pci.msix.driver.4: only vectors inside it), then enable MSI-X.
+    for (let v = 0; v < plan.vectorsUsed; v++) regs.writeMsixEntry(v, this.msiAddress, this.msiDataBase + v, false);
+    this.cfg.w16(msix!.capOffset + 2, (this.cfg.r16(msix!.capOffset + 2) | PCI_MSIX_FLAGS_ENABLE) & ~PCI_MSIX_FLAGS_MASKALL);
+    // pci.msix.driver.5: write, then read back; NO_VECTOR means the mapping failed.
+    regs.ccW16(CC.CONFIG_MSIX_VECTOR, plan.configVector);
+    if (regs.cc16(CC.CONFIG_MSIX_VECTOR) !== plan.configVector) {
+      this.stats.vectorFailures++;
+      return false;
+    }
+    const vq: number[][] = Array.from({ length: plan.vectorsUsed }, () => []);
+    for (let i = 0; i < queues.length; i++) {
+      const q = queues[i]!;
+      const v = plan.queueVectors[i]!;
+      regs.selectQueue(q);
+      regs.ccW16(CC.QUEUE_MSIX_VECTOR, v);
+      if (regs.cc16(CC.QUEUE_MSIX_VECTOR) !== v) {
+        this.stats.vectorFailures++;
+        return false;
+      }
+      vq[v]!.push(q);
+    }
+    this.vectorQueues = vq;
+    return true;
+  }
+
+  // ------------------------------------------------------------------ interrupts
+
+  /**
+   * An MSI-X message arrived (address/data as programmed). Routes by data to the vector's queues
+   * and/or the configuration-change handler.
+   */
+  handleMsi(address: number, data: number): void {
+    const v = data - this.msiDataBase;
+    const plan = this.plan;
+    if (address !== this.msiAddress || plan === undefined || plan.mode === 'intx' || !(v >= 0 && v < plan.vectorsUsed)) {
+      this.stats.spuriousMsi++;
+      return;
+    }
+    this.stats.msi++;
+    const qs = this.vectorQueues[v];
+    if (qs !== undefined) for (const q of qs) this.queueList[q]?.service();
+    if (v === plan.configVector) {
+      if (plan.mode === 'single') {
+        // pci.notif-dev-cfg-changes.driver.1: one vector for queues and config — look at the generation.
+        const g = this.regs.cc8(CC.CONFIG_GENERATION);
+        if (g !== this.lastGeneration) {
+          this.lastGeneration = g;
+          this.configChanged();
+        }
+      } else {
+        this.configChanged();
+      }
+    }
+  }
+
+  /** The INTx line changed. On assertion: read ISR (clears it), service queues / config. */
+  handleIntx(level: boolean): void {
+    if (!level || this.plan?.mode !== 'intx') return; // pci.isr.driver.1: with MSI-X, ISR is not read
+    if (this.inIntx) {
+      this.intxAgain = true;
+      return;
+    }
+    this.inIntx = true;
+    try {
+      do {
+        this.intxAgain = false;
+        this.stats.intx++;
+        this.stats.isrReads++;
+        const isr = this.regs.readIsr();
+        if ((isr & 1) !== 0) for (const v of this.queueList) v?.service();
+        if ((isr & 2) !== 0) this.configChanged();
+      } while (this.intxAgain);
+    } finally {
+      this.inIntx = false;
+    }
+  }
+
+  private configChanged(): void {
+    this.stats.configChanges++;
+    this.lastGeneration = this.regs.cc8(CC.CONFIG_GENERATION);
+    try {
+      this.onConfigChange?.();
+    } catch (e) {
+      log('onConfigChange threw: %O', e);
+    }
+  }
+
+  // ------------------------------------------------------------------ device config
+
+  /** Read the device-specific config (1, 2 or 4 bytes at `off`). */
+  readConfig(off: number, width: 1 | 2 | 4): number {
+    return this.regs.readDeviceConfig(off, width);
+  }
+  /** Write the device-specific config. */
+  writeConfig(off: number, width: 1 | 2 | 4, value: number): void {
+    this.regs.writeDeviceConfig(off, width, value);
+  }
+  /** config_generation. */
+  get configGeneration(): number {
+    return this.regs.cc8(CC.CONFIG_GENERATION);
+  }
+
+  // ------------------------------------------------------------------ BARs and teardown
+
+  /**
+   * Reprogram BAR `bar` to `address` (decode off, write, decode on) and use the new bus addresses
+   * from then on. Only while the device is reset (no queues, nothing mapped): call {@link resetDevice}
+   * first, then {@link init} again — rings and bounce buffers are allocated at the new addresses.
+   */
+  relocateBar(bar: number, address: number): void {
+    if (this.queueList.some((v) => v !== undefined) || this.statusBits !== 0) {
+      throw new VirtioError('INVALID_ARGUMENT', `relocateBar: the device is initialized (status ${describeStatus(this.statusBits)}); call resetDevice() first, move the BAR, then init()`);
+    }
+    const b = this.probe.bars.find((x) => x.index === bar);
+    requireArg(b !== undefined, `relocateBar: BAR ${bar} is not an implemented memory BAR`);
+    relocate(this.access, b, address);
+    this.regs.rebase(this.addrs());
+    this.driverWindow = undefined;
+    log('BAR %d moved to %s', bar, hex(address));
+  }
+
+  /** Reset the device, release memory and unsubscribe from interrupts. */
+  close(): void {
+    try {
+      this.resetDevice();
+    } finally {
+      for (const u of this.unsubscribe.splice(0)) u();
+    }
+  }
+}
