@@ -1,7 +1,7 @@
 /**
  * virtio-blk device model (virtio 1.4 §5.2): IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES over a
  * {@link BlkBackend} (file or RAM), with multiqueue, read-only disks, and the configuration space
- * of `config.ts`.
+ * of `config.ts`. Options are in `options.ts`; `open.ts` opens a file or RAM backend and builds one.
  *
  * Serving requests
  *  - `notify(q)` pops every available chain of queue q and starts it. A synchronous backend (RAM)
@@ -76,8 +76,8 @@ import {
   VIRTIO_ID_BLOCK,
   blkTypeName,
 } from './constants.js';
-import { FileBackend, type FileBackendOptions } from './file-backend.js';
-import { RamBackend } from './ram-backend.js';
+import { OrderRing } from './in-order.js';
+import { newBlkStats, type BlkDeviceOptions, type BlkStats } from './options.js';
 import { BlkRequest, chainToIov, checkDwzSegments, inCapacity, parseHeader, readDwzSegment, type DwzCheck, type DwzLimits, type DwzSegment } from './request.js';
 
 const log = logger('blk');
@@ -85,101 +85,6 @@ const log = logger('blk');
 /** Zoned-device request types (`blk.dev-op.device.16`: UNSUPP without VIRTIO_BLK_F_ZONED). */
 function isZoneType(t: number): boolean {
   return t === 15 || t === 16 || t === 18 || t === 20 || t === 22 || t === 24 || t === 26;
-}
-
-/** Device options (everything but the backend). */
-export interface BlkDeviceOptions {
-  /** Request queues (default 1). More than 1 offers VIRTIO_BLK_F_MQ with num_queues = queues. */
-  queues?: number;
-  /** Largest queue size the driver may choose (power of 2, 2..32768; default 256). */
-  queueSize?: number;
-  /** Device ID string for GET_ID: ASCII, at most 20 bytes, NUL-padded (default empty). */
-  serial?: string;
-  /** Logical block size in bytes (power of 2, 512..65536; default 512); offered as VIRTIO_BLK_F_BLK_SIZE. */
-  blkSize?: number;
-  /** Physical block size in bytes (power of 2 ≥ blkSize; default blkSize); topology.physical_block_exp. */
-  physicalBlockSize?: number;
-  /** topology.min_io_size in logical blocks (default 1). */
-  minIoSize?: number;
-  /** topology.opt_io_size in logical blocks (default 0 = not reported). */
-  optIoSize?: number;
-  /** Most data segments per request (seg_max; default queueSize - 2, at most 1022). */
-  segMax?: number;
-  /** Largest data segment in bytes (size_max; VIRTIO_BLK_F_SIZE_MAX is offered only when set). */
-  sizeMax?: number;
-  /** Offer VIRTIO_BLK_F_DISCARD (default true; never on a read-only disk). */
-  discard?: boolean;
-  /** Offer VIRTIO_BLK_F_WRITE_ZEROES (default true; never on a read-only disk). */
-  writeZeroes?: boolean;
-  /** max_discard_sectors (default 65536 = 32 MiB). */
-  maxDiscardSectors?: number;
-  /** max_discard_seg (default 8). */
-  maxDiscardSeg?: number;
-  /** max_write_zeroes_sectors (default 65536). */
-  maxWriteZeroesSectors?: number;
-  /** max_write_zeroes_seg (default 8). */
-  maxWriteZeroesSeg?: number;
-  /**
-   * fdatasync for FLUSH and for writes that must be stable at completion (default true). False
-   * acknowledges FLUSH once prior writes completed, without fdatasync: a host crash can then lose
-   * acknowledged writes.
-   */
-  durableFlush?: boolean;
-  /** Offer VIRTIO_BLK_F_CONFIG_WCE (driver-switchable cache mode; default false). */
-  configWce?: boolean;
-  /** Initial cache mode with CONFIG_WCE: true writeback (default), false writethrough. */
-  writeback?: boolean;
-  /** Present the disk read-only (VIRTIO_BLK_F_RO) even when the backend could write. */
-  readOnly?: boolean;
-  /** Asynchronous backends read straight into guest buffers (see the module doc; default false). */
-  zeroCopyReads?: boolean;
-}
-
-/** Backend selection for {@link openBlkDevice}. */
-export type BlkBackendSpec =
-  | ({ backend: 'file'; path: string } & FileBackendOptions)
-  | { backend: 'ram'; size: number }
-  | { backend: 'custom'; instance: BlkBackend };
-
-/** Options of {@link openBlkDevice}. */
-export type OpenBlkOptions = BlkBackendSpec & BlkDeviceOptions;
-
-/** Counters (plain numbers). */
-export interface BlkStats {
-  requests: number;
-  reads: number;
-  writes: number;
-  flushes: number;
-  getIds: number;
-  discards: number;
-  writeZeroes: number;
-  /** Requests answered VIRTIO_BLK_S_IOERR. */
-  ioErrors: number;
-  /** Requests answered VIRTIO_BLK_S_UNSUPP. */
-  unsupported: number;
-  /** Malformed chains reported to the choke point. */
-  malformed: number;
-  bytesRead: number;
-  bytesWritten: number;
-  /** fdatasync-backed flushes (FLUSH requests and writethrough writes). */
-  syncs: number;
-  /** Completions dropped because the device or queue was reset meanwhile. */
-  staleCompletions: number;
-}
-
-/** Per-queue IN_ORDER completion ring (used only with VIRTIO_F_IN_ORDER). */
-class OrderRing {
-  readonly heads: Uint16Array;
-  /** Used length per slot, -1 while the request is in flight. */
-  readonly lens: Int32Array;
-  readonly mask: number;
-  head = 0;
-  tail = 0;
-  constructor(size: number) {
-    this.heads = new Uint16Array(size);
-    this.lens = new Int32Array(size);
-    this.mask = size - 1;
-  }
 }
 
 /** Default seg_max is queueSize - 2 (header + status), capped here (as QEMU does). */
@@ -205,22 +110,7 @@ export class BlkDevice implements VirtioDeviceModel {
   readonly backend: BlkBackend;
   /** The disk is presented read-only (VIRTIO_BLK_F_RO offered). */
   readonly readOnly: boolean;
-  readonly stats: BlkStats = {
-    requests: 0,
-    reads: 0,
-    writes: 0,
-    flushes: 0,
-    getIds: 0,
-    discards: 0,
-    writeZeroes: 0,
-    ioErrors: 0,
-    unsupported: 0,
-    malformed: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-    syncs: 0,
-    staleCompletions: 0,
-  };
+  readonly stats: BlkStats = newBlkStats();
 
   private readonly queueSize: number;
   private readonly offered: FeatureSet;
@@ -259,7 +149,7 @@ export class BlkDevice implements VirtioDeviceModel {
   private closing: Promise<void> | undefined;
 
   /**
-   * @param backend the storage (see {@link openBlkDevice} to open a file or make a RAM disk)
+   * @param backend the storage (`openBlkDevice` in `open.ts` opens a file or makes a RAM disk)
    * @throws VirtioError INVALID_ARGUMENT for bad options
    */
   constructor(backend: BlkBackend, opts: BlkDeviceOptions = {}) {
@@ -411,7 +301,10 @@ export class BlkDevice implements VirtioDeviceModel {
         this.inflight++;
         req.q = q;
         req.qgen = this.qgen[q]!;
-        if (this.inOrder) this.orderAdd(q, req);
+        if (this.inOrder) {
+          const ring = this.order[q];
+          if (ring !== null && ring !== undefined) req.slot = ring.add(req.chain.head);
+        }
         if (this.start(space, q, req)) pushed = true;
       }
       // A parked queue pops nothing: leave rather than spin on enableNotifications().
@@ -752,7 +645,7 @@ export class BlkDevice implements VirtioDeviceModel {
         if (status >= 0) writeByteToChain(req.space!, req.chain, req.statusOff, status);
         const ring = this.inOrder ? this.order[q] : null;
         if (ring !== null && ring !== undefined) {
-          pushed = this.orderDone(queue, ring, req.slot, used);
+          pushed = ring.done(queue, req.slot, used);
         } else {
           queue.pushUsed(req.chain.head, used);
           pushed = true;
@@ -773,67 +666,5 @@ export class BlkDevice implements VirtioDeviceModel {
       const w = this.idleWaiters.splice(0);
       for (const f of w) f();
     }
-  }
-
-  private orderAdd(q: number, req: BlkRequest): void {
-    const ring = this.order[q];
-    if (ring === null || ring === undefined) return;
-    const t = ring.tail;
-    const s = t & ring.mask;
-    ring.heads[s] = req.chain.head;
-    ring.lens[s] = -1;
-    req.slot = t;
-    ring.tail = t + 1;
-  }
-
-  /** Record slot `slot` as done and push every completed request at the front, in order. */
-  private orderDone(queue: DeviceQueue, ring: OrderRing, slot: number, used: number): boolean {
-    const mask = ring.mask;
-    ring.lens[slot & mask] = used;
-    let h = ring.head;
-    let pushed = false;
-    while (h !== ring.tail) {
-      const s = h & mask;
-      const l = ring.lens[s]!;
-      if (l < 0) break;
-      queue.pushUsed(ring.heads[s]!, l);
-      pushed = true;
-      h++;
-    }
-    ring.head = h;
-    return pushed;
-  }
-}
-
-/**
- * Open the backend named in `opts` and build the device.
- * @throws VirtioError INVALID_ARGUMENT (bad options, or a disk image that cannot be opened — the
- * message says what to fix)
- */
-export async function openBlkDevice(opts: OpenBlkOptions): Promise<BlkDevice> {
-  let backend: BlkBackend;
-  switch (opts.backend) {
-    case 'file': {
-      const fo: FileBackendOptions = {};
-      if (opts.readOnly !== undefined) fo.readOnly = opts.readOnly;
-      if (opts.create !== undefined) fo.create = opts.create;
-      if (opts.size !== undefined) fo.size = opts.size;
-      backend = await FileBackend.open(opts.path, fo);
-      break;
-    }
-    case 'ram':
-      backend = new RamBackend(opts.size, { readOnly: opts.readOnly === true });
-      break;
-    case 'custom':
-      backend = opts.instance;
-      break;
-    default:
-      throw new VirtioError('INVALID_ARGUMENT', `virtio-blk: backend must be 'file', 'ram' or 'custom' (got ${JSON.stringify((opts as { backend?: unknown }).backend)})`);
-  }
-  try {
-    return new BlkDevice(backend, opts);
-  } catch (e) {
-    await backend.close().catch(() => undefined);
-    throw e;
   }
 }

@@ -139,6 +139,8 @@ export class ConsoleDevice implements VirtioDeviceModel {
   private multiport = false;
   private deviceReadyFlag = false;
   private suspended = false;
+  /** A port 0 resize arrived while suspended. */
+  private sizePending = false;
 
   constructor(opts: ConsoleDeviceOptions = {}) {
     const slots = opts.ports ?? [{}];
@@ -220,7 +222,7 @@ export class ConsoleDevice implements VirtioDeviceModel {
     const p = this.ports[id] ?? null;
     requireArg(p !== null, `virtio-console: port ${id} does not exist`);
     const ctx = this.ctx;
-    if (ctx !== null) {
+    if (ctx !== null && !this.suspended) {
       const q = ctx.queues[p.txQueue];
       if (q !== null && q !== undefined && p.releaseHeld(q)) ctx.interrupt(p.txQueue);
     }
@@ -249,7 +251,18 @@ export class ConsoleDevice implements VirtioDeviceModel {
       return;
     }
     if (id !== 0) return; // only port 0 has a size in the configuration
-    this.config.setSize(cols, rows);
+    if (this.suspended) {
+      // init.dev-suspend.device.3: no configuration change while suspended; applied on resume.
+      this.sizePending = true;
+      return;
+    }
+    this.applySize0();
+  }
+
+  private applySize0(): void {
+    const s = this.sizes.get(0);
+    if (s === undefined) return;
+    this.config.setSize(s.cols, s.rows);
     if (this.sizeOffered) this.host?.configChanged();
   }
 
@@ -314,6 +327,7 @@ export class ConsoleDevice implements VirtioDeviceModel {
     this.multiport = false;
     this.deviceReadyFlag = false;
     this.suspended = false;
+    this.sizePending = false;
     this.ctrlOut.length = 0;
     for (const p of this.ports) p?.resetProtocol();
     // Configuration back to the device's current state (cols / rows of port 0).
@@ -338,6 +352,10 @@ export class ConsoleDevice implements VirtioDeviceModel {
 
   resume(): void {
     this.suspended = false;
+    if (this.sizePending) {
+      this.sizePending = false;
+      this.applySize0();
+    }
     if (this.ctx === null) return;
     if (this.multiport) this.flushControl();
     for (const p of this.ports) {

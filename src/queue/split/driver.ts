@@ -21,6 +21,7 @@ import {
   type DriverQueue,
   type DriverQueueOptions,
   type QueueConfig,
+  SgBatch,
   type SgList,
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
@@ -92,6 +93,11 @@ export class SplitDriverQueue implements DriverQueue {
   lastToken = -1;
   lastLen = 0;
 
+  /** One-chain scratch for {@link add} / {@link getUsed} (they run the batch code with n = 1). */
+  private readonly oneSg = new SgBatch(1, 0);
+  private readonly oneTok = new Int32Array(1);
+  private readonly oneLen = new Uint32Array(1);
+
   /**
    * @param space the driver's view of memory (rings and buffers must lie inside it)
    * @param cfg queue configuration (the same values the device gets)
@@ -161,91 +167,149 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   add(sg: SgList, token: number): number {
-    const n = sg.count;
-    if (n === 0) throw new VirtioError('INVALID_ARGUMENT', 'SplitDriverQueue.add: empty SgList');
-    const readableN = sg.readable;
-    const sAddr = sg.addr;
-    const sLen = sg.len;
+    const one = this.oneSg;
+    one.start[1] = sg.count;
+    one.readable[0] = sg.readable;
+    one.token[0] = token;
+    return this.addMany(one, sg.addr, sg.len, 1) === 1 ? one.head[0]! : -1;
+  }
+
+  /** Add chains 0, 1, … of `batch` until one does not fit (see {@link DriverQueue.addBatch}); returns how many. */
+  addBatch(batch: SgBatch): number {
+    return this.addMany(batch, batch.addr, batch.len, batch.count);
+  }
+
+  /**
+   * The one descriptor writer behind {@link add} and {@link addBatch}: adds chains 0..n-1 of `b`
+   * (segments in `sAddr`/`sLen`) in order until one does not fit; heads go to `b.head`.
+   * Ring and free-list state is copied into locals once and written back once.
+   * @throws VirtioError for an empty chain (after writing back the chains added before it)
+   */
+  private addMany(b: SgBatch, sAddr: Float64Array, sLen: Uint32Array, n: number): number {
+    const bStart = b.start;
+    const bReadable = b.readable;
+    const bToken = b.token;
+    const bHead = b.head;
     const desc = this.desc;
+    const avail = this.avail;
     const mask = this.mask;
-    let head: number;
-    let tail: number;
-    let used: number;
-    let indirectAddr = -1;
-    let wBytes = 0;
-    if (this.indirectThreshold > 0 && n >= this.indirectThreshold) {
-      if (this.numFree < 1) return -1;
-      indirectAddr = this.allocIndirect!(n * 16);
-      const space = this.space;
-      const r = space.resolve(indirectAddr, n * 16, true);
-      if (r < 0) throw new VirtioError('INVALID_ARGUMENT', `allocIndirect returned 0x${indirectAddr.toString(16)}, which is not ${n * 16} writable bytes of ${space.name}`);
-      const dv = space.regions[r]!.dv;
-      let o = space.off;
-      for (let i = 0; i < n; i++, o += 16) {
-        const a = sAddr[i]!;
-        const l = sLen[i]!;
-        dv.setUint32(o, a >>> 0, true);
-        dv.setUint32(o + 4, (a / TWO32) >>> 0, true);
-        dv.setUint32(o + 8, l, true);
-        let f = i < n - 1 ? VIRTQ_DESC_F_NEXT : 0;
-        if (i >= readableN) {
-          f |= VIRTQ_DESC_F_WRITE;
-          wBytes += l;
-        }
-        dv.setUint16(o + 12, f, true);
-        dv.setUint16(o + 14, i < n - 1 ? i + 1 : 0, true);
+    const inOrder = this.inOrder;
+    const freeNext = this.freeNext;
+    const tokens = this.tokens;
+    const chainDescs = this.chainDescs;
+    const chainTail = this.chainTail;
+    const chainWritable = this.chainWritable;
+    const headInFlight = this.headInFlight;
+    const order = this.order;
+    const threshold = this.indirectThreshold;
+    const orderHead = this.orderHead;
+    let freeHead = this.freeHead;
+    let nextDesc = this.nextDesc;
+    let numFree = this.numFree;
+    let inFlight = this.inFlightCount;
+    let a = this.availShadow;
+    let k = 0;
+    let empty = false;
+    for (; k < n; k++) {
+      const s0 = bStart[k]!;
+      const cnt = bStart[k + 1]! - s0;
+      if (cnt <= 0) {
+        empty = true;
+        break;
       }
-      head = this.inOrder ? this.nextDesc : this.freeHead;
-      const w = head << 2;
-      desc[w] = indirectAddr >>> 0;
-      desc[w + 1] = (indirectAddr / TWO32) >>> 0;
-      desc[w + 2] = n * 16;
-      desc[w + 3] = VIRTQ_DESC_F_INDIRECT;
-      tail = head;
-      used = 1;
-    } else {
-      if (this.numFree < n) return -1;
-      const inOrder = this.inOrder;
-      const freeNext = this.freeNext;
-      head = inOrder ? this.nextDesc : this.freeHead;
-      let d = head;
-      tail = head;
-      for (let i = 0; i < n; i++) {
-        const a = sAddr[i]!;
-        const l = sLen[i]!;
-        const w = d << 2;
-        const nx = inOrder ? (d + 1) & mask : freeNext[d]!;
-        // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
-        desc[w] = a >>> 0;
-        desc[w + 1] = (a / TWO32) >>> 0;
-        desc[w + 2] = l;
-        let f = 0;
-        if (i >= readableN) {
-          f = VIRTQ_DESC_F_WRITE;
-          wBytes += l;
+      let head: number;
+      if (threshold > 0 && cnt >= threshold) {
+        if (numFree < 1) break;
+        head = inOrder ? nextDesc : freeHead;
+        this.writeIndirect(head, sAddr, sLen, s0, cnt, bReadable[k]!);
+        if (inOrder) nextDesc = (head + 1) & mask;
+        else freeHead = freeNext[head]!;
+        numFree -= 1;
+      } else {
+        if (numFree < cnt) break;
+        const readableEnd = s0 + bReadable[k]!;
+        const sEnd = s0 + cnt;
+        head = inOrder ? nextDesc : freeHead;
+        let d = head;
+        let tail = head;
+        let wBytes = 0;
+        for (let i = s0; i < sEnd; i++) {
+          const ad = sAddr[i]!;
+          const l = sLen[i]!;
+          const w = d << 2;
+          const nx = inOrder ? (d + 1) & mask : freeNext[d]!;
+          // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+          desc[w] = ad >>> 0;
+          desc[w + 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+          desc[w + 2] = l;
+          let f = 0;
+          if (i >= readableEnd) {
+            f = VIRTQ_DESC_F_WRITE;
+            wBytes += l;
+          }
+          if (i < sEnd - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
+          desc[w + 3] = f;
+          tail = d;
+          d = nx;
         }
-        if (i < n - 1) f |= VIRTQ_DESC_F_NEXT;
-        desc[w + 3] = f | ((i < n - 1 ? nx : 0) << 16);
-        tail = d;
-        d = nx;
+        if (inOrder) nextDesc = (tail + 1) & mask;
+        else freeHead = freeNext[tail]!;
+        numFree -= cnt;
+        chainDescs[head] = cnt;
+        chainTail[head] = tail;
+        chainWritable[head] = wBytes;
+        // chainIndirect[head] is already -1 here (collect() resets it when an indirect chain is released).
       }
-      used = n;
+      tokens[head] = bToken[k]!;
+      headInFlight[head] = 1;
+      if (inOrder) order[(orderHead + inFlight) & mask] = head;
+      inFlight++;
+      avail[2 + (a & mask)] = head;
+      a = (a + 1) & 0xffff;
+      bHead[k] = head;
     }
-    if (this.inOrder) this.nextDesc = (tail + 1) & mask;
-    else this.freeHead = this.freeNext[tail]!;
-    this.numFree -= used;
-    this.tokens[head] = token;
-    this.chainDescs[head] = used;
-    this.chainTail[head] = tail;
+    this.freeHead = freeHead;
+    this.nextDesc = nextDesc;
+    this.numFree = numFree;
+    this.inFlightCount = inFlight;
+    this.availShadow = a;
+    if (empty) throw new VirtioError('INVALID_ARGUMENT', k === 0 && n === 1 ? 'SplitDriverQueue.add: empty SgList' : `SplitDriverQueue.addBatch: chain ${k} has no segments`);
+    return k;
+  }
+
+  /** Put `cnt` segments from `s0` into a fresh indirect table and point descriptor `head` at it. */
+  private writeIndirect(head: number, sAddr: Float64Array, sLen: Uint32Array, s0: number, cnt: number, readableN: number): void {
+    const indirectAddr = this.allocIndirect!(cnt * 16);
+    const space = this.space;
+    const r = space.resolve(indirectAddr, cnt * 16, true);
+    if (r < 0) throw new VirtioError('INVALID_ARGUMENT', `allocIndirect returned 0x${indirectAddr.toString(16)}, which is not ${cnt * 16} writable bytes of ${space.name}`);
+    const dv = space.regions[r]!.dv;
+    let o = space.off;
+    let wBytes = 0;
+    for (let i = 0; i < cnt; i++, o += 16) {
+      const a = sAddr[s0 + i]!;
+      const l = sLen[s0 + i]!;
+      dv.setUint32(o, a >>> 0, true);
+      dv.setUint32(o + 4, (a / TWO32) >>> 0, true);
+      dv.setUint32(o + 8, l, true);
+      let f = i < cnt - 1 ? VIRTQ_DESC_F_NEXT : 0;
+      if (i >= readableN) {
+        f |= VIRTQ_DESC_F_WRITE;
+        wBytes += l;
+      }
+      dv.setUint16(o + 12, f, true);
+      dv.setUint16(o + 14, i < cnt - 1 ? i + 1 : 0, true);
+    }
+    const desc = this.desc;
+    const w = head << 2;
+    desc[w] = indirectAddr >>> 0;
+    desc[w + 1] = (indirectAddr / TWO32) >>> 0;
+    desc[w + 2] = cnt * 16;
+    desc[w + 3] = VIRTQ_DESC_F_INDIRECT;
+    this.chainDescs[head] = 1;
+    this.chainTail[head] = head;
     this.chainWritable[head] = wBytes;
     this.chainIndirect[head] = indirectAddr;
-    this.headInFlight[head] = 1;
-    if (this.inOrder) this.order[(this.orderHead + this.inFlightCount) & mask] = head;
-    this.inFlightCount++;
-    const a = this.availShadow;
-    this.avail[2 + (a & mask)] = head;
-    this.availShadow = (a + 1) & 0xffff;
-    return head;
   }
 
   publish(): boolean {
@@ -269,69 +333,116 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   getUsed(): boolean {
-    if (this.stopped) return false;
-    const last = this.lastUsed;
-    let usedIdx = this.cachedUsed;
-    if (usedIdx === last) {
-      usedIdx = Atomics.load(this.used16, 1);
-      if (usedIdx === last) return false;
-      const pending = (usedIdx - last) & 0xffff;
-      if (pending > this.inFlightCount) {
-        return this.fail('DEVICE_USED_IDX_AHEAD', undefined, `used idx ${usedIdx} is ${pending} entries ahead of ${last}, but only ${this.inFlightCount} buffers are in flight`);
-      }
-      this.cachedUsed = usedIdx;
-    }
-    let head: number;
-    let len: number;
-    if (this.batchLast >= 0) {
-      head = this.order[this.orderHead]!;
-      if (head === this.batchLast) {
-        len = this.batchLastLen;
-        this.batchLast = -1;
-      } else {
-        len = this.chainWritable[head]!;
-      }
-    } else {
-      const slot = 1 + ((last & this.mask) << 1);
-      const id = this.used32[slot]!;
-      len = this.used32[slot + 1]!;
-      if (!(id < this.size) || this.headInFlight[id] !== 1) {
-        return this.fail('DEVICE_USED_BAD_ID', undefined, `used ring entry ${last} returns id ${id}, which is not the head of a buffer in flight`);
-      }
-      // basic.split-vq.vq-used-ring.device.2: len counts bytes written into the device-writable part.
-      if (len > this.chainWritable[id]!) {
-        return this.fail('DEVICE_USED_BAD_LEN', 'basic.split-vq.vq-used-ring.device.2', `used ring entry ${last} (id ${id}) claims ${len} bytes written, but the chain has only ${this.chainWritable[id]} writable bytes`);
-      }
-      head = id;
-      if (this.inOrder) {
-        const oldest = this.order[this.orderHead]!;
-        if (oldest !== id) {
-          // Batched in-order completion: `id` ends a batch starting at the oldest chain.
-          this.batchLast = id;
-          this.batchLastLen = len;
-          head = oldest;
-          len = this.chainWritable[oldest]!;
-        }
-      }
-    }
-    this.release(head);
-    this.lastUsed = (last + 1) & 0xffff;
-    this.lastToken = this.tokens[head]!;
-    this.lastLen = len;
+    const tok = this.oneTok;
+    const len = this.oneLen;
+    if (this.collect(tok, len, 1) === 0) return false;
+    this.lastToken = tok[0]!;
+    this.lastLen = len[0]!;
     return true;
   }
 
-  private release(head: number): void {
-    const nd = this.chainDescs[head]!;
-    if (this.inOrder) {
-      this.orderHead = (this.orderHead + 1) & this.mask;
-    } else {
-      this.freeNext[this.chainTail[head]!] = this.freeHead;
-      this.freeHead = head;
+  /** Collect up to `max` used buffers (see {@link DriverQueue.getUsedBatch}); returns how many. */
+  getUsedBatch(tokens: Int32Array, lens: Uint32Array, max: number): number {
+    const m = max < tokens.length ? max : tokens.length;
+    return this.collect(tokens, lens, m < lens.length ? m : lens.length);
+  }
+
+  /**
+   * The one used-ring reader behind {@link getUsed} and {@link getUsedBatch}: validates and
+   * releases up to `max` used buffers, with state in locals written back once.
+   */
+  private collect(outTok: Int32Array, outLen: Uint32Array, max: number): number {
+    if (this.stopped) return 0;
+    const used32 = this.used32;
+    const mask = this.mask;
+    const size = this.size;
+    const inOrder = this.inOrder;
+    const order = this.order;
+    const tokens = this.tokens;
+    const chainDescs = this.chainDescs;
+    const chainTail = this.chainTail;
+    const chainWritable = this.chainWritable;
+    const headInFlight = this.headInFlight;
+    const freeNext = this.freeNext;
+    const indirect = this.indirectThreshold > 0;
+    let last = this.lastUsed;
+    let usedIdx = this.cachedUsed;
+    let inFlight = this.inFlightCount;
+    let freeHead = this.freeHead;
+    let numFree = this.numFree;
+    let orderHead = this.orderHead;
+    let k = 0;
+    while (k < max) {
+      if (usedIdx === last) {
+        const u = Atomics.load(this.used16, 1);
+        if (u === last) break;
+        const pending = (u - last) & 0xffff;
+        if (pending > inFlight) {
+          this.fail('DEVICE_USED_IDX_AHEAD', undefined, `used idx ${u} is ${pending} entries ahead of ${last}, but only ${inFlight} buffers are in flight`);
+          break;
+        }
+        usedIdx = u;
+      }
+      let head: number;
+      let len: number;
+      if (this.batchLast >= 0) {
+        head = order[orderHead]!;
+        if (head === this.batchLast) {
+          len = this.batchLastLen;
+          this.batchLast = -1;
+        } else {
+          len = chainWritable[head]!;
+        }
+      } else {
+        const slot = 1 + ((last & mask) << 1);
+        const id = used32[slot]!;
+        len = used32[slot + 1]!;
+        if (!(id < size) || headInFlight[id] !== 1) {
+          this.fail('DEVICE_USED_BAD_ID', undefined, `used ring entry ${last} returns id ${id}, which is not the head of a buffer in flight`);
+          break;
+        }
+        // basic.split-vq.vq-used-ring.device.2: len counts bytes written into the device-writable part.
+        if (len > chainWritable[id]!) {
+          this.fail('DEVICE_USED_BAD_LEN', 'basic.split-vq.vq-used-ring.device.2', `used ring entry ${last} (id ${id}) claims ${len} bytes written, but the chain has only ${chainWritable[id]} writable bytes`);
+          break;
+        }
+        head = id;
+        if (inOrder) {
+          const oldest = order[orderHead]!;
+          if (oldest !== id) {
+            // Batched in-order completion: `id` ends a batch starting at the oldest chain.
+            this.batchLast = id;
+            this.batchLastLen = len;
+            head = oldest;
+            len = chainWritable[oldest]!;
+          }
+        }
+      }
+      // Release the chain's descriptors.
+      if (inOrder) orderHead = (orderHead + 1) & mask;
+      else {
+        freeNext[chainTail[head]!] = freeHead;
+        freeHead = head;
+      }
+      numFree += chainDescs[head]!;
+      headInFlight[head] = 0;
+      inFlight--;
+      if (indirect) this.releaseIndirect(head);
+      last = (last + 1) & 0xffff;
+      outTok[k] = tokens[head]!;
+      outLen[k] = len;
+      k++;
     }
-    this.numFree += nd;
-    this.headInFlight[head] = 0;
-    this.inFlightCount--;
+    this.lastUsed = last;
+    this.cachedUsed = usedIdx;
+    this.inFlightCount = inFlight;
+    this.freeHead = freeHead;
+    this.numFree = numFree;
+    this.orderHead = orderHead;
+    return k;
+  }
+
+  private releaseIndirect(head: number): void {
     const ind = this.chainIndirect[head]!;
     if (ind >= 0) {
       this.chainIndirect[head] = -1;

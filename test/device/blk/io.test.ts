@@ -4,7 +4,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BlkDevice, openBlkDevice } from '../../../src/device/blk/blk-device.js';
+import { BlkDevice } from '../../../src/device/blk/blk-device.js';
+import { openBlkDevice } from '../../../src/device/blk/open.js';
 import {
   VIRTIO_BLK_F_DISCARD,
   VIRTIO_BLK_F_WRITE_ZEROES,

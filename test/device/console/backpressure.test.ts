@@ -18,7 +18,8 @@ function heldWritable(hwm = 16): { w: Writable; got: Buffer[]; release(): void; 
     w,
     got,
     release: () => {
-      while (cbs.length > 0) cbs.shift()!();
+      // Only the writes pending now: completing one may start the next synchronously.
+      for (const cb of cbs.splice(0, cbs.length)) cb();
     },
     pending: () => cbs.length,
   };

@@ -57,8 +57,15 @@ describe('virtio-console multiport', () => {
     t.d.postCtrlRx(8);
     t.dev.resize(100, 40);
     t.in0.write('early');
+    t.dev.addPort(2); // hot-plug before DEVICE_READY: announced only once the driver is ready
     expect(t.d.readCtrl()).toEqual([]);
     expect(t.dev.deviceReady).toBe(false);
+    t.d.sendCtrl(0, DEVICE_READY, 1);
+    expect(brief(t.d.readCtrl())).toEqual([
+      [0, DEVICE_ADD, 1],
+      [1, DEVICE_ADD, 1],
+      [2, DEVICE_ADD, 1],
+    ]);
   });
 
   it('[console.multiport-dev-op.device.1] [console.multiport-dev-op.driver.2] bring-up: DEVICE_READY → DEVICE_ADD per port → PORT_READY → CONSOLE_PORT / PORT_NAME / PORT_OPEN', async () => {
@@ -209,6 +216,23 @@ describe('virtio-console multiport', () => {
     out.destroy();
     await until(() => !dev.port(1)!.backend.connected, 'backend closed');
     expect(brief(d.readCtrl())).toEqual([[1, PORT_OPEN, 0]]);
+  });
+
+  it('[basic.dev-reset.device.1] after a device reset the control protocol starts over: silence until DEVICE_READY, then every port is added again', () => {
+    const t = twoPorts();
+    bringUp(t);
+    t.d.rig.core.writeStatus(0);
+    expect(t.dev.deviceReady).toBe(false);
+    expect(t.dev.port(0)!.added).toBe(false);
+    const d2 = new ConsoleDriver(t.dev);
+    d2.postCtrlRx(8);
+    t.dev.resize(90, 30);
+    expect(d2.readCtrl()).toEqual([]);
+    d2.sendCtrl(0, DEVICE_READY, 1);
+    expect(brief(d2.readCtrl())).toEqual([
+      [0, DEVICE_ADD, 1],
+      [1, DEVICE_ADD, 1],
+    ]);
   });
 
   it('without MULTIPORT negotiated port 0 carries data at once (no control protocol)', async () => {

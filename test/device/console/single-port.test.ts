@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { PassThrough, Writable } from 'node:stream';
 import { ConsoleDevice, CONSOLE_CFG, StreamBackend } from '../../../src/device/console/index.js';
 import { VirtioDeviceCore } from '../../../src/device/core.js';
-import { STATUS_ACKNOWLEDGE } from '../../../src/features/status.js';
+import { STATUS_ACKNOWLEDGE, STATUS_SUSPEND } from '../../../src/features/status.js';
+import { VIRTIO_F_EVENT_IDX, VIRTIO_F_SUSPEND } from '../../../src/features/bits.js';
 import { AddressSpace } from '../../../src/memory/space.js';
 import { createSplitDeviceQueue } from '../../../src/queue/split/index.js';
 import { CountingHooks } from '../blk/harness.js';
@@ -127,6 +128,25 @@ describe('virtio-console single port', () => {
     d.rig.core.writeConfig(CONSOLE_CFG.EMERG_WR, 4, 0x21);
     d.send(1, 'cd');
     expect(Buffer.concat(got).toString()).toBe('ab!cd');
+  });
+
+  it('[init.dev-suspend.device.3] [init.dev-suspend.device.5] while suspended: no queue access, no config change; both happen on resume', async () => {
+    const input = new PassThrough();
+    const dev = new ConsoleDevice({ ports: [{ backend: new StreamBackend(input, null) }], size: { cols: 80, rows: 25 } });
+    const d = new ConsoleDriver(dev, { extraFeatures: [VIRTIO_F_EVENT_IDX, VIRTIO_F_SUSPEND] });
+    d.postRx(0, 2, 32);
+    const st = d.rig.core.status;
+    expect(d.rig.core.writeStatus(st | STATUS_SUSPEND).kind).toBe('suspend');
+    const irqs = d.rig.hooks.configIrqs;
+    dev.resize(100, 50);
+    input.write('held');
+    await until(() => dev.port(0)!.inputBuffered === 4, 'input buffered');
+    expect(d.collectRx(0)).toEqual([]);
+    expect(d.cfg(CONSOLE_CFG.COLS, 2)).toBe(80);
+    expect(d.rig.core.writeStatus(st | STATUS_SUSPEND).kind).toBe('resume');
+    expect(d.cfg(CONSOLE_CFG.COLS, 2)).toBe(100);
+    expect(d.rig.hooks.configIrqs).toBe(irqs + 1);
+    expect(cat(d.collectRx(0)).toString()).toBe('held');
   });
 
   it('[basic.dev-reset.device.1] after a device reset and re-initialization port 0 carries data again', async () => {

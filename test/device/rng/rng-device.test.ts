@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { RngDevice, RandomPool, TokenBucket, type RngDeviceOptions } from '../../../src/device/rng/index.js';
-import { STATUS_NEEDS_RESET } from '../../../src/features/status.js';
+import { STATUS_NEEDS_RESET, STATUS_SUSPEND } from '../../../src/features/status.js';
+import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_SUSPEND } from '../../../src/features/bits.js';
 import { SgList } from '../../../src/queue/types.js';
 import { startDevice, type DeviceRig } from '../blk/harness.js';
 
@@ -19,7 +20,7 @@ class RngDriver {
   readonly posted = new Map<number, Posted>();
   constructor(model: RngDevice, opts: { ramBytes?: number } = {}) {
     this.model = model;
-    this.rig = startDevice(model, { queueSize: 64, ...opts });
+    this.rig = startDevice(model, { queueSize: 64, extraFeatures: [VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX, VIRTIO_F_SUSPEND], ...opts });
   }
   /** Post one request: `readable` bytes device-readable (a sin), then writable segments of `lens`. */
   post(lens: number[], readable = 0): Posted {
@@ -218,6 +219,31 @@ describe('virtio-rng rate limit', () => {
     expect(vi.getTimerCount()).toBe(0);
     vi.advanceTimersByTime(5000);
     expect(d.bytes(w).every((v) => v === 0xee)).toBe(true);
+  });
+
+  it('[init.dev-suspend.device.6] suspend answers a request held by the rate limiter (at least one byte) and cancels its timer', () => {
+    vi.useFakeTimers();
+    const model = new RngDevice({ maxBytesPerSecond: 10, burstBytes: 10 });
+    const d = new RngDriver(model);
+    d.post([10]);
+    const w = d.post([10]);
+    d.kick();
+    expect(d.collect()).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(1);
+    const st = d.rig.core.status;
+    d.rig.core.writeStatus(st | STATUS_SUSPEND);
+    expect(d.rig.core.status & STATUS_SUSPEND).toBe(STATUS_SUSPEND);
+    expect(vi.getTimerCount()).toBe(0);
+    const [x] = d.collect();
+    expect(x!.token).toBe(w.token);
+    expect(x!.len).toBeGreaterThanOrEqual(1);
+    // Resumed: new requests are served again.
+    // Resume (the core's status table: DRIVER_OK written again together with SUSPEND).
+    expect(d.rig.core.writeStatus(st | STATUS_SUSPEND).kind).toBe('resume');
+    vi.advanceTimersByTime(2000);
+    d.post([4]);
+    d.kick();
+    expect(d.collect().map((y) => y.len)).toEqual([4]);
   });
 
   it('token bucket: refills at the rate, capped at the burst', () => {
