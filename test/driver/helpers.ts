@@ -59,7 +59,13 @@ export class EchoModel implements VirtioDeviceModel {
     const c = this.chain;
     const regions = ctx.space.regions;
     let any = false;
-    while (queue.pop(c)) {
+    for (;;) {
+      queue.disableNotifications();
+      if (!queue.pop(c)) {
+        // Ask for notifications again; a buffer that arrived meanwhile is processed now.
+        if (queue.parked || !queue.enableNotifications()) break;
+        continue;
+      }
       let n = 0;
       for (let i = 0; i < c.count; i++) {
         if (this.seen.length < 100000) this.seen.push([c.addr[i]!, c.len[i]!]);
