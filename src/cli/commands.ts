@@ -4,6 +4,7 @@
  */
 import { benchQueueCommand } from './bench-queue.js';
 import type { Command } from './command.js';
+import { serveCommand } from './serve.js';
 
 /** Every command, in help order. */
-export const COMMANDS: readonly Command[] = [benchQueueCommand];
+export const COMMANDS: readonly Command[] = [benchQueueCommand, serveCommand];

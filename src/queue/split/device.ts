@@ -512,31 +512,58 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   pushUsedBatch(heads: ArrayLike<number>, lens: ArrayLike<number>, n: number): void {
+    let i = 0;
+    const u0 = this.usedIdx;
+    let u = u0;
+    const mask = this.mask;
+    const used32 = this.used32;
+    while (i < n) {
+      // Fast loop, no calls inside (so V8 keeps its checks on the arrays out of the loop): runs
+      // while heads are in range and in flight; anything else (IN_ORDER, a bad head) is handled by
+      // retire() below, one entry at a time.
+      i = this.pushFast(heads, lens, i, n);
+      u = this.usedIdx;
+      if (i < n) {
+        const head = heads[i]!;
+        if (this.retire(head)) {
+          const slot = 1 + ((u & mask) << 1);
+          used32[slot] = head;
+          used32[slot + 1] = lens[i]!;
+          u = (u + 1) & 0xffff;
+          this.usedIdx = u;
+        }
+        i++;
+      }
+    }
+    // basic.split-vq.vq-used-ring.device.1: elements (id, len) are written before used idx,
+    // which is published once per batch.
+    if (u !== u0) Atomics.store(this.used16, 1, u);
+  }
+
+  /**
+   * Write used elements for heads[i..n) while each head is in range and in flight (and IN_ORDER is
+   * off); returns the index of the first entry it did not handle. Updates usedIdx, not the ring's idx.
+   */
+  private pushFast(heads: ArrayLike<number>, lens: ArrayLike<number>, i: number, n: number): number {
+    if (this.inOrder) return i;
     const used32 = this.used32;
     const mask = this.mask;
     const map = this.inFlightMap;
     const size = this.size;
-    const inOrder = this.inOrder;
     let u = this.usedIdx;
-    let retired = 0;
-    for (let i = 0; i < n; i++) {
-      const head = heads[i]!;
-      if (inOrder || !(head < size) || map[head] !== 1) {
-        if (!this.retire(head)) continue;
-      } else {
-        map[head] = 0;
-        retired++;
-      }
+    let k = i;
+    for (; k < n; k++) {
+      const head = heads[k]!;
+      if (!(head < size) || map[head] !== 1) break;
+      map[head] = 0;
       const slot = 1 + ((u & mask) << 1);
       used32[slot] = head;
-      used32[slot + 1] = lens[i]!;
+      used32[slot + 1] = lens[k]!;
       u = (u + 1) & 0xffff;
     }
-    this.inFlightCount -= retired;
-    if (u !== this.usedIdx) {
-      this.usedIdx = u;
-      Atomics.store(this.used16, 1, u);
-    }
+    this.inFlightCount -= k - i;
+    this.usedIdx = u;
+    return k;
   }
 
   /**

@@ -52,6 +52,19 @@ describe('SWIOTLB on virtio-mmio (restricted-dma-pool)', () => {
     expect(r.dev.swiotlb!.active).toBe(false);
   });
 
+  it('[rfc-swiotlb.mmio.driver.2] core built with hasRegion (no space): the device switches the core to the window at FEATURES_OK', () => {
+    const window = new SwiotlbWindow(new ArrayBuffer(WSIZE), { base: WBASE });
+    const r = rig({ core: { swiotlb: { policy: 'preferred', hasRegion: true } }, mmio: { swiotlbWindow: window } });
+    expect(negotiate(r.dev, [SW_WORD0, 1])).toBe(0xb);
+    expect(r.core.space).toBe(window.asAddressSpace()); // already at FEATURES_OK
+    setupQueue(r.dev, 0, WBASE);
+    regs(r.dev).w(MMIO.STATUS, 0xf);
+    expect(r.queues[0]!.space).toBe(window.asAddressSpace());
+    expect(r.dev.swiotlb!.spaceMismatch).toBe(false);
+    regs(r.dev).w(MMIO.STATUS, 0);
+    expect(r.core.space).toBe(r.space);
+  });
+
   it('[rfc-swiotlb.feature.device.1] declined: preferred keeps guest RAM; required refuses FEATURES_OK', () => {
     const p = swRig('preferred');
     expect(negotiate(p.dev, V1)).toBe(0xb);

@@ -1,0 +1,513 @@
+/**
+ * The simulated guest driver for a virtio-mmio (Version 2) device — what Linux `virtio_mmio` +
+ * `virtio_ring` do, in a test-sized form, with the same shape as {@link VirtioPciDriver}.
+ *
+ * Init sequence (init.dev-init.driver.1, mmio.dev-init.driver.4; status bits only ever added):
+ *  0. probe: MagicValue, Version 2, DeviceID (0 → placeholder, ignored silently) — `probe.ts`;
+ *  1. reset: Status 0, read back until 0 — a bounded number of reads, then a TIMEOUT error;
+ *  2. ACKNOWLEDGE, DRIVER;
+ *  3. device feature windows through DeviceFeaturesSel (mmio.regs.driver.7), choice per
+ *     `features.ts`, driver windows through DriverFeaturesSel (mmio.regs.driver.8);
+ *  4. FEATURES_OK and read it back: clear means refused — set FAILED and throw FEATURE_REQUIRED;
+ *  5. DMA: when the device tree gives the device a `restricted-dma-pool` (`platform.pool`), the
+ *     driver bounces through it — always with VIRTIO_F_SWIOTLB negotiated
+ *     (rfc-swiotlb.mmio.driver.2), and by default also without it, as Linux does for any device
+ *     with a restricted pool (rfc-swiotlb.mmio.driver.1 SHOULD). Rings, indirect tables and
+ *     buffers then all live in the pool; otherwise guest RAM;
+ *  6. queues (MMIO has no queue count register: `queues` or scan until QueueSizeMax reads 0):
+ *     QueueSel; QueueReady must read 0; QueueSizeMax (0 = unavailable); QueueSize ≤ max
+ *     (mmio.regs.driver.9; a power of 2 for split rings); ring addresses Low/High; QueueReady 1 —
+ *     the addresses are never touched again while the queue is ready (mmio.regs.driver.10);
+ *  7. DRIVER_OK; only now may queues be kicked (init.dev-init.driver.4).
+ *
+ * Notifications: a 32-bit write to QueueNotify of the queue index, or with
+ * VIRTIO_F_NOTIFICATION_DATA of the notification data. Interrupts: on the line going high, read
+ * InterruptStatus (mmio.notif-dev.driver.1), acknowledge exactly the defined bits that were set
+ * (mmio.regs.driver.13, mmio.notif-dev.driver.3), then handle a configuration change (bit 1)
+ * and service every queue on bit 0 (mmio.notif-dev.driver.2).
+ */
+import { VirtioError, requireArg } from '../../errors.js';
+import { logger } from '../../log.js';
+import { RecordingSink, type GuestErrorSink } from '../../device/choke.js';
+import type { AddressSpace } from '../../memory/space.js';
+import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, describeFeatures } from '../../features/bits.js';
+import { FeatureSet } from '../../features/set.js';
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK, describeStatus } from '../../features/status.js';
+import type { DriverQueue, DriverQueueOptions, QueueConfig } from '../../queue/types.js';
+import { SplitDriverQueue } from '../../queue/split/driver.js';
+import { splitAvailBytes, splitDescBytes, splitUsedBytes } from '../../queue/split/layout.js';
+import { PackedDriverQueue } from '../../queue/packed/driver.js';
+import { BouncePool, type BouncePoolOptions } from '../../swiotlb/pool.js';
+import { SwiotlbWindow } from '../../swiotlb/window.js';
+import { DirectDma, SwiotlbDma, type DriverDma } from '../dma.js';
+import { chooseDriverFeatures, type DriverFeatureOptions } from '../features.js';
+import { GuestRamAllocator, type RamRange } from '../ram-alloc.js';
+import { VirtqueueDriver } from '../virtqueue.js';
+import type { MmioDeviceAccess, MmioPlatformDescription } from './access.js';
+import { probeVirtioMmio, type VirtioMmioProbe } from './probe.js';
+import { MmioQueueNotifier, MR, VirtioMmioRegs } from './regs.js';
+
+const log = logger('driver:mmio');
+
+/** InterruptStatus bits. */
+const INT_VRING = 1;
+const INT_CONFIG = 2;
+
+/** Options of {@link VirtioMmioDriver}. */
+export interface VirtioMmioDriverOptions {
+  /** Guest RAM as the driver (the guest CPU) sees it; contains the restricted pool, if any. */
+  guestRam: AddressSpace;
+  /** Allocator over guest RAM (default: one over all of `guestRam` except the pool). */
+  ram?: GuestRamAllocator;
+  /** What the device tree says (pool for SWIOTLB / restricted DMA). `VirtioMmioDevice.platformInfo()` gives it. */
+  platform?: MmioPlatformDescription;
+  /** An earlier probe result (skips probing). */
+  probe?: VirtioMmioProbe;
+  /** Feature choice. */
+  features?: DriverFeatureOptions;
+  /**
+   * Bounce through `platform.pool` even when VIRTIO_F_SWIOTLB is not negotiated (default true,
+   * Linux's behaviour for a device with a restricted-dma-pool; rfc-swiotlb.mmio.driver.1).
+   */
+  preferPool?: boolean;
+  /** Queue size: a number (capped at the device maximum) or `(q, max) => size`. Default min(max, 256). */
+  queueSize?: number | ((q: number, max: number) => number);
+  /** Queues to set up (default: queues 0, 1, ... until QueueSizeMax reads 0). */
+  queues?: number;
+  /** Upper bound of the queue scan (default 64). */
+  maxQueues?: number;
+  /** Use an indirect table for chains of at least this many segments (0 = never, default). */
+  indirectThreshold?: number;
+  /** Bounce pool tuning: min_align_mask, copiers. */
+  bounce?: Omit<BouncePoolOptions, 'window' | 'ram'>;
+  /** Where device misbehaviour found by the driver queues goes (default: a RecordingSink). */
+  sink?: GuestErrorSink;
+  /** Reads of Status after writing 0 before giving up (default 16). */
+  resetPolls?: number;
+  /** Feature select windows read and written (default 4 = 128 bits). */
+  featureWords?: number;
+  /** Subscribe to `access.onIrq` (default true). */
+  connectInterrupts?: boolean;
+}
+
+/** Driver counters. */
+export interface MmioDriverStats {
+  /** Interrupt line assertions handled. */
+  irqs: number;
+  /** InterruptStatus reads. */
+  statusReads: number;
+  /** Assertions that found InterruptStatus 0 (shared line, or already handled). */
+  spurious: number;
+  configChanges: number;
+}
+
+interface RingAlloc {
+  parts: number[];
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** A simulated guest driver bound to one virtio-mmio device. */
+export class VirtioMmioDriver {
+  readonly access: MmioDeviceAccess;
+  readonly probe: VirtioMmioProbe;
+  readonly regs: VirtioMmioRegs;
+  readonly ram: GuestRamAllocator;
+  readonly sink: GuestErrorSink;
+  readonly stats: MmioDriverStats = { irqs: 0, statusReads: 0, spurious: 0, configChanges: 0 };
+  /** Called on a configuration-change interrupt. */
+  onConfigChange: (() => void) | undefined;
+
+  private readonly o: VirtioMmioDriverOptions;
+  private readonly notifier: MmioQueueNotifier;
+  private offeredSet: FeatureSet | undefined;
+  private negotiatedSet: FeatureSet | undefined;
+  private dmaLayer: DriverDma | undefined;
+  private driverWindow: SwiotlbWindow | undefined;
+  private queueList: Array<VirtqueueDriver | undefined> = [];
+  private rings: RingAlloc[] = [];
+  private statusBits = 0;
+  private inIrq = false;
+  private irqAgain = false;
+  private poolWhy: string | undefined;
+  private readonly unsubscribe: Array<() => void> = [];
+
+  /**
+   * Probe the device (unless a probe result is given). Call {@link init} next.
+   * @throws VirtioError PROTOCOL for a bad magic value, a legacy (Version 1) device, or a
+   *   placeholder (DeviceID 0) — use {@link VirtioMmioDriver.open} to skip placeholders silently
+   */
+  constructor(access: MmioDeviceAccess, opts: VirtioMmioDriverOptions) {
+    requireArg(opts !== undefined && opts.guestRam !== undefined, 'VirtioMmioDriver: options.guestRam (the guest RAM address space) is required');
+    this.access = access;
+    this.o = opts;
+    const p = opts.probe ?? probeVirtioMmio(access);
+    if (p === null) {
+      throw new VirtioError('PROTOCOL', 'DeviceID 0: a placeholder virtio-mmio transport with no device behind it; use VirtioMmioDriver.open() (returns null) or probeVirtioMmio() to skip it', { clause: 'mmio.regs.driver.6' });
+    }
+    this.probe = p;
+    this.regs = new VirtioMmioRegs(access);
+    this.notifier = new MmioQueueNotifier(access);
+    this.ram = opts.ram ?? new GuestRamAllocator(opts.guestRam, ramRanges(opts.guestRam, opts.platform?.pool));
+    this.sink = opts.sink ?? new RecordingSink();
+    if ((opts.connectInterrupts ?? true) && access.onIrq !== undefined) {
+      this.unsubscribe.push(access.onIrq((l) => this.handleIrq(l)));
+    }
+  }
+
+  /**
+   * Probe and {@link init}.
+   * @returns the driver, or null for a placeholder device (DeviceID 0), ignored without error
+   *   (mmio.regs.driver.6)
+   */
+  static open(access: MmioDeviceAccess, opts: VirtioMmioDriverOptions): VirtioMmioDriver | null {
+    const p = opts.probe ?? probeVirtioMmio(access);
+    if (p === null) return null;
+    return new VirtioMmioDriver(access, { ...opts, probe: p }).init();
+  }
+
+  // ------------------------------------------------------------------ state
+
+  /** Features the device offered (after init). */
+  get offered(): FeatureSet | undefined {
+    return this.offeredSet;
+  }
+  /** Features negotiated (after FEATURES_OK). */
+  get negotiated(): FeatureSet | undefined {
+    return this.negotiatedSet;
+  }
+  /** True when VIRTIO_F_SWIOTLB was negotiated. */
+  get swiotlb(): boolean {
+    return this.negotiatedSet?.has(this.swiotlbBit) ?? false;
+  }
+  /** Why the driver could not use the restricted pool (none described, not in guest RAM), if so. */
+  get swiotlbUnusableReason(): string | undefined {
+    return this.poolWhy;
+  }
+  /** The DMA layer in use (after init). */
+  get dma(): DriverDma | undefined {
+    return this.dmaLayer;
+  }
+  /** The bounce pool (when bouncing through the restricted pool). */
+  get pool(): BouncePool | undefined {
+    return this.dmaLayer instanceof SwiotlbDma ? this.dmaLayer.pool : undefined;
+  }
+  /** The driver's view of the restricted pool (when bouncing). */
+  get window(): SwiotlbWindow | undefined {
+    return this.driverWindow;
+  }
+  /** Status as read from the device. */
+  get status(): number {
+    return this.regs.status;
+  }
+  /** Queues set up (index = virtqueue index; undefined for queues not set up). */
+  get queues(): ReadonlyArray<VirtqueueDriver | undefined> {
+    return this.queueList;
+  }
+  private get swiotlbBit(): number {
+    return this.o.features?.swiotlbBit ?? DEFAULT_SWIOTLB_BIT;
+  }
+
+  /** The driver-side virtqueue `q`. @throws VirtioError INVALID_ARGUMENT when it was not set up */
+  queue(q: number): VirtqueueDriver {
+    const v = this.queueList[q];
+    if (v === undefined) throw new VirtioError('INVALID_ARGUMENT', `queue ${q} was not set up (set up: ${this.queueList.map((x, i) => (x ? i : -1)).filter((i) => i >= 0).join(', ') || 'none'}); call init() first`);
+    return v;
+  }
+
+  // ------------------------------------------------------------------ init
+
+  private setStatus(bits: number): void {
+    // basic.dev-status-field.driver.2: never clear a bit; write the accumulated value.
+    this.statusBits |= bits;
+    this.regs.status = this.statusBits;
+  }
+
+  private fail(code: 'FEATURE_REQUIRED' | 'PROTOCOL' | 'QUEUE_SIZE_INVALID', message: string, clause?: string): never {
+    // init.dev-init.driver.2/.3: give up with FAILED and stop initializing.
+    try {
+      this.setStatus(STATUS_FAILED);
+    } catch (e) {
+      log('setting FAILED threw: %O', e);
+    }
+    throw new VirtioError(code, message, clause !== undefined ? { clause } : {});
+  }
+
+  /** Reset the device and wait (boundedly) for Status to read 0. */
+  resetDevice(): void {
+    for (const v of this.queueList) v?.kill('device reset by the driver');
+    this.queueList = [];
+    this.regs.status = 0;
+    this.statusBits = 0;
+    const polls = this.o.resetPolls ?? 16;
+    let st = this.regs.status;
+    for (let i = 1; i < polls && st !== 0; i++) st = this.regs.status;
+    if (st !== 0) {
+      throw new VirtioError('TIMEOUT', `reset: Status still reads ${hex(st)} (${describeStatus(st)}) after ${polls} reads; the device did not complete the reset`, { clause: 'basic.dev-reset.device.1' });
+    }
+    for (const r of this.rings) for (const a of r.parts) this.safeFree(a);
+    this.rings = [];
+    this.dmaLayer?.reset();
+    this.dmaLayer = undefined;
+    this.negotiatedSet = undefined;
+  }
+
+  private safeFree(addr: number): void {
+    try {
+      this.dmaLayer?.freeCoherent(addr);
+    } catch (e) {
+      log('free of ring memory %s failed: %O', hex(addr), e);
+    }
+  }
+
+  /**
+   * Run the full initialization sequence. Returns `this`.
+   * @throws VirtioError FEATURE_REQUIRED when the device refuses FEATURES_OK (status FAILED is set),
+   *   TIMEOUT when reset does not complete, PROTOCOL for device bugs (a queue ready after reset)
+   */
+  init(): this {
+    this.resetDevice(); // init.dev-init.driver.1 step 1
+    this.setStatus(STATUS_ACKNOWLEDGE);
+    this.setStatus(STATUS_DRIVER);
+
+    // --- features
+    const words = this.o.featureWords ?? 4;
+    const offered = new FeatureSet();
+    for (let i = 0; i < words; i++) offered.setWord(i, this.regs.deviceFeatureWord(i)); // mmio.regs.driver.7
+    this.offeredSet = offered.freeze();
+    const devType = this.probe.deviceId;
+    if (!offered.has(VIRTIO_F_VERSION_1)) {
+      // reserved.reserved-feature-bits.driver.2: this modern-only driver gives up.
+      this.fail('FEATURE_REQUIRED', `the device does not offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered, devType).join(', ') || 'nothing'}); this driver has no legacy mode`, 'reserved.reserved-feature-bits.driver.2');
+    }
+    const swBit = this.swiotlbBit;
+    const poolOk = this.poolUsable();
+    const accepted = chooseDriverFeatures(offered, this.o.features, offered.has(swBit) && poolOk).freeze();
+    for (let i = 0; i < Math.max(words, accepted.storedWords); i++) this.regs.writeDriverFeatureWord(i, accepted.word(i)); // mmio.regs.driver.8
+    this.setStatus(STATUS_FEATURES_OK);
+    const st = this.regs.status;
+    if ((st & STATUS_FEATURES_OK) === 0) {
+      const names = (s: FeatureSet): string => describeFeatures(s, devType, { swiotlbBit: swBit }).join(', ') || 'none';
+      let hint = '';
+      if (offered.has(swBit) && !accepted.has(swBit)) {
+        hint = ` The driver declined VIRTIO_F_SWIOTLB (bit ${swBit}) — ${poolOk ? 'acceptSwiotlb is false' : (this.poolWhy ?? 'no pool')} — and a device with SWIOTLB policy 'required' refuses to run without it (rfc-swiotlb.feature.device.1); accept it (give the driver the restricted-dma-pool) or relax the device policy.`;
+      }
+      this.fail('FEATURE_REQUIRED', `the device refused FEATURES_OK (Status read back ${hex(st)}: ${describeStatus(st)}) for accepted features [${names(accepted)}]; offered but not accepted: [${names(offered.minus(accepted))}].${hint}`, 'init.dev-init.driver.2');
+    }
+    this.negotiatedSet = accepted;
+    if (accepted.has(swBit) && !poolOk) {
+      // A `features.select` forced the bit without a pool: the driver could not keep its promise.
+      this.fail('FEATURE_REQUIRED', `VIRTIO_F_SWIOTLB (bit ${swBit}) was accepted but ${this.poolWhy ?? 'the pool is unusable'}; the driver could not pass only pool addresses`, 'rfc-swiotlb.mmio.driver.2');
+    }
+
+    // --- DMA (rfc-swiotlb.mmio.driver.2: with the bit, only the pool; .1: prefer the pool anyway)
+    const bounce = accepted.has(swBit) || (poolOk && (this.o.preferPool ?? true));
+    this.dmaLayer = bounce ? this.buildPoolDma() : new DirectDma(this.ram);
+
+    // --- queues
+    const data32 = accepted.has(VIRTIO_F_NOTIFICATION_DATA);
+    const limit = this.o.queues ?? this.o.maxQueues ?? 64;
+    const scanning = this.o.queues === undefined;
+    const built: Array<{ q: number; ring: DriverQueue }> = [];
+    for (let q = 0; q < limit; q++) {
+      const ring = this.setupQueue(q, accepted);
+      if (ring === undefined) {
+        if (scanning) break;
+        continue;
+      }
+      built.push({ q, ring });
+    }
+    this.queueList = [];
+    const dma = this.dmaLayer;
+    for (const b of built) this.queueList[b.q] = new VirtqueueDriver(b.q, b.ring, this.notifier, dma, this.ram, { addr: MR.QUEUE_NOTIFY, value: b.q, data32 });
+
+    this.setStatus(STATUS_DRIVER_OK);
+    for (const v of this.queueList) v?.start(); // init.dev-init.driver.4: kicks only from here on
+    log('driver up: device %d, features %s, %s DMA, queues %s', devType, accepted.toString(), dma.mode, built.map((b) => b.q).join(','));
+    return this;
+  }
+
+  /** Can the driver bounce through the restricted pool? Sets {@link swiotlbUnusableReason} when not. */
+  private poolUsable(): boolean {
+    this.poolWhy = undefined;
+    const pool = this.o.platform?.pool;
+    if (pool === undefined) {
+      this.poolWhy = 'the device tree gives the device no restricted-dma-pool (options.platform.pool)';
+      return false;
+    }
+    if (!this.o.guestRam.check(pool.base, pool.size, true)) {
+      this.poolWhy = `the restricted-dma-pool [${hex(pool.base)}, +${hex(pool.size)}) is not one writable range of guest RAM (${this.o.guestRam.describe()})`;
+      return false;
+    }
+    return true;
+  }
+
+  /** The driver's view of the pool (a range of guest RAM) and a bounce pool over it. */
+  private buildPoolDma(): SwiotlbDma {
+    const pool = this.o.platform!.pool!;
+    const space = this.o.guestRam;
+    const i = space.resolveOrThrow(pool.base, pool.size, true);
+    const region = space.regions[i]!;
+    this.driverWindow = new SwiotlbWindow(region.buffer, { offset: space.off, size: pool.size, base: pool.base, name: 'driver-restricted-pool' });
+    return new SwiotlbDma(new BouncePool({ ...(this.o.bounce ?? {}), window: this.driverWindow, ram: space }));
+  }
+
+  private chooseSize(q: number, max: number, packed: boolean): number {
+    const qs = this.o.queueSize;
+    let s = typeof qs === 'function' ? qs(q, max) : Math.min(max, qs ?? 256);
+    if (!(Number.isInteger(s) && s >= 1)) this.fail('QUEUE_SIZE_INVALID', `queue ${q}: queueSize gave ${s}; need an integer 1..${max}`);
+    s = Math.min(s, max); // mmio.regs.driver.9
+    if (!packed) s = 2 ** Math.floor(Math.log2(s)); // split rings: a power of 2
+    return s;
+  }
+
+  private setupQueue(q: number, feats: FeatureSet): DriverQueue | undefined {
+    const regs = this.regs;
+    const dma = this.dmaLayer!;
+    regs.selectQueue(q);
+    if (regs.r32(MR.QUEUE_READY) !== 0) {
+      // mmio.regs.device.5: reset clears QueueReady; a ready queue now is a device bug.
+      this.fail('PROTOCOL', `queue ${q}: QueueReady reads 1 right after reset; the device did not clear it`, 'mmio.regs.device.5');
+    }
+    const max = regs.r32(MR.QUEUE_SIZE_MAX);
+    if (max === 0) return undefined; // queue unavailable
+    const packed = feats.has(VIRTIO_F_RING_PACKED);
+    const size = this.chooseSize(q, Math.min(max, 32768), packed);
+    regs.w32(MR.QUEUE_SIZE, size);
+    const parts = packed ? [[16 * size, 16], [4, 4], [4, 4]] : [[splitDescBytes(size), 16], [splitAvailBytes(size), 2], [splitUsedBytes(size), 4]];
+    const addrs = parts.map(([bytes, align]) => dma.allocCoherent(bytes!, align!));
+    this.rings.push({ parts: addrs });
+    const [desc, driverArea, deviceArea] = addrs as [number, number, number];
+    regs.w64(MR.QUEUE_DESC, desc);
+    regs.w64(MR.QUEUE_DRIVER, driverArea);
+    regs.w64(MR.QUEUE_DEVICE, deviceArea);
+    regs.w32(MR.QUEUE_READY, 1); // after every other queue field (mmio.regs.driver.10 from here on)
+    const cfg: QueueConfig = {
+      index: q,
+      size,
+      maxSize: max,
+      desc,
+      driver: driverArea,
+      device: deviceArea,
+      eventIdx: feats.has(VIRTIO_F_EVENT_IDX),
+      indirect: feats.has(VIRTIO_F_INDIRECT_DESC),
+      inOrder: feats.has(VIRTIO_F_IN_ORDER),
+    };
+    const threshold = cfg.indirect ? (this.o.indirectThreshold ?? 0) : 0;
+    const qo: DriverQueueOptions = threshold > 0 ? { indirectThreshold: threshold, allocIndirect: (bytes) => dma.allocCoherent(bytes, 16), freeIndirect: (a) => dma.freeCoherent(a) } : {};
+    return packed ? new PackedDriverQueue(dma.ringSpace, cfg, this.sink, qo) : new SplitDriverQueue(dma.ringSpace, cfg, this.sink, qo);
+  }
+
+  // ------------------------------------------------------------------ interrupts
+
+  /**
+   * The interrupt line changed. On assertion: read InterruptStatus, acknowledge what was set,
+   * then handle a configuration change and service every queue.
+   */
+  handleIrq(level: boolean): void {
+    if (!level) return;
+    if (this.inIrq) {
+      this.irqAgain = true;
+      return;
+    }
+    this.inIrq = true;
+    try {
+      do {
+        this.irqAgain = false;
+        this.stats.irqs++;
+        this.stats.statusReads++;
+        const st = this.regs.r32(MR.INTERRUPT_STATUS) & (INT_VRING | INT_CONFIG); // mmio.notif-dev.driver.1; mmio.regs.driver.12
+        if (st === 0) {
+          this.stats.spurious++;
+          continue;
+        }
+        this.regs.w32(MR.INTERRUPT_ACK, st); // mmio.regs.driver.13, mmio.notif-dev.driver.3: only the handled, defined bits
+        if ((st & INT_CONFIG) !== 0) this.configChanged();
+        if ((st & INT_VRING) !== 0) for (const v of this.queueList) v?.service(); // mmio.notif-dev.driver.2
+      } while (this.irqAgain);
+    } finally {
+      this.inIrq = false;
+    }
+  }
+
+  private configChanged(): void {
+    this.stats.configChanges++;
+    try {
+      this.onConfigChange?.();
+    } catch (e) {
+      log('onConfigChange threw: %O', e);
+    }
+  }
+
+  // ------------------------------------------------------------------ device config and shared memory
+
+  /** Read the device-specific config (1, 2 or 4 bytes at `off`; mmio.regs.driver.3). */
+  readConfig(off: number, width: 1 | 2 | 4): number {
+    return this.regs.readConfig(off, width);
+  }
+  /** Write the device-specific config. */
+  writeConfig(off: number, width: 1 | 2 | 4, value: number): void {
+    this.regs.writeConfig(off, width, value);
+  }
+  /** ConfigGeneration. */
+  get configGeneration(): number {
+    return this.regs.r32(MR.CONFIG_GENERATION);
+  }
+
+  /**
+   * Read a 64-bit config field as two 32-bit accesses (mmio.regs.driver.3), retrying until
+   * ConfigGeneration is the same before and after (at most `tries` times).
+   * @throws VirtioError PROTOCOL when the generation keeps changing
+   */
+  readConfig64(off: number, tries = 8): number {
+    for (let i = 0; i < tries; i++) {
+      const g = this.configGeneration;
+      const lo = this.regs.readConfig(off, 4);
+      const hi = this.regs.readConfig(off + 4, 4);
+      if (this.configGeneration === g) return hi * 4294967296 + lo;
+    }
+    throw new VirtioError('PROTOCOL', `config at ${off}: ConfigGeneration changed on each of ${tries} reads; the device keeps changing its configuration`, { clause: 'mmio.regs.device.6' });
+  }
+
+  /**
+   * Shared memory region `id` (SHMSel / SHMLen / SHMBase), or undefined when the device has none
+   * with that id (length reads −1). Only for drivers that expect shared memory (mmio.dev-init.driver.3).
+   */
+  sharedMemory(id: number): { base: number; length: number } | undefined {
+    this.regs.w32(MR.SHM_SEL, id);
+    const lenLo = this.regs.r32(MR.SHM_LEN);
+    const lenHi = this.regs.r32(MR.SHM_LEN + 4);
+    if (lenLo === 0xffffffff && lenHi === 0xffffffff) return undefined;
+    return { base: this.regs.r64(MR.SHM_BASE), length: lenHi * 4294967296 + lenLo };
+  }
+
+  // ------------------------------------------------------------------ teardown
+
+  /** Reset the device, release memory and unsubscribe from the interrupt line. */
+  close(): void {
+    try {
+      this.resetDevice();
+    } finally {
+      for (const u of this.unsubscribe.splice(0)) u();
+    }
+  }
+}
+
+/** Guest RAM minus the restricted pool (reserved memory is not handed out by the allocator). */
+function ramRanges(space: AddressSpace, pool: { base: number; size: number } | undefined): RamRange[] | undefined {
+  if (pool === undefined) return undefined;
+  const out: RamRange[] = [];
+  const ps = pool.base;
+  const pe = pool.base + pool.size;
+  for (const r of space.regions) {
+    const s = r.base;
+    const e = r.base + r.size;
+    if (pe <= s || ps >= e) {
+      out.push({ start: s, end: e });
+      continue;
+    }
+    if (ps > s) out.push({ start: s, end: ps });
+    if (pe < e) out.push({ start: pe, end: e });
+  }
+  return out;
+}

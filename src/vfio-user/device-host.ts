@@ -1,0 +1,195 @@
+/**
+ * The one device a vfio-user device process hosts: a model (blk, net, rng, console) wrapped for
+ * message DMA, the transport-independent core, the virtio-pci function, the DMA map table, the
+ * interrupt state and — with SWIOTLB — the bounce window in BAR 4 (a memfd the client may map).
+ *
+ * Interrupt routing follows QEMU's split of work: the VMM emulates the MSI-X table, so when MSI-X is
+ * enabled in config space a queue or config interrupt goes straight to the vector's eventfd
+ * ({@link IrqState}); otherwise ISR + INTx as the PCI function computes them.
+ */
+import { VirtioError, requireArg } from '../errors.js';
+import { logger } from '../log.js';
+import { VirtioDeviceCore } from '../device/core.js';
+import { NO_VECTOR } from '../device/queue-regs.js';
+import type { SwiotlbPolicy, TransportHooks, VirtioDeviceModel } from '../device/types.js';
+import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC } from '../features/bits.js';
+import { native as defaultNative } from '../native/index.js';
+import type { NativeApi } from '../native/types.js';
+import { createSplitDeviceQueue } from '../queue/split/device.js';
+import { SwiotlbWindow } from '../swiotlb/window.js';
+import { VIRTIO_PCI_ISR_CONFIG } from '../transport/pci/isr.js';
+import { createVirtioPciDevice, type VirtioPciDevice } from '../transport/pci/virtio-pci-device.js';
+import { openBlkDevice } from '../device/blk/open.js';
+import type { BlkDevice } from '../device/blk/blk-device.js';
+import { RngDevice } from '../device/rng/rng-device.js';
+import { ConsoleDevice } from '../device/console/console-device.js';
+import { UnixSocketBackend } from '../device/console/backends.js';
+import { VirtioNetDevice } from '../device/net/net-device.js';
+import { DmaTable } from './dma.js';
+import { IrqState } from './irqs.js';
+import { MessageDmaEngine, MessageDmaModel } from './message-dma.js';
+
+const log = logger('vfio-user:device');
+
+/** Device kinds `serve` can host. */
+export type DeviceKind = 'blk' | 'net' | 'rng' | 'console';
+export const DEVICE_KINDS: readonly DeviceKind[] = ['blk', 'net', 'rng', 'console'];
+
+/** Options of {@link createDeviceHost}. */
+export interface DeviceHostOptions {
+  kind: DeviceKind;
+  /** SWIOTLB policy (default 'off'). */
+  swiotlb?: SwiotlbPolicy;
+  /** Bounce window size (default 4 MiB). */
+  swiotlbSize?: number;
+  /** Request queues (blk) / queue pairs (net). Default 1. */
+  queues?: number;
+  /** Largest queue size (power of two; default 256). */
+  queueSize?: number;
+  /** blk: disk image file (opened read-write unless readOnly; created with `diskSize` if missing). */
+  disk?: string;
+  /** blk: RAM disk size, or size of a disk file to create. Default 16 MiB for a RAM disk. */
+  diskSize?: number;
+  /** blk: present the disk read-only. */
+  readOnly?: boolean;
+  /** blk: fdatasync on FLUSH (default true). */
+  durableFlush?: boolean;
+  /** console: UNIX socket path for port 0 (default: output discarded). */
+  consoleSocket?: string;
+  native?: NativeApi;
+}
+
+/** The hosted device. */
+export interface DeviceHost {
+  readonly kind: DeviceKind;
+  readonly model: VirtioDeviceModel;
+  readonly wrapped: MessageDmaModel;
+  readonly core: VirtioDeviceCore;
+  readonly pci: VirtioPciDevice;
+  readonly table: DmaTable;
+  readonly engine: MessageDmaEngine;
+  readonly irqs: IrqState;
+  readonly window: SwiotlbWindow | undefined;
+  /** The console's socket backend, when one was configured. */
+  readonly consoleBackend: UnixSocketBackend | undefined;
+  /** Stop the model (flush and close a disk) and release memory. */
+  close(): Promise<void>;
+}
+
+/** PCI config space size presented over vfio-user (conventional PCI, as in reference §7). */
+export const VFIO_CONFIG_SPACE_SIZE = 256;
+
+/** Build the device. */
+export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost> {
+  const nat = o.native ?? defaultNative;
+  requireArg((DEVICE_KINDS as readonly string[]).includes(o.kind), `device must be one of ${DEVICE_KINDS.join(', ')} (got '${String(o.kind)}')`);
+  const policy = o.swiotlb ?? 'off';
+  const queueSize = o.queueSize ?? 256;
+  let consoleBackend: UnixSocketBackend | undefined;
+  let model: VirtioDeviceModel;
+  let closeModel: () => Promise<void> = () => Promise.resolve();
+  switch (o.kind) {
+    case 'blk': {
+      const common = { queues: o.queues ?? 1, queueSize, readOnly: o.readOnly === true, durableFlush: o.durableFlush ?? true };
+      const blk: BlkDevice =
+        o.disk !== undefined
+          ? await openBlkDevice({ backend: 'file', path: o.disk, ...(o.diskSize !== undefined ? { size: o.diskSize, create: true } : {}), ...common })
+          : await openBlkDevice({ backend: 'ram', size: o.diskSize ?? 16 * 1024 * 1024, ...common });
+      model = blk;
+      closeModel = () => blk.close();
+      break;
+    }
+    case 'rng':
+      model = new RngDevice({ queueSize });
+      break;
+    case 'console': {
+      if (o.consoleSocket !== undefined) consoleBackend = await UnixSocketBackend.listen(o.consoleSocket);
+      const con = new ConsoleDevice({ queueSize, ports: [consoleBackend !== undefined ? { backend: consoleBackend } : {}] });
+      model = con;
+      closeModel = () => con.close();
+      break;
+    }
+    case 'net':
+      model = new VirtioNetDevice({ queueSize, queuePairs: o.queues ?? 1 });
+      break;
+    default:
+      throw new VirtioError('INVALID_ARGUMENT', `unknown device kind ${String(o.kind)}`);
+  }
+
+  let window: SwiotlbWindow | undefined;
+  try {
+    if (policy !== 'off') {
+      // A memfd, so the client can map the window region by fd.
+      window = await SwiotlbWindow.allocate(o.swiotlbSize ?? 4 * 1024 * 1024, { backing: nat.available ? 'memfd' : 'auto', name: `${model.name}-swiotlb` });
+    }
+    const table = new DmaTable({ native: nat, name: `${model.name}-dma` });
+    const engine = new MessageDmaEngine(table);
+    const wrapped = new MessageDmaModel(model, engine);
+    let irqs: IrqState | undefined;
+    let pci: VirtioPciDevice | undefined;
+    const hooks: TransportHooks = {
+      queueInterrupt(q, vector) {
+        if (pci === undefined) return;
+        if (pci.msix?.enabled === true) {
+          if (vector !== NO_VECTOR) irqs!.signalMsix(vector);
+          return;
+        }
+        pci.queueInterrupt(q, vector);
+      },
+      configInterrupt(vector) {
+        if (pci === undefined) return;
+        if (pci.msix?.enabled === true) {
+          pci.isr.raise(VIRTIO_PCI_ISR_CONFIG);
+          if (vector !== NO_VECTOR) irqs!.signalMsix(vector);
+          return;
+        }
+        pci.configInterrupt(vector);
+      },
+    };
+    const core = new VirtioDeviceCore({
+      model: wrapped,
+      space: table.space(),
+      hooks,
+      queueFactories: { split: createSplitDeviceQueue },
+      extraFeatures: [VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX],
+      transport: 'pci',
+      ...(window !== undefined ? { swiotlb: { policy, bit: DEFAULT_SWIOTLB_BIT, space: window.asAddressSpace() } } : {}),
+    });
+    pci = createVirtioPciDevice(core, { configSpaceSize: VFIO_CONFIG_SPACE_SIZE, ...(window !== undefined ? { swiotlbWindow: window } : {}) });
+    irqs = new IrqState(nat, pci.msix?.vectors ?? 0);
+    const irqState = irqs;
+    pci.onIntx((level) => irqState.setIntxLevel(level));
+    table.onChange((space) => core.setAddressSpace(space));
+    engine.attach(core, (q, message) => core.choke.guestError({ code: 'ADDRESS_OUT_OF_SPACE', clause: undefined, message, queue: q }));
+    log('%s: hosted (swiotlb %s, queue size %d)', model.name, policy, queueSize);
+    const w = window;
+    let closed = false;
+    return {
+      kind: o.kind,
+      model,
+      wrapped,
+      core,
+      pci,
+      table,
+      engine,
+      irqs,
+      window,
+      consoleBackend,
+      async close() {
+        if (closed) return;
+        closed = true;
+        try {
+          await closeModel();
+        } finally {
+          table.clear();
+          irqState.closeAll();
+          w?.close();
+        }
+      },
+    };
+  } catch (e) {
+    window?.close();
+    await closeModel().catch(() => undefined);
+    throw e;
+  }
+}
