@@ -19,6 +19,8 @@ export interface Measurement {
   mchainsPerS: number[];
   /** Chains completed in the timed repetitions. */
   chains: number;
+  /** JS only: the queue API style the harness used ('chain' or 'batch'). */
+  api?: 'chain' | 'batch';
 }
 
 /** Defaults for a tiny run (tests). */

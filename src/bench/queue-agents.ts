@@ -10,12 +10,17 @@
  *   layout, reads the blk header, writes the status byte, and returns the batch with one
  *   `pushUsedBatch`.
  *
+ * Two API styles (`QueueApi`): `chain` uses the per-chain members (pop / add / getUsed);
+ * `batch` uses the optional batch members (popBatch / addBatch / getUsedBatch) when both queues
+ * have them, else falls back to `chain`. Either way the work per chain (checks, ring accesses) is
+ * the library's.
+ *
  * Same algorithm as bench/c/queue_bench.c. State is copied into locals at the top of each hot
  * method (perf-limits.md §6.2); nothing is allocated per chain.
  */
 import type { AddressSpace } from '../memory/space.js';
 import type { MemoryRegion } from '../memory/region.js';
-import { DescChain, SgList, type DeviceQueue, type DriverQueue } from '../queue/types.js';
+import { CHAIN_STRIDE, ChainBatch, DescChain, SG_CHAIN_STRIDE, SgBatch, SgList, type DeviceQueue, type DriverQueue } from '../queue/types.js';
 import {
   BENCH_BATCH,
   BENCH_GPA_BASE,
@@ -35,6 +40,14 @@ import {
   VIRTIO_BLK_T_IN,
 } from './queue-layout.js';
 
+/** Which queue members the harness calls. */
+export type QueueApi = 'chain' | 'batch';
+
+/** The API style actually usable for this pair of queues (`batch` needs all three batch members). */
+export function effectiveApi(want: QueueApi, dq: DeviceQueue, drv: DriverQueue): QueueApi {
+  return want === 'batch' && typeof dq.popBatch === 'function' && typeof drv.addBatch === 'function' && typeof drv.getUsedBatch === 'function' ? 'batch' : 'chain';
+}
+
 /** Driver half: posts requests and reclaims them. */
 export class BenchDriver {
   /** Chains whose status byte was not written by the device. */
@@ -49,13 +62,22 @@ export class BenchDriver {
   private readonly freeTok: Int32Array;
   private nFree: number;
   private seq = 0;
+  private readonly batchApi: boolean;
+  private readonly sgBatch: SgBatch;
+  private readonly usedTok: Int32Array;
+  private readonly usedLen: Uint32Array;
 
   /**
    * @param drv the driver queue (its rings live in `guest`)
    * @param guest the guest-memory buffer (bus address {@link BENCH_GPA_BASE} = byte 0)
+   * @param api `batch` only when {@link effectiveApi} says the queues support it
    */
-  constructor(drv: DriverQueue, guest: ArrayBufferLike, descs: ChainDescs) {
+  constructor(drv: DriverQueue, guest: ArrayBufferLike, descs: ChainDescs, api: QueueApi = 'chain') {
     this.drv = drv;
+    this.batchApi = api === 'batch';
+    this.sgBatch = new SgBatch(BENCH_BATCH, 3 * BENCH_BATCH);
+    this.usedTok = new Int32Array(BENCH_QUEUE_SIZE);
+    this.usedLen = new Uint32Array(BENCH_QUEUE_SIZE);
     this.descs = descs;
     this.u8 = new Uint8Array(guest);
     this.u32 = new Uint32Array(guest);
@@ -65,8 +87,17 @@ export class BenchDriver {
     this.nFree = BENCH_QUEUE_SIZE;
   }
 
-  /** Post up to `max` chains and publish them; returns how many were posted. */
+  /** Post up to `max` (≤ 64) chains and publish them; returns how many were posted. */
   post(max: number): number {
+    return this.batchApi ? this.postBatch(max) : this.postChains(max);
+  }
+
+  /** Collect every used chain, check its status byte; returns how many were collected. */
+  reclaim(): number {
+    return this.batchApi ? this.reclaimBatch() : this.reclaimChains();
+  }
+
+  private postChains(max: number): number {
     const drv = this.drv;
     const sg = this.sg;
     const u8 = this.u8;
@@ -105,8 +136,88 @@ export class BenchDriver {
     return posted;
   }
 
-  /** Collect every used chain, check its status byte; returns how many were collected. */
-  reclaim(): number {
+  /** Post with one addBatch: fill an SgBatch from the top of the token stack. */
+  private postBatch(max: number): number {
+    const drv = this.drv;
+    const sb = this.sgBatch;
+    const chain = sb.chain;
+    const seg = sb.seg;
+    const u8 = this.u8;
+    const u32 = this.u32;
+    const freeTok = this.freeTok;
+    const three = this.descs === 3;
+    const nFree = this.nFree;
+    const want = max < nFree ? (max < BENCH_BATCH ? max : BENCH_BATCH) : nFree;
+    let seq = this.seq;
+    let s = 0;
+    for (let k = 0; k < want; k++) {
+      const t = freeTok[nFree - 1 - k]!;
+      const o = SG_CHAIN_STRIDE * k;
+      chain[o] = t;
+      if (three) {
+        const h = (HDR_OFF + HDR_LEN * t) >>> 2;
+        u32[h] = VIRTIO_BLK_T_IN;
+        u32[h + 1] = 0;
+        u32[h + 2] = (seq + k) >>> 0;
+        u32[h + 3] = ((seq + k) / 4294967296) >>> 0;
+        u8[STATUS_OFF + t] = STATUS_UNSET;
+        chain[o + 1] = 3;
+        chain[o + 2] = 1;
+        seg[s] = BENCH_GPA_BASE + HDR_OFF + HDR_LEN * t;
+        seg[s + 1] = HDR_LEN;
+        seg[s + 2] = BENCH_GPA_BASE + DATA_OFF + DATA_LEN * t;
+        seg[s + 3] = DATA_LEN;
+        seg[s + 4] = BENCH_GPA_BASE + STATUS_OFF + t;
+        seg[s + 5] = 1;
+        s += 6;
+      } else {
+        u8[BUF1_OFF + BUF1_LEN * t] = STATUS_UNSET;
+        chain[o + 1] = 1;
+        chain[o + 2] = 0;
+        seg[s] = BENCH_GPA_BASE + BUF1_OFF + BUF1_LEN * t;
+        seg[s + 1] = BUF1_LEN;
+        s += 2;
+      }
+    }
+    sb.count = want;
+    sb.segs = s >>> 1;
+    const added = want > 0 ? drv.addBatch!(sb) : 0;
+    if (added > 0) drv.publish();
+    this.nFree = nFree - added;
+    this.seq = seq + added;
+    this.inFlight += added;
+    return added;
+  }
+
+  /** Reclaim with getUsedBatch calls. */
+  private reclaimBatch(): number {
+    const drv = this.drv;
+    const u8 = this.u8;
+    const freeTok = this.freeTok;
+    const toks = this.usedTok;
+    const lens = this.usedLen;
+    const statusBase = this.descs === 3 ? STATUS_OFF : BUF1_OFF;
+    const stride = this.descs === 3 ? 1 : BUF1_LEN;
+    let nFree = this.nFree;
+    let bad = 0;
+    let got = 0;
+    for (;;) {
+      const n = drv.getUsedBatch!(toks, lens, BENCH_QUEUE_SIZE);
+      for (let i = 0; i < n; i++) {
+        const t = toks[i]!;
+        if (u8[statusBase + stride * t] !== VIRTIO_BLK_S_OK) bad++;
+        freeTok[nFree++] = t;
+      }
+      got += n;
+      if (n < BENCH_QUEUE_SIZE) break;
+    }
+    this.nFree = nFree;
+    this.badStatus += bad;
+    this.inFlight -= got;
+    return got;
+  }
+
+  private reclaimChains(): number {
     const drv = this.drv;
     const u8 = this.u8;
     const freeTok = this.freeTok;
@@ -140,9 +251,14 @@ export class BenchDevice {
   private readonly chain: DescChain;
   private readonly heads: Uint32Array;
   private readonly lens: Uint32Array;
+  private readonly batchApi: boolean;
+  private readonly cb: ChainBatch;
 
-  constructor(dq: DeviceQueue, space: AddressSpace, descs: ChainDescs) {
+  /** @param api `batch` only when {@link effectiveApi} says the queues support it */
+  constructor(dq: DeviceQueue, space: AddressSpace, descs: ChainDescs, api: QueueApi = 'chain') {
     this.dq = dq;
+    this.batchApi = api === 'batch';
+    this.cb = new ChainBatch(BENCH_BATCH, BENCH_MAX_SEGS * BENCH_BATCH);
     this.descs = descs;
     this.regions = space.regions;
     this.chain = new DescChain(BENCH_MAX_SEGS);
@@ -155,6 +271,61 @@ export class BenchDevice {
    * @returns chains completed, or -1 when the queue parked (guest error) or a request was malformed.
    */
   batch(): number {
+    return this.batchApi ? this.batchBatch() : this.batchChains();
+  }
+
+  /** One popBatch, handle each chain from the flat arrays, one pushUsedBatch. */
+  private batchBatch(): number {
+    const dq = this.dq;
+    const cb = this.cb;
+    const n = dq.popBatch!(cb, BENCH_BATCH);
+    const chainA = cb.chain;
+    const bytes = cb.bytes;
+    const seg = cb.seg;
+    const pos = cb.pos;
+    const lens = this.lens;
+    const regions = this.regions;
+    const three = this.descs === 3;
+    let checksum = this.checksum;
+    let bad = 0;
+    for (let i = 0; i < n; i++) {
+      const o = CHAIN_STRIDE * i;
+      const f2 = 2 * chainA[o]!;
+      const cnt = chainA[o + 1]!;
+      const rd = chainA[o + 2]!;
+      if (three) {
+        if (cnt !== 3 || rd !== 1 || seg[f2 + 1]! < HDR_LEN || seg[f2 + 5]! < 1) {
+          bad++;
+          lens[i] = 0;
+          continue;
+        }
+        const hdr = regions[seg[f2]!]!.dv;
+        const ho = pos[f2]!;
+        const type = hdr.getUint32(ho, true);
+        checksum += hdr.getUint32(ho + 8, true) + hdr.getUint32(ho + 12, true) * 4294967296;
+        regions[seg[f2 + 4]!]!.u8[pos[f2 + 4]!] = type === VIRTIO_BLK_T_IN ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_UNSUPP;
+        lens[i] = bytes[2 * i + 1]!;
+      } else {
+        if (cnt !== 1 || rd !== 0 || seg[f2 + 1]! < 1) {
+          bad++;
+          lens[i] = 0;
+          continue;
+        }
+        regions[seg[f2]!]!.u8[pos[f2]!] = VIRTIO_BLK_S_OK;
+        lens[i] = 1;
+      }
+    }
+    if (n > 0) dq.pushUsedBatch(cb.head, lens, n);
+    this.checksum = checksum;
+    if (bad > 0) {
+      this.badRequests += bad;
+      return -1;
+    }
+    if (n === 0 && dq.parked) return -1;
+    return n;
+  }
+
+  private batchChains(): number {
     const dq = this.dq;
     const chain = this.chain;
     const heads = this.heads;

@@ -15,6 +15,7 @@ import { type Agents, BENCH_BATCH, BENCH_QUEUE_SIZE, type ChainDescs, type Queue
 import { checkMeasureOptions, type MeasureOptions } from './measure.js';
 import { buildRow, type QueueBenchReport, type RoundValue } from './queue-report.js';
 import { best } from './stats.js';
+import type { QueueApi } from './queue-agents.js';
 
 const log = logger('bench');
 
@@ -31,6 +32,8 @@ export interface QueueBenchOptions {
   cacheDir?: string;
   /** C compiler command (default `$CC` or `cc`). */
   cc?: string;
+  /** Queue API style for the JS side (default `batch`: batch members when the queues have them). */
+  api?: QueueApi;
   /** Progress lines (for stderr). */
   progress?: (line: string) => void;
 }
@@ -105,13 +108,13 @@ export async function runQueueBench(o: QueueBenchOptions): Promise<QueueBenchRep
     loads.push(loadavg().map((x) => Math.round(x * 100) / 100));
     for (let i = 0; i < o.cells.length; i++) {
       const cell = o.cells[i]!;
-      const req: CellRoundRequest = { cell, measure: o.measure, cBinary: bin.path, cFirst: (r + i) % 2 === 1 };
+      const req: CellRoundRequest = { cell, measure: o.measure, cBinary: bin.path, cFirst: (r + i) % 2 === 1, api: o.api ?? 'batch' };
       progress(`round ${r + 1}/${o.rounds}: ${cell.ring}, ${cell.descs} desc, ${cell.agents} agent${cell.agents > 1 ? 's' : ''}`);
-      const res = fresh ? await runCellInProcess(req) : await runCellRound(cell, o.measure, bin.path, req.cFirst);
+      const res = fresh ? await runCellInProcess(req) : await runCellRound(cell, o.measure, bin.path, req.cFirst, req.api);
       const js = best(res.js.mchainsPerS);
       const c = best(res.c.mchainsPerS);
       log('round %d %o: js %d c %d', r, cell, js, c);
-      perCell[i]!.push({ round: r + 1, mchains_per_s: js, c_mchains_per_s: c, ratio_vs_c: js / c, js_reps: res.js.mchainsPerS, c_reps: res.c.mchainsPerS });
+      perCell[i]!.push({ round: r + 1, mchains_per_s: js, c_mchains_per_s: c, ratio_vs_c: js / c, js_reps: res.js.mchainsPerS, c_reps: res.c.mchainsPerS, api: res.js.api ?? 'chain' });
     }
   }
   const cpuList = cpus();

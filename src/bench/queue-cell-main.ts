@@ -9,7 +9,7 @@ async function main(): Promise<void> {
   let reply: CellRoundReply;
   try {
     const req = JSON.parse(process.argv[2] ?? '') as CellRoundRequest;
-    const result = await runCellRound(req.cell, req.measure, req.cBinary, req.cFirst);
+    const result = await runCellRound(req.cell, req.measure, req.cBinary, req.cFirst, req.api);
     reply = { ok: true, result };
   } catch (e) {
     reply = { ok: false, code: isVirtioError(e) ? e.code : 'INTERNAL', message: e instanceof Error ? e.message : String(e) };

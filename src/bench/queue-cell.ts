@@ -5,13 +5,14 @@
  */
 import { runCBench } from './c-run.js';
 import type { QueueCell } from './queue-layout.js';
+import type { QueueApi } from './queue-agents.js';
 import type { MeasureOptions, Measurement } from './measure.js';
 import { runSingleThread } from './queue-single.js';
 import { runTwoAgents } from './queue-two.js';
 
 /** Run the JS side of a cell in this process. */
-export async function runJsCell(cell: QueueCell, m: MeasureOptions): Promise<Measurement> {
-  return cell.agents === 1 ? runSingleThread(cell.ring, cell.descs, m) : runTwoAgents(cell.ring, cell.descs, m);
+export async function runJsCell(cell: QueueCell, m: MeasureOptions, api: QueueApi = 'batch'): Promise<Measurement> {
+  return cell.agents === 1 ? runSingleThread(cell.ring, cell.descs, m, api) : runTwoAgents(cell.ring, cell.descs, m, api);
 }
 
 /** JS and C results of one round of one cell. */
@@ -24,13 +25,13 @@ export interface CellRound {
  * Run JS and C for one cell. `cFirst` alternates the order between rounds so neither side always
  * runs right after process start-up.
  */
-export async function runCellRound(cell: QueueCell, m: MeasureOptions, cBinary: string, cFirst: boolean): Promise<CellRound> {
+export async function runCellRound(cell: QueueCell, m: MeasureOptions, cBinary: string, cFirst: boolean, api: QueueApi = 'batch'): Promise<CellRound> {
   if (cFirst) {
     const c = await runCBench(cBinary, cell, m);
-    const js = await runJsCell(cell, m);
+    const js = await runJsCell(cell, m, api);
     return { js, c };
   }
-  const js = await runJsCell(cell, m);
+  const js = await runJsCell(cell, m, api);
   const c = await runCBench(cBinary, cell, m);
   return { js, c };
 }
@@ -41,6 +42,7 @@ export interface CellRoundRequest {
   measure: MeasureOptions;
   cBinary: string;
   cFirst: boolean;
+  api: QueueApi;
 }
 
 /** What the round process prints (one JSON line). */

@@ -8,26 +8,28 @@
  *   done
  *   # instructions per chain = (Ir(6000) - Ir(2000)) / (4000 * 64)
  *
- * Arguments: ring (split|packed), descriptors per chain (1|3), batches of 64 chains.
+ * Arguments: ring (split|packed), descriptors per chain (1|3), batches of 64 chains, and optionally
+ * the queue API style (batch|chain, default batch).
  * Prints the chains completed; exits 1 on a failure.
  */
-import { BenchDevice, BenchDriver } from './queue-agents.js';
+import { BenchDevice, BenchDriver, effectiveApi } from './queue-agents.js';
 import { describeSinks, makeDeviceQueue, makeDriverQueue } from './queue-impl.js';
 import { BENCH_BATCH, BENCH_MEM_SIZE } from './queue-layout.js';
 
 function main(): number {
-  const [ring, descsArg, batchesArg] = process.argv.slice(2);
+  const [ring, descsArg, batchesArg, apiArg] = process.argv.slice(2);
   const descs = descsArg === '3' ? 3 : descsArg === '1' ? 1 : 0;
   const batches = Number(batchesArg);
-  if ((ring !== 'split' && ring !== 'packed') || descs === 0 || !Number.isSafeInteger(batches) || batches < 1) {
-    process.stderr.write('usage: queue-fixed-main split|packed 1|3 BATCHES\n');
+  if ((ring !== 'split' && ring !== 'packed') || descs === 0 || !Number.isSafeInteger(batches) || batches < 1 || (apiArg !== undefined && apiArg !== 'batch' && apiArg !== 'chain')) {
+    process.stderr.write('usage: queue-fixed-main split|packed 1|3 BATCHES [batch|chain]\n');
     return 2;
   }
   const guest = new SharedArrayBuffer(BENCH_MEM_SIZE);
   const d = makeDriverQueue(ring, guest);
   const v = makeDeviceQueue(ring, guest);
-  const driver = new BenchDriver(d.drv, guest, descs);
-  const device = new BenchDevice(v.dq, v.space, descs);
+  const api = effectiveApi(apiArg === 'chain' ? 'chain' : 'batch', v.dq, d.drv);
+  const driver = new BenchDriver(d.drv, guest, descs, api);
+  const device = new BenchDevice(v.dq, v.space, descs, api);
   let done = 0;
   for (let i = 0; i < batches; i++) {
     if (driver.post(BENCH_BATCH) !== BENCH_BATCH || device.batch() !== BENCH_BATCH) {
@@ -40,7 +42,7 @@ function main(): number {
     process.stderr.write(`queue-fixed-main: ${driver.badStatus} status bytes not written\n`);
     return 1;
   }
-  process.stdout.write(`${done}\n`);
+  process.stdout.write(`${done} chains (${api} API)\n`);
   return 0;
 }
 

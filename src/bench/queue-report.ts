@@ -15,6 +15,8 @@ export interface RoundValue {
   mchains_per_s: number;
   c_mchains_per_s: number;
   ratio_vs_c: number;
+  /** Queue API style the JS side used in this round. */
+  api: 'chain' | 'batch';
   /** All timed repetitions of this round. */
   js_reps: number[];
   c_reps: number[];
@@ -25,6 +27,8 @@ export interface QueueBenchRow {
   ring: RingKind;
   descs: ChainDescs;
   agents: Agents;
+  /** Queue API style of the JS side: `batch` (popBatch/addBatch/getUsedBatch) or `chain` (pop/add/getUsed). */
+  api: 'chain' | 'batch';
   /** JS (library queues), million chains per second: median over rounds. */
   mchains_per_s: number;
   /** C reference, median over rounds. */
@@ -88,6 +92,7 @@ export function buildRow(cell: QueueCell, rounds: RoundValue[]): QueueBenchRow {
     ring: cell.ring,
     descs: cell.descs,
     agents: cell.agents,
+    api: rounds[0]?.api ?? 'chain',
     mchains_per_s: round4(js.median),
     c_mchains_per_s: round4(c.median),
     ratio_vs_c: round4(ratio.median),
@@ -120,13 +125,14 @@ function cellText(med: number, range: [number, number], digits?: number): string
 
 /** A readable table of the rows (plus a line of metadata). */
 export function formatTable(report: QueueBenchReport): string {
-  const head = ['ring', 'descs', 'agents', 'JS Mchains/s', 'C Mchains/s', 'JS/C', 'target'];
+  const head = ['ring', 'descs', 'agents', 'api', 'JS Mchains/s', 'C Mchains/s', 'JS/C', 'target'];
   const lines: string[][] = [head];
   for (const r of report.rows) {
     lines.push([
       r.ring,
       String(r.descs),
       String(r.agents),
+      r.api,
       cellText(r.mchains_per_s, r.mchains_per_s_range),
       cellText(r.c_mchains_per_s, r.c_mchains_per_s_range),
       cellText(r.ratio_vs_c, r.ratio_vs_c_range, 2),

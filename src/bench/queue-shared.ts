@@ -34,6 +34,8 @@ export interface DeviceWorkerData {
   ring: 'split' | 'packed';
   descs: 1 | 3;
   timeoutMs: number;
+  /** Effective API style (decided by the main thread). */
+  api: 'chain' | 'batch';
 }
 
 /** Messages from the device worker. */

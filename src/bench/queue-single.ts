@@ -4,7 +4,7 @@
  * split or packed queues on a SharedArrayBuffer guest memory.
  */
 import { VirtioError } from '../errors.js';
-import { BenchDevice, BenchDriver } from './queue-agents.js';
+import { BenchDevice, BenchDriver, effectiveApi, type QueueApi } from './queue-agents.js';
 import { describeSinks, makeDeviceQueue, makeDriverQueue } from './queue-impl.js';
 import { BENCH_BATCH, BENCH_MEM_SIZE, type ChainDescs, type RingKind } from './queue-layout.js';
 import { checkMeasureOptions, type MeasureOptions, type Measurement } from './measure.js';
@@ -12,14 +12,18 @@ import { checkMeasureOptions, type MeasureOptions, type Measurement } from './me
 /** Batches between two clock reads. */
 const BATCHES_PER_CHECK = 16;
 
-/** Run the single-thread benchmark for one ring and chain length. Throws VirtioError on a failure. */
-export function runSingleThread(ring: RingKind, descs: ChainDescs, opts: MeasureOptions): Measurement {
+/**
+ * Run the single-thread benchmark for one ring and chain length. `api`: see {@link QueueApi}
+ * (`batch` falls back to `chain` when the queues lack batch members). Throws VirtioError on a failure.
+ */
+export function runSingleThread(ring: RingKind, descs: ChainDescs, opts: MeasureOptions, api: QueueApi = 'batch'): Measurement {
   checkMeasureOptions(opts);
   const guest = new SharedArrayBuffer(BENCH_MEM_SIZE);
   const d = makeDriverQueue(ring, guest); // first: the driver zeroes the rings
   const v = makeDeviceQueue(ring, guest);
-  const driver = new BenchDriver(d.drv, guest, descs);
-  const device = new BenchDevice(v.dq, v.space, descs);
+  const used = effectiveApi(api, v.dq, d.drv);
+  const driver = new BenchDriver(d.drv, guest, descs, used);
+  const device = new BenchDevice(v.dq, v.space, descs, used);
   const fail = (what: string): never => {
     throw new VirtioError('INTERNAL', `queue benchmark (${ring}, ${descs} descriptors, single thread): ${what}; ${describeSinks(v.sink, d.sink)}`);
   };
@@ -51,5 +55,5 @@ export function runSingleThread(ring: RingKind, descs: ChainDescs, opts: Measure
     mchainsPerS.push(n / el / 1000);
   }
   if (driver.badStatus !== 0) fail(`${driver.badStatus} status bytes were not written by the device`);
-  return { mchainsPerS, chains };
+  return { mchainsPerS, chains, api: used };
 }

@@ -8,8 +8,8 @@
 import type { Worker } from 'node:worker_threads';
 import { VirtioError } from '../errors.js';
 import type { RecordingSink } from '../device/choke.js';
-import { BenchDriver } from './queue-agents.js';
-import { describeSinks, makeDriverQueue } from './queue-impl.js';
+import { BenchDriver, type QueueApi } from './queue-agents.js';
+import { describeSinks, makeDeviceQueue, makeDriverQueue } from './queue-impl.js';
 import { BENCH_BATCH, BENCH_MEM_SIZE, type ChainDescs, type RingKind } from './queue-layout.js';
 import { checkMeasureOptions, type MeasureOptions, type Measurement } from './measure.js';
 import { CTL_BYTES, CTL_DEV_STATE, CTL_IRQ, CTL_NOTIFY, CTL_STOP, DeviceState, type DeviceWorkerData, type DeviceWorkerMessage, SPINS_PER_CHECK } from './queue-shared.js';
@@ -95,16 +95,22 @@ function driverRun(driver: BenchDriver, sink: RecordingSink, ctl: Int32Array, ms
   return { chains: done, elapsedMs: t - t0 };
 }
 
-/** Run the two-agent benchmark for one ring and chain length. Throws VirtioError on a failure. */
-export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: MeasureOptions): Promise<Measurement> {
+/**
+ * Run the two-agent benchmark for one ring and chain length. `api`: see {@link QueueApi}.
+ * Throws VirtioError on a failure.
+ */
+export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: MeasureOptions, api: QueueApi = 'batch'): Promise<Measurement> {
   checkMeasureOptions(opts);
   const guest = new SharedArrayBuffer(BENCH_MEM_SIZE);
   const ctlBuf = new SharedArrayBuffer(CTL_BYTES);
   const ctl = new Int32Array(ctlBuf);
   const d = makeDriverQueue(ring, guest); // before the device: the driver zeroes the rings
-  const driver = new BenchDriver(d.drv, guest, descs);
+  // Decide the API style here (a throw-away device queue has the same members as the worker's).
+  const probe = makeDeviceQueue(ring, new SharedArrayBuffer(BENCH_MEM_SIZE));
+  const used: QueueApi = api === 'batch' && typeof probe.dq.popBatch === 'function' && typeof d.drv.addBatch === 'function' && typeof d.drv.getUsedBatch === 'function' ? 'batch' : 'chain';
+  const driver = new BenchDriver(d.drv, guest, descs, used);
   const url = siblingModule('queue-worker', import.meta.url);
-  const data: DeviceWorkerData = { guest, ctl: ctlBuf, ring, descs, timeoutMs: opts.timeoutMs };
+  const data: DeviceWorkerData = { guest, ctl: ctlBuf, ring, descs, timeoutMs: opts.timeoutMs, api: used };
   const w = startWorker(url, { workerData: data });
   const label = `${ring}, ${descs} descriptors, two agents`;
   let failure: string | undefined;
@@ -146,5 +152,5 @@ export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: Meas
   if (driver.badStatus !== 0) {
     throw new VirtioError('INTERNAL', `queue benchmark (${label}): ${driver.badStatus} status bytes were not written by the device`);
   }
-  return { mchainsPerS, chains };
+  return { mchainsPerS, chains, api: used };
 }

@@ -50,7 +50,7 @@ function main(): void {
   let msg: DeviceWorkerMessage;
   try {
     const v = makeDeviceQueue(data.ring, data.guest);
-    const device = new BenchDevice(v.dq, v.space, data.descs);
+    const device = new BenchDevice(v.dq, v.space, data.descs, data.api);
     Atomics.store(ctl, CTL_DEV_STATE, DeviceState.RUNNING);
     const state = deviceLoop(ctl, device, data.timeoutMs, () => port.postMessage({ type: 'ready' } satisfies DeviceWorkerMessage));
     Atomics.store(ctl, CTL_DEV_STATE, state);

@@ -30,6 +30,8 @@ export interface FlagSpec {
   /** Inclusive bounds for `int`. */
   min?: number;
   max?: number;
+  /** `string` only: may be given several times; the values are joined with ',' in order. */
+  repeatable?: boolean;
 }
 
 /** Parsed option values by name. */
@@ -96,7 +98,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], c
       const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
       const spec = byName.get(name);
       if (spec === undefined) throw new UsageError(`unknown option --${name} for '${context}' (see '${context} --help')`);
-      if (flags[name] !== undefined) throw new UsageError(`option --${name} given more than once`);
+      if (flags[name] !== undefined && !(spec.repeatable === true && spec.type === 'string')) throw new UsageError(`option --${name} given more than once`);
       if (spec.type === 'boolean') {
         if (eq >= 0) throw new UsageError(`--${name} takes no value`);
         flags[name] = true;
@@ -113,7 +115,9 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], c
         raw = next;
         i++;
       }
-      flags[name] = parseValue(spec, raw);
+      const value = parseValue(spec, raw);
+      const prev = flags[name];
+      flags[name] = prev !== undefined && typeof prev === 'string' && typeof value === 'string' ? `${prev},${value}` : value;
       continue;
     }
     if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a} for '${context}' (options are long: --name; see '${context} --help')`);

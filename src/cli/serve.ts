@@ -5,11 +5,12 @@
  */
 import { UsageError, type FlagSpec } from './args.js';
 import type { Command } from './command.js';
+import { runServeVhostUser, SERVE_VHOST_USER_FLAGS } from './serve-vhost-user.js';
 import { DEVICE_KINDS, createDeviceHost, type DeviceKind } from '../vfio-user/device-host.js';
 import { VfioUserServer } from '../vfio-user/server.js';
 import type { SwiotlbPolicy } from '../device/types.js';
 
-const FLAGS: readonly FlagSpec[] = [
+const VFIO_FLAGS: readonly FlagSpec[] = [
   { name: 'vfio-user', type: 'string', valueName: 'SOCKET', description: 'UNIX socket path to serve vfio-user on (required)' },
   { name: 'swiotlb', type: 'choice', choices: ['off', 'preferred', 'required'], description: 'offer a SWIOTLB bounce window in BAR 4 (default off)' },
   { name: 'swiotlb-size', type: 'int', valueName: 'BYTES', min: 4096, max: 0xfffff000, description: 'bounce window size (default 4194304)' },
@@ -23,10 +24,13 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'max-xfer', type: 'int', valueName: 'BYTES', min: 4096, max: 64 * 1024 * 1024, description: 'max_data_xfer_size to advertise (default 1048576)' },
 ];
 
+/** vfio-user flags plus the vhost-user ones (`--vhost-user` dispatches to serve-vhost-user.ts). */
+const FLAGS: readonly FlagSpec[] = [...VFIO_FLAGS, ...SERVE_VHOST_USER_FLAGS.filter((v) => !VFIO_FLAGS.some((f) => f.name === v.name))];
+
 /** The command table entry. */
 export const serveCommand: Command = {
   path: ['serve'],
-  summary: 'host one device in this process and serve it over vfio-user',
+  summary: 'host one device in this process and serve it over vfio-user (--vfio-user) or vhost-user (--vhost-user)',
   positionalUsage: '<blk|net|rng|console>',
   description: [
     'Runs one virtio device (virtio-pci function) in this process and serves it to a VMM on a',
@@ -34,15 +38,20 @@ export const serveCommand: Command = {
     'DMA follows what the client maps: DMA_MAP with the guest-RAM fd = direct access; without an fd =',
     'DMA_READ/DMA_WRITE messages; no mapping and --swiotlb required = the device sees only its bounce window.',
     'Stops on SIGINT/SIGTERM (the disk is flushed and closed first).',
+    'With --vhost-user SOCKET instead, the device runs as a vhost-user back-end (blk, rng; see serve-vhost-user.ts).',
   ].join('\n'),
   flags: FLAGS,
   async run(args, io) {
+    if (args.flags['vhost-user'] !== undefined) {
+      if (args.flags['vfio-user'] !== undefined) throw new UsageError('give either --vfio-user or --vhost-user, not both');
+      return runServeVhostUser(args, io);
+    }
     const kind = args.positionals[0];
     if (kind === undefined || !(DEVICE_KINDS as readonly string[]).includes(kind)) throw new UsageError(`say which device to serve: ${DEVICE_KINDS.join(', ')}`);
     if (args.positionals.length > 1) throw new UsageError(`unexpected argument '${args.positionals[1]}'`);
     const f = args.flags;
     const socket = f['vfio-user'];
-    if (typeof socket !== 'string') throw new UsageError('--vfio-user SOCKET is required');
+    if (typeof socket !== 'string') throw new UsageError('--vfio-user SOCKET (or --vhost-user SOCKET) is required');
     const num = (k: string): number | undefined => (typeof f[k] === 'number' ? (f[k] as number) : undefined);
     const str = (k: string): string | undefined => (typeof f[k] === 'string' ? (f[k] as string) : undefined);
     const qs = num('queue-size');

@@ -100,6 +100,7 @@ function updateCounters(): void {
 }
 
 function refuse(m: IncomingMessage, errno: number): void {
+  updateCounters();
   counters[C_DMA_REFUSED]!++;
   conn.replyError(m.id, m.command, errno);
 }
@@ -137,6 +138,7 @@ function serveDevice(m: IncomingMessage): void {
     counters[C_DMA_WRITES]!++;
     counters[C_DMA_BYTES_WRITTEN]! += a.count;
     conn.reply(encodeDmaAccess(m.id, Cmd.DMA_WRITE, a.addr, a.count, undefined, FLAG_TYPE_REPLY));
+    updateCounters();
   } else {
     counters[C_DMA_READS]!++;
     counters[C_DMA_BYTES_READ]! += a.count;
@@ -150,6 +152,7 @@ function serveDevice(m: IncomingMessage): void {
         u8.set(src.subarray(off, off + count), SIZES.DMA_ACCESS);
       }),
     );
+    updateCounters();
   }
 }
 
@@ -248,6 +251,7 @@ parentPort?.on('message', (msg: unknown) => {
     conn.close('client closing');
     for (const m of maps) m.close();
     parentPort?.close();
+    setImmediate(() => process.exit(0));
   }
 });
 parentPort?.postMessage('ready');

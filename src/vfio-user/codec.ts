@@ -301,7 +301,7 @@ export interface RegionInfoMsg {
   sparse?: SparseArea[];
 }
 
-export function encodeRegionInfoRequest(id: number, index: number, argsz = SIZES.REGION_INFO): Uint8Array {
+export function encodeRegionInfoRequest(id: number, index: number, argsz: number = SIZES.REGION_INFO): Uint8Array {
   return buildMessage(id, 5, 0, Math.max(argsz, SIZES.REGION_INFO), (dv) => {
     dv.setUint32(0, argsz, true);
     dv.setUint32(8, index, true);

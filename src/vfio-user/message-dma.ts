@@ -202,7 +202,9 @@ export class MessageDmaEngine {
         s.needWb = false;
         const again = await this.writeBack(q, s, gen);
         if (gen !== this.generation) return;
-        this.raise(q, s);
+        // A completion pushed while this write-back was in flight is not in guest memory yet: its
+        // interrupt waits for the next write-back (needWb was set again by interrupt()).
+        if (!s.needWb) this.raise(q, s);
         if (again) s.needKick = true;
         continue;
       }
@@ -472,6 +474,7 @@ export class MessageDmaEngine {
       if (gen !== this.generation) return false;
     }
     // --- commit (synchronous: the queue sees all of it or nothing)
+    log('queue %d: staged %d chains (avail %d -> %d), %d pieces, writable %j', q, n, s.stagedAvail, idx, pieces.length, writable.map((w) => [w.head, w.segs.length]));
     for (const p of pieces) this.commit(p);
     for (const w of writable) {
       for (const sg of w.segs) this.table.forEachMirrorPiece(sg.addr, sg.len, (_a, l, reg, bufOff) => reg.u8.fill(0, bufOff, bufOff + l));
@@ -517,6 +520,7 @@ export class MessageDmaEngine {
         }
       }
       segs.sort((a, b) => a.addr - b.addr);
+      log('queue %d: write back %d used (from %d), %d buffer segments', q, n, s.wbUsed, segs.length);
       let cur: Seg | undefined;
       const flushSeg = (sg: Seg): void => {
         this.table.forEachMirrorPiece(sg.addr, sg.len, (a, l) => this.write(a, this.mirrorBytes(a, l), sends));

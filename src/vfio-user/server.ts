@@ -137,6 +137,23 @@ export class VfioUserServer {
     return this.conn?.stats;
   }
 
+  /**
+   * DMA_READ from the connected client (what message DMA does; exposed for tools and tests).
+   * @throws CLOSED without a client, PROTOCOL when the client refuses
+   */
+  dmaRead(addr: number, len: number): Promise<Uint8Array> {
+    const c = this.conn;
+    if (c === undefined || !this.versioned) return Promise.reject(new VirtioError('CLOSED', 'no vfio-user client (after VERSION) is connected'));
+    return this.dmaPort(c, Math.min(this.peerCaps!.maxDataXferSize, this.ourCaps.maxDataXferSize)).read(addr, len);
+  }
+
+  /** DMA_WRITE to the connected client. */
+  dmaWrite(addr: number, data: Uint8Array): Promise<void> {
+    const c = this.conn;
+    if (c === undefined || !this.versioned) return Promise.reject(new VirtioError('CLOSED', 'no vfio-user client (after VERSION) is connected'));
+    return this.dmaPort(c, Math.min(this.peerCaps!.maxDataXferSize, this.ourCaps.maxDataXferSize)).write(addr, data);
+  }
+
   /** The connected client's capabilities (after VERSION). */
   get clientCaps(): VfioUserCaps | undefined {
     return this.peerCaps;

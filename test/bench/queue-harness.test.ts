@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BenchDevice, BenchDriver } from '../../src/bench/queue-agents.js';
+import { BenchDevice, BenchDriver, effectiveApi, type QueueApi } from '../../src/bench/queue-agents.js';
 import { runJsCell } from '../../src/bench/queue-cell.js';
 import { expandCells } from '../../src/bench/queue-bench.js';
 import { makeDeviceQueue, makeDriverQueue } from '../../src/bench/queue-impl.js';
@@ -9,6 +9,7 @@ import { TINY_MEASURE } from '../../src/bench/measure.js';
 describe('queue benchmark JS harness (library queues)', () => {
   it.each(expandCells(['split', 'packed'], [1, 3], [1, 2]))('tiny run of %o returns positive rates', async (cell) => {
     const m = await runJsCell(cell, TINY_MEASURE);
+    expect(m.api === 'batch' || m.api === 'chain').toBe(true);
     expect(m.mchainsPerS).toHaveLength(TINY_MEASURE.reps);
     for (const v of m.mchainsPerS) {
       expect(Number.isFinite(v)).toBe(true);
@@ -17,12 +18,24 @@ describe('queue benchmark JS harness (library queues)', () => {
     expect(m.chains).toBeGreaterThan(0);
   });
 
-  it.each(['split', 'packed'] as RingKind[])('%s: one batch of blk requests round-trips and the device writes every status byte', (ring) => {
+  it.each(expandCells(['split', 'packed'], [1, 3], [1]).map((c) => ({ ring: c.ring, descs: c.descs, api: 'chain' as QueueApi })))('per-chain API tiny run of %o', async ({ ring, descs, api }) => {
+    const m = await runJsCell({ ring, descs, agents: 1 }, TINY_MEASURE, api);
+    expect(m.api).toBe('chain');
+    expect(m.mchainsPerS[0]).toBeGreaterThan(0);
+  });
+
+  it.each([
+    ['split', 'chain'],
+    ['split', 'batch'],
+    ['packed', 'chain'],
+    ['packed', 'batch'],
+  ] as Array<[RingKind, QueueApi]>)('%s (%s API): one batch of blk requests round-trips and the device writes every status byte', (ring, want) => {
     const guest = new SharedArrayBuffer(BENCH_MEM_SIZE);
     const d = makeDriverQueue(ring, guest);
     const v = makeDeviceQueue(ring, guest);
-    const driver = new BenchDriver(d.drv, guest, 3);
-    const device = new BenchDevice(v.dq, v.space, 3);
+    const api = effectiveApi(want, v.dq, d.drv);
+    const driver = new BenchDriver(d.drv, guest, 3, api);
+    const device = new BenchDevice(v.dq, v.space, 3, api);
     expect(driver.post(BENCH_BATCH)).toBe(BENCH_BATCH);
     const u8 = new Uint8Array(guest);
     // before the device ran, the driver's 0xff markers are in place

@@ -5,7 +5,7 @@ import { TINY_MEASURE } from '../../src/bench/measure.js';
 import { median, summarize } from '../../src/bench/stats.js';
 
 function rv(round: number, js: number, c: number): RoundValue {
-  return { round, mchains_per_s: js, c_mchains_per_s: c, ratio_vs_c: js / c, js_reps: [js], c_reps: [c] };
+  return { round, mchains_per_s: js, c_mchains_per_s: c, ratio_vs_c: js / c, js_reps: [js], c_reps: [c], api: 'chain' };
 }
 
 describe('queue benchmark report', () => {
@@ -52,7 +52,7 @@ describe('queue benchmark report', () => {
     };
     const t = formatTable(report);
     expect(t).toMatch(/^ring\s+descs\s+agents/);
-    expect(t).toMatch(/split\s+1\s+1\s+11\.0 \[10\.0–12\.0\]/);
+    expect(t).toMatch(/split\s+1\s+1\s+chain\s+11\.0 \[10\.0–12\.0\]/);
     expect(t).toMatch(/MISSED/);
     expect(t).toMatch(/busy/);
   });

@@ -30,7 +30,7 @@ import { VirtioError, requireArg } from '../../errors.js';
 import { logger } from '../../log.js';
 import { RecordingSink, type GuestErrorSink } from '../../device/choke.js';
 import type { AddressSpace } from '../../memory/space.js';
-import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, describeFeatures } from '../../features/bits.js';
+import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_RING_RESET, VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, describeFeatures } from '../../features/bits.js';
 import { FeatureSet } from '../../features/set.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK, describeStatus } from '../../features/status.js';
 import type { DriverQueue, DriverQueueOptions, QueueConfig } from '../../queue/types.js';
@@ -101,9 +101,6 @@ export interface MmioDriverStats {
   configChanges: number;
 }
 
-interface RingAlloc {
-  parts: number[];
-}
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
@@ -125,7 +122,8 @@ export class VirtioMmioDriver {
   private dmaLayer: DriverDma | undefined;
   private driverWindow: SwiotlbWindow | undefined;
   private queueList: Array<VirtqueueDriver | undefined> = [];
-  private rings: RingAlloc[] = [];
+  /** Ring memory per queue index. */
+  private rings = new Map<number, number[]>();
   private statusBits = 0;
   private inIrq = false;
   private irqAgain = false;
@@ -245,8 +243,8 @@ export class VirtioMmioDriver {
     if (st !== 0) {
       throw new VirtioError('TIMEOUT', `reset: Status still reads ${hex(st)} (${describeStatus(st)}) after ${polls} reads; the device did not complete the reset`, { clause: 'basic.dev-reset.device.1' });
     }
-    for (const r of this.rings) for (const a of r.parts) this.safeFree(a);
-    this.rings = [];
+    for (const parts of this.rings.values()) for (const a of parts) this.safeFree(a);
+    this.rings.clear();
     this.dmaLayer?.reset();
     this.dmaLayer = undefined;
     this.negotiatedSet = undefined;
@@ -283,6 +281,10 @@ export class VirtioMmioDriver {
     const swBit = this.swiotlbBit;
     const poolOk = this.poolUsable();
     const accepted = chooseDriverFeatures(offered, this.o.features, offered.has(swBit) && poolOk).freeze();
+    if (accepted.has(swBit) && !poolOk) {
+      // A `features.select` forced the bit without a pool: the driver could not keep its promise.
+      this.fail('FEATURE_REQUIRED', `VIRTIO_F_SWIOTLB (bit ${swBit}) was chosen (features.select) but ${this.poolWhy ?? 'the pool is unusable'}; the driver could not pass only pool addresses`, 'rfc-swiotlb.mmio.driver.2');
+    }
     for (let i = 0; i < Math.max(words, accepted.storedWords); i++) this.regs.writeDriverFeatureWord(i, accepted.word(i)); // mmio.regs.driver.8
     this.setStatus(STATUS_FEATURES_OK);
     const st = this.regs.status;
@@ -295,10 +297,6 @@ export class VirtioMmioDriver {
       this.fail('FEATURE_REQUIRED', `the device refused FEATURES_OK (Status read back ${hex(st)}: ${describeStatus(st)}) for accepted features [${names(accepted)}]; offered but not accepted: [${names(offered.minus(accepted))}].${hint}`, 'init.dev-init.driver.2');
     }
     this.negotiatedSet = accepted;
-    if (accepted.has(swBit) && !poolOk) {
-      // A `features.select` forced the bit without a pool: the driver could not keep its promise.
-      this.fail('FEATURE_REQUIRED', `VIRTIO_F_SWIOTLB (bit ${swBit}) was accepted but ${this.poolWhy ?? 'the pool is unusable'}; the driver could not pass only pool addresses`, 'rfc-swiotlb.mmio.driver.2');
-    }
 
     // --- DMA (rfc-swiotlb.mmio.driver.2: with the bit, only the pool; .1: prefer the pool anyway)
     const bounce = accepted.has(swBit) || (poolOk && (this.o.preferPool ?? true));
@@ -319,12 +317,49 @@ export class VirtioMmioDriver {
     }
     this.queueList = [];
     const dma = this.dmaLayer;
-    for (const b of built) this.queueList[b.q] = new VirtqueueDriver(b.q, b.ring, this.notifier, dma, this.ram, { addr: MR.QUEUE_NOTIFY, value: b.q, data32 });
+    for (const b of built) this.queueList[b.q] = this.wrap(b.q, b.ring, data32);
 
     this.setStatus(STATUS_DRIVER_OK);
     for (const v of this.queueList) v?.start(); // init.dev-init.driver.4: kicks only from here on
     log('driver up: device %d, features %s, %s DMA, queues %s', devType, accepted.toString(), dma.mode, built.map((b) => b.q).join(','));
     return this;
+  }
+
+  private wrap(q: number, ring: DriverQueue, data32: boolean): VirtqueueDriver {
+    return new VirtqueueDriver(q, ring, this.notifier, this.dmaLayer!, this.ram, { addr: MR.QUEUE_NOTIFY, value: q, data32 });
+  }
+
+  /**
+   * Reset one queue and set it up again (VIRTIO_F_RING_RESET): QueueReset = 1, read back until it
+   * reads 0 (mmio.regs.driver.14, bounded), release its rings, then configure it afresh — possibly
+   * with another size (mmio.regs.driver.15/.16). Pending submissions on the old queue fail.
+   * @returns the new driver-side queue
+   * @throws VirtioError FEATURE_NOT_OFFERED without RING_RESET, TIMEOUT when the reset does not complete
+   */
+  resetQueue(q: number, size?: number): VirtqueueDriver {
+    const feats = this.negotiatedSet;
+    if (feats === undefined || !feats.has(VIRTIO_F_RING_RESET)) {
+      throw new VirtioError('FEATURE_NOT_OFFERED', `resetQueue(${q}): VIRTIO_F_RING_RESET was not negotiated; accept it (features.select) or reset the whole device`);
+    }
+    const old = this.queue(q);
+    old.kill('queue reset by the driver');
+    this.regs.selectQueue(q);
+    this.regs.w32(MR.QUEUE_RESET, 1); // mmio.regs.device.10
+    const polls = this.o.resetPolls ?? 16;
+    let v = this.regs.r32(MR.QUEUE_RESET);
+    for (let i = 1; i < polls && v !== 0; i++) v = this.regs.r32(MR.QUEUE_RESET);
+    if (v !== 0) {
+      throw new VirtioError('TIMEOUT', `queue ${q}: QueueReset still reads ${v} after ${polls} reads; the device did not complete the queue reset`, { clause: 'mmio.regs.driver.14' });
+    }
+    // mmio.regs.device.12: QueueReady reads 0 now; the old rings are the driver's again.
+    for (const a of this.rings.get(q) ?? []) this.safeFree(a);
+    this.rings.delete(q);
+    const ring = this.setupQueue(q, feats, size);
+    if (ring === undefined) throw new VirtioError('PROTOCOL', `queue ${q}: QueueSizeMax reads 0 after the queue reset`, { clause: 'mmio.regs.driver.15' });
+    const vq = this.wrap(q, ring, feats.has(VIRTIO_F_NOTIFICATION_DATA));
+    this.queueList[q] = vq;
+    vq.start();
+    return vq;
   }
 
   /** Can the driver bounce through the restricted pool? Sets {@link swiotlbUnusableReason} when not. */
@@ -352,8 +387,8 @@ export class VirtioMmioDriver {
     return new SwiotlbDma(new BouncePool({ ...(this.o.bounce ?? {}), window: this.driverWindow, ram: space }));
   }
 
-  private chooseSize(q: number, max: number, packed: boolean): number {
-    const qs = this.o.queueSize;
+  private chooseSize(q: number, max: number, packed: boolean, override?: number): number {
+    const qs = override ?? this.o.queueSize;
     let s = typeof qs === 'function' ? qs(q, max) : Math.min(max, qs ?? 256);
     if (!(Number.isInteger(s) && s >= 1)) this.fail('QUEUE_SIZE_INVALID', `queue ${q}: queueSize gave ${s}; need an integer 1..${max}`);
     s = Math.min(s, max); // mmio.regs.driver.9
@@ -361,7 +396,7 @@ export class VirtioMmioDriver {
     return s;
   }
 
-  private setupQueue(q: number, feats: FeatureSet): DriverQueue | undefined {
+  private setupQueue(q: number, feats: FeatureSet, sizeOverride?: number): DriverQueue | undefined {
     const regs = this.regs;
     const dma = this.dmaLayer!;
     regs.selectQueue(q);
@@ -372,11 +407,11 @@ export class VirtioMmioDriver {
     const max = regs.r32(MR.QUEUE_SIZE_MAX);
     if (max === 0) return undefined; // queue unavailable
     const packed = feats.has(VIRTIO_F_RING_PACKED);
-    const size = this.chooseSize(q, Math.min(max, 32768), packed);
+    const size = this.chooseSize(q, Math.min(max, 32768), packed, sizeOverride);
     regs.w32(MR.QUEUE_SIZE, size);
     const parts = packed ? [[16 * size, 16], [4, 4], [4, 4]] : [[splitDescBytes(size), 16], [splitAvailBytes(size), 2], [splitUsedBytes(size), 4]];
     const addrs = parts.map(([bytes, align]) => dma.allocCoherent(bytes!, align!));
-    this.rings.push({ parts: addrs });
+    this.rings.set(q, addrs);
     const [desc, driverArea, deviceArea] = addrs as [number, number, number];
     regs.w64(MR.QUEUE_DESC, desc);
     regs.w64(MR.QUEUE_DRIVER, driverArea);

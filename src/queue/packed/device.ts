@@ -14,8 +14,13 @@
  * memory until {@link PackedDeviceQueue.reset}). Nothing throws; no loop runs longer than the queue
  * size (or the indirect table length).
  *
- * Memory ordering for a driver in another thread or process: flags words are read with
- * `Atomics.load` before the rest of a descriptor, and written with `Atomics.store` after it.
+ * Memory ordering: flags are always read before the rest of a descriptor and written after it.
+ * When the ring is shared with another agent (`cfg.concurrent`, default: SharedArrayBuffer or
+ * fd-backed region), the flags word of a buffer's first descriptor is read with `Atomics.load` and
+ * each used descriptor's (a batch's first) flags written with `Atomics.store`, which orders the plain
+ * accesses around them (the driver published the rest of a list before its head, and reads a used
+ * batch starting with its first descriptor). Event suppression areas always use Atomics (once per
+ * batch). Without `concurrent`, plain typed-array accesses are used (Atomics cost ~20 ns each).
  *
  * In-order (VIRTIO_F_IN_ORDER): {@link PackedDeviceQueue.pushUsedBatch} writes a single used
  * descriptor for a batch (the last buffer's id; the driver skips the others and treats them as fully
@@ -29,7 +34,8 @@ import type { GuestErrorSink } from '../../device/choke.js';
 import { logger } from '../../log.js';
 import { packedNeedEvent } from '../event-idx.js';
 import {
-  type DescChain,
+  ChainBatch,
+  DescChain,
   type DeviceQueue,
   type DeviceQueueFactory,
   type QueueConfig,
@@ -52,6 +58,8 @@ const log = logger('queue');
 
 const TWO_POW_32 = 4294967296;
 const USED_AND_AVAIL = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
+/** Marks an id already seen in the batch being checked by pushUsedBatch (above any slot count). */
+const BATCH_MARK = 0x10000;
 
 /** Device side of a packed virtqueue. Build it with {@link createPackedDeviceQueue}. */
 export class PackedDeviceQueue implements DeviceQueue {
@@ -70,17 +78,22 @@ export class PackedDeviceQueue implements DeviceQueue {
   private readonly eventIdx: boolean;
   private readonly indirectOk: boolean;
   private readonly inOrder: boolean;
+  /** Order flags accesses with Atomics (another agent shares the ring). */
+  private readonly atomic: boolean;
   /** Most segments a buffer may have (cfg.maxChainSegments, default the queue size). */
   private readonly maxSeg: number;
+  /** min(maxSeg, size): most descriptors of a NEXT-linked list. */
+  private readonly maxDirect: number;
 
   private availOff = 0;
   private availWrap = 1;
   private usedOff = 0;
   private usedWrap = 1;
-  /** Per buffer id: 1 while in flight (2 transiently inside pushUsedBatch). */
-  private readonly idInFlight: Uint8Array;
-  /** Per buffer id: ring slots the buffer occupies (how far pushUsed skips). */
-  private readonly idDescs: Uint16Array;
+  /**
+   * Per buffer id: ring slots the buffer occupies (how far pushUsed skips) while it is in flight,
+   * 0 when it is not; {@link BATCH_MARK} is or-ed in transiently inside pushUsedBatch.
+   */
+  private readonly idDescs: Uint32Array;
   /** Per buffer id: writable bytes (in-order batch coalescing). */
   private readonly idWritable: Float64Array;
   /** Per buffer id: pop sequence number (in-order batch coalescing). */
@@ -95,6 +108,7 @@ export class PackedDeviceQueue implements DeviceQueue {
   /** Used position (offset | wrap << 15) at the last needsInterrupt(). */
   private signalPos = 1 << 15;
   private isParked = false;
+  private scratch: DescChain | undefined;
 
   /** Use {@link createPackedDeviceQueue}, which validates the configuration first. */
   constructor(space: AddressSpace, cfg: QueueConfig, sink: GuestErrorSink, views: PackedRingViews) {
@@ -109,10 +123,11 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.eventIdx = cfg.eventIdx;
     this.indirectOk = cfg.indirect;
     this.inOrder = cfg.inOrder;
+    this.atomic = cfg.concurrent ?? views.shareable;
     const m = cfg.maxChainSegments ?? cfg.size;
     this.maxSeg = Number.isInteger(m) && m > 0 ? m : cfg.size;
-    this.idInFlight = new Uint8Array(cfg.size);
-    this.idDescs = new Uint16Array(cfg.size);
+    this.maxDirect = Math.min(this.maxSeg, cfg.size);
+    this.idDescs = new Uint32Array(cfg.size);
     this.idWritable = new Float64Array(cfg.size);
     this.idSeq = new Float64Array(cfg.size);
   }
@@ -141,7 +156,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     let wrap = this.availWrap;
     // basic.packed-vq.vq-desc-table.device.2: read flags first; use the descriptor only when AVAIL
     // matches our wrap counter and USED does not.
-    let flags = Atomics.load(d16, off * 8 + 7);
+    let flags = this.atomic ? Atomics.load(d16, off * 8 + 7) : d16[off * 8 + 7]!;
     if (((flags >>> 7) & 1) !== wrap || flags >>> 15 === wrap) return false;
 
     const space = this.space;
@@ -149,9 +164,8 @@ export class PackedDeviceQueue implements DeviceQueue {
     const cOff = chain.offset;
     const cAddr = chain.addr;
     const cLen = chain.len;
-    let maxSeg = this.maxSeg;
+    let maxSeg = this.maxDirect;
     if (cRegion.length < maxSeg) maxSeg = cRegion.length;
-    if (size < maxSeg) maxSeg = size;
     let count = 0;
     let readable = 0;
     let rBytes = 0;
@@ -167,7 +181,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       id = d16[off * 8 + 6]!; // the last descriptor's id is the buffer id
       descs++;
       if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        return this.popIndirect(chain, flags, lo, hi, len, id, descs, off, wrap);
+        return this.popIndirect(chain, cRegion.length, flags, lo, hi, len, id, descs, off, wrap);
       }
       if (count >= maxSeg) {
         // basic.packed-vq.scatter-gather-support.driver.1 (device limit; scatter-gather-support.device.2)
@@ -201,7 +215,7 @@ export class PackedDeviceQueue implements DeviceQueue {
         // basic.packed-vq.scatter-gather-support.driver.2 (loops are forbidden)
         return this.fail('CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.2', `descriptor list at offset ${this.availOff} is longer than the queue size ${size}`);
       }
-      flags = Atomics.load(d16, off * 8 + 7);
+      flags = d16[off * 8 + 7]!; // ordered by the head's acquire (the driver wrote the head last)
       // Rest of the list not available yet: leave it for later (scatter-gather-support.driver.6 says
       // the head is exposed last, so a conforming driver never shows a partial list).
       if (((flags >>> 7) & 1) !== wrap || flags >>> 15 === wrap) return false;
@@ -213,8 +227,210 @@ export class PackedDeviceQueue implements DeviceQueue {
     return this.commit(chain, id, descs, off, wrap, count, readable, rBytes, wBytes);
   }
 
-  /** The list's last (and only) descriptor refers to an indirect table. */
-  private popIndirect(chain: DescChain, flags: number, lo: number, hi: number, len: number, id: number, descs: number, off: number, wrap: number): boolean {
+  /**
+   * Batch form of {@link pop}: pop up to `min(max, batch.maxChains)` buffers into `batch` with the
+   * same validation, ring state in locals. Stops at the first buffer that is not (completely)
+   * available, or that does not fit in the batch's remaining segment room (left for the next call),
+   * or that is invalid (reported, queue parked; the buffers before it are returned and in flight).
+   */
+  popBatch(batch: ChainBatch, max: number): number {
+    batch.count = 0;
+    if (this.isParked) return 0;
+    const d16 = this.desc16;
+    const d32 = this.desc32;
+    const size = this.size;
+    const space = this.space;
+    const heads = batch.head;
+    const chains = batch.chain;
+    const bytes = batch.bytes;
+    const seg = batch.seg;
+    const pos = batch.pos;
+    const idDescs = this.idDescs;
+    const inOrder = this.inOrder;
+    const segCap = seg.length >>> 1;
+    const maxC = max < heads.length ? max : heads.length;
+    const maxDirect = this.maxDirect;
+    let off = this.availOff;
+    let wrap = this.availWrap;
+    let descsInFlight = this.descsInFlight;
+    let nInFlight = this.nInFlight;
+    let c = 0;
+    let s = 0;
+    outer: while (c < maxC) {
+      let flags = this.atomic ? Atomics.load(d16, off * 8 + 7) : d16[off * 8 + 7]!;
+      if (((flags >>> 7) & 1) !== wrap || flags >>> 15 === wrap) break; // basic.packed-vq.vq-desc-table.device.2
+      const room = segCap - s;
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        // Cold path: one indirect table. Leave it for the next call when it would fit an empty batch only.
+        const tl = d32[off * 4 + 2]!;
+        if (c > 0 && tl !== 0 && (tl & 15) === 0 && tl >>> 4 > room) break;
+        this.availOff = off;
+        this.availWrap = wrap;
+        this.descsInFlight = descsInFlight;
+        this.nInFlight = nInFlight;
+        const sc = this.scratchChain();
+        const b = off * 4;
+        if (!this.popIndirect(sc, room, flags, d32[b]!, d32[b + 1]!, tl, d16[off * 8 + 6]!, 1, off, wrap)) {
+          batch.count = c;
+          return c;
+        }
+        off = this.availOff;
+        wrap = this.availWrap;
+        descsInFlight = this.descsInFlight;
+        nInFlight = this.nInFlight;
+        const n = sc.count;
+        for (let k = 0; k < n; k++) {
+          const q = 2 * (s + k);
+          seg[q] = sc.region[k]!;
+          seg[q + 1] = sc.len[k]!;
+          pos[q] = sc.offset[k]!;
+          pos[q + 1] = sc.addr[k]!;
+        }
+        heads[c] = sc.head;
+        const co = 4 * c;
+        chains[co] = s;
+        chains[co + 1] = n;
+        chains[co + 2] = sc.readable;
+        chains[co + 3] = 1;
+        bytes[2 * c] = sc.readableBytes;
+        bytes[2 * c + 1] = sc.writableBytes;
+        s += n;
+        c++;
+        continue;
+      }
+      const limit = maxDirect < room ? maxDirect : room;
+      let o = off;
+      let w = wrap;
+      let count = 0;
+      let readable = 0;
+      let rBytes = 0;
+      let wBytes = 0;
+      let descs = 0;
+      let id = 0;
+      for (;;) {
+        const b = o * 4;
+        const lo = d32[b]!;
+        const hi = d32[b + 1]!;
+        const len = d32[b + 2]!;
+        id = d16[o * 8 + 6]!;
+        descs++;
+        if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+          // basic.packed-vq.indirect-desc.driver.4 (an INDIRECT descriptor after NEXT ones)
+          this.failAt(off, wrap, descsInFlight, nInFlight, 'INDIRECT_WITH_NEXT', 'basic.packed-vq.indirect-desc.driver.4', `descriptor at offset ${o} has INDIRECT set inside a NEXT-linked list (list position ${descs})`);
+          break outer;
+        }
+        if (count >= limit) {
+          if (c > 0 && count < maxDirect) break outer; // may fit an empty batch: next call
+          // basic.packed-vq.scatter-gather-support.driver.1
+          this.failAt(off, wrap, descsInFlight, nInFlight, 'CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.1', `descriptor list at offset ${off} has more than ${count} descriptors (the device's limit)`);
+          break outer;
+        }
+        const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+        if (!write && readable !== count) {
+          this.failAt(off, wrap, descsInFlight, nInFlight, 'READABLE_AFTER_WRITABLE', 'basic.packed-vq.scatter-gather-support.driver.3', `descriptor at offset ${o} is device-readable but follows a device-writable one`);
+          break outer;
+        }
+        const r = space.resolveHiLo(lo, hi, len, write);
+        if (r < 0) {
+          this.availOff = off;
+          this.availWrap = wrap;
+          this.descsInFlight = descsInFlight;
+          this.nInFlight = nInFlight;
+          this.failAddress(r, lo, hi, len, write, o);
+          break outer;
+        }
+        const q = 2 * (s + count);
+        seg[q] = r;
+        seg[q + 1] = len;
+        pos[q] = space.off;
+        pos[q + 1] = hi * TWO_POW_32 + lo;
+        count++;
+        if (write) {
+          wBytes += len;
+        } else {
+          rBytes += len;
+          readable++;
+        }
+        o++;
+        if (o === size) {
+          o = 0;
+          w ^= 1;
+        }
+        if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
+        if (descs >= size) {
+          this.failAt(off, wrap, descsInFlight, nInFlight, 'CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.2', `descriptor list at offset ${off} is longer than the queue size ${size}`);
+          break outer;
+        }
+        flags = d16[o * 8 + 7]!;
+        if (((flags >>> 7) & 1) !== w || flags >>> 15 === w) break outer; // rest not available yet
+      }
+      if (rBytes + wBytes > TWO_POW_32) {
+        this.failAt(off, wrap, descsInFlight, nInFlight, 'CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `buffer at offset ${off} totals ${rBytes + wBytes} bytes (more than 2^32)`);
+        break;
+      }
+      if (id >= size) {
+        this.failAt(off, wrap, descsInFlight, nInFlight, 'PACKED_BAD_ID', undefined, `buffer at offset ${off} has id ${id}, not below the queue size ${size}`);
+        break;
+      }
+      if (idDescs[id] !== 0) {
+        this.failAt(off, wrap, descsInFlight, nInFlight, 'HEAD_IN_FLIGHT', undefined, `buffer at offset ${off} reuses id ${id}, which is still in flight`);
+        break;
+      }
+      if (descsInFlight + descs > size) {
+        this.failAt(off, wrap, descsInFlight, nInFlight, 'HEAD_IN_FLIGHT', 'basic.packed-vq.vq-desc-table.driver.1', `buffer at offset ${off} would put ${descsInFlight + descs} descriptors in flight, more than the queue size ${size}`);
+        break;
+      }
+      idDescs[id] = descs;
+      if (inOrder) {
+        this.idWritable[id] = wBytes;
+        this.idSeq[id] = this.popSeq++;
+      }
+      descsInFlight += descs;
+      nInFlight++;
+      heads[c] = id;
+      const co = 4 * c;
+      chains[co] = s;
+      chains[co + 1] = count;
+      chains[co + 2] = readable;
+      chains[co + 3] = descs;
+      bytes[2 * c] = rBytes;
+      bytes[2 * c + 1] = wBytes;
+      s += count;
+      c++;
+      off = o;
+      wrap = w;
+    }
+    if (!this.isParked) {
+      this.availOff = off;
+      this.availWrap = wrap;
+      this.descsInFlight = descsInFlight;
+      this.nInFlight = nInFlight;
+    }
+    batch.count = c;
+    return c;
+  }
+
+  /** A DescChain for popBatch's indirect path (allocated on first use, maxSeg segments). */
+  private scratchChain(): DescChain {
+    let sc = this.scratch;
+    if (sc === undefined) {
+      sc = new DescChain(this.maxSeg);
+      this.scratch = sc;
+    }
+    return sc;
+  }
+
+  /** popBatch error: write back the state of the buffers already taken, then report. */
+  private failAt(off: number, wrap: number, descsInFlight: number, nInFlight: number, code: VirtioErrorCode, clause: string | undefined, message: string): void {
+    this.availOff = off;
+    this.availWrap = wrap;
+    this.descsInFlight = descsInFlight;
+    this.nInFlight = nInFlight;
+    this.fail(code, clause, message);
+  }
+
+  /** The list's last (and only) descriptor refers to an indirect table; at most `limit` segments fit in `chain`. */
+  private popIndirect(chain: DescChain, limit: number, flags: number, lo: number, hi: number, len: number, id: number, descs: number, off: number, wrap: number): boolean {
     if (!this.indirectOk) {
       // basic.packed-vq.indirect-desc.driver.1
       return this.fail('INDIRECT_NOT_NEGOTIATED', 'basic.packed-vq.indirect-desc.driver.1', `descriptor at offset ${off} has INDIRECT set but VIRTIO_F_INDIRECT_DESC was not negotiated`);
@@ -226,7 +442,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     const space = this.space;
     let maxSeg = this.maxSeg;
     const cRegion = chain.region;
-    if (cRegion.length < maxSeg) maxSeg = cRegion.length;
+    if (limit < maxSeg) maxSeg = limit;
     if (len === 0 || len % 16 !== 0) {
       return this.fail('INDIRECT_BAD_LENGTH', undefined, `indirect table at offset ${off} has length ${len}; it must be a non-zero multiple of 16`);
     }
@@ -291,18 +507,19 @@ export class PackedDeviceQueue implements DeviceQueue {
     if (id >= size) {
       return this.fail('PACKED_BAD_ID', undefined, `buffer at offset ${this.availOff} has id ${id}, not below the queue size ${size}`);
     }
-    const inFlight = this.idInFlight;
-    if (inFlight[id] !== 0) {
+    const idDescs = this.idDescs;
+    if (idDescs[id] !== 0) {
       return this.fail('HEAD_IN_FLIGHT', undefined, `buffer at offset ${this.availOff} reuses id ${id}, which is still in flight`);
     }
     if (this.descsInFlight + descs > size) {
       // basic.packed-vq.vq-desc-table.driver.1: the driver re-offered slots the device has not used yet.
       return this.fail('HEAD_IN_FLIGHT', 'basic.packed-vq.vq-desc-table.driver.1', `buffer at offset ${this.availOff} would put ${this.descsInFlight + descs} descriptors in flight, more than the queue size ${size}`);
     }
-    inFlight[id] = 1;
-    this.idDescs[id] = descs;
-    this.idWritable[id] = wBytes;
-    this.idSeq[id] = this.popSeq++;
+    idDescs[id] = descs;
+    if (this.inOrder) {
+      this.idWritable[id] = wBytes;
+      this.idSeq[id] = this.popSeq++;
+    }
     this.nInFlight++;
     this.descsInFlight += descs;
     this.availOff = off;
@@ -324,8 +541,9 @@ export class PackedDeviceQueue implements DeviceQueue {
    */
   pushUsed(id: number, len: number): void {
     const size = this.size;
-    const inFlight = this.idInFlight;
-    if (!(id >= 0 && id < size && (id | 0) === id) || inFlight[id] !== 1) {
+    const idDescs = this.idDescs;
+    const n = id >= 0 && id < size && (id | 0) === id ? idDescs[id]! : 0;
+    if (n === 0) {
       this.fail('USED_BAD_ID', undefined, `device returned id ${id}, which is not in flight`);
       return;
     }
@@ -335,8 +553,9 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.desc32[uo * 4 + 2] = len;
     d16[uo * 8 + 6] = id;
     // basic.packed-vq.vq-desc-table.device.3: the flags store publishes the descriptor; nothing after it.
-    Atomics.store(d16, uo * 8 + 7, (uw !== 0 ? USED_AND_AVAIL : 0) | (len > 0 ? VIRTQ_DESC_F_WRITE : 0));
-    const n = this.idDescs[id]!;
+    const f = (uw !== 0 ? USED_AND_AVAIL : 0) | (len > 0 ? VIRTQ_DESC_F_WRITE : 0);
+    if (this.atomic) Atomics.store(d16, uo * 8 + 7, f);
+    else d16[uo * 8 + 7] = f;
     uo += n;
     if (uo >= size) {
       uo -= size;
@@ -344,11 +563,14 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     this.usedOff = uo;
     this.usedWrap = uw;
-    inFlight[id] = 0;
+    idDescs[id] = 0;
     this.descsInFlight -= n;
     this.sinceSignal += n;
-    if (this.idSeq[id] === this.doneSeq) this.doneSeq++;
-    if (--this.nInFlight === 0) this.doneSeq = this.popSeq;
+    this.nInFlight--;
+    if (this.inOrder) {
+      if (this.idSeq[id] === this.doneSeq) this.doneSeq++;
+      if (this.nInFlight === 0) this.doneSeq = this.popSeq;
+    }
   }
 
   /**
@@ -364,20 +586,19 @@ export class PackedDeviceQueue implements DeviceQueue {
       return;
     }
     const size = this.size;
-    const inFlight = this.idInFlight;
+    const idDescs = this.idDescs;
     for (let k = 0; k < n; k++) {
       const id = heads[k]!;
-      if (!(id >= 0 && id < size && (id | 0) === id) || inFlight[id] !== 1) {
-        const dup = id >= 0 && id < size && inFlight[id] === 2;
-        for (let j = 0; j < k; j++) inFlight[heads[j]!] = 1;
-        this.fail('USED_BAD_ID', undefined, `device returned id ${id} (batch entry ${k}), which is not in flight${dup ? ' (duplicate in batch)' : ''}`);
+      const v = id >= 0 && id < size && (id | 0) === id ? idDescs[id]! : 0;
+      if (v === 0 || v >= BATCH_MARK) {
+        for (let j = 0; j < k; j++) idDescs[heads[j]!]! &= ~BATCH_MARK;
+        this.fail('USED_BAD_ID', undefined, `device returned id ${id} (batch entry ${k}), which is not in flight${v >= BATCH_MARK ? ' (duplicate in batch)' : ''}`);
         return;
       }
-      inFlight[id] = 2;
+      idDescs[id] = v | BATCH_MARK;
     }
     const d16 = this.desc16;
     const d32 = this.desc32;
-    const idDescs = this.idDescs;
     let uo = this.usedOff;
     let uw = this.usedWrap;
     let crossed = 0;
@@ -387,12 +608,14 @@ export class PackedDeviceQueue implements DeviceQueue {
       const len = lens[n - 1]!;
       for (let k = 0; k < n; k++) {
         const id = heads[k]!;
-        crossed += idDescs[id]!;
-        inFlight[id] = 0;
+        crossed += idDescs[id]! & ~BATCH_MARK;
+        idDescs[id] = 0;
       }
       d32[uo * 4 + 2] = len;
       d16[uo * 8 + 6] = last;
-      Atomics.store(d16, uo * 8 + 7, (uw !== 0 ? USED_AND_AVAIL : 0) | (len > 0 ? VIRTQ_DESC_F_WRITE : 0));
+      const f = (uw !== 0 ? USED_AND_AVAIL : 0) | (len > 0 ? VIRTQ_DESC_F_WRITE : 0);
+      if (this.atomic) Atomics.store(d16, uo * 8 + 7, f);
+      else d16[uo * 8 + 7] = f;
       this.doneSeq += n;
       uo += crossed;
       while (uo >= size) {
@@ -409,18 +632,19 @@ export class PackedDeviceQueue implements DeviceQueue {
         d16[uo * 8 + 6] = id;
         const f = (uw !== 0 ? USED_AND_AVAIL : 0) | (len > 0 ? VIRTQ_DESC_F_WRITE : 0);
         if (k === 0) firstFlags = f;
-        else Atomics.store(d16, uo * 8 + 7, f);
-        const dn = idDescs[id]!;
+        else d16[uo * 8 + 7] = f; // ordered by the first descriptor's release below
+        const dn = idDescs[id]! & ~BATCH_MARK;
         crossed += dn;
         uo += dn;
         if (uo >= size) {
           uo -= size;
           uw ^= 1;
         }
-        inFlight[id] = 0;
-        if (this.idSeq[id] === this.doneSeq) this.doneSeq++;
+        idDescs[id] = 0;
+        if (this.inOrder && this.idSeq[id] === this.doneSeq) this.doneSeq++;
       }
-      Atomics.store(d16, firstSlot * 8 + 7, firstFlags);
+      if (this.atomic) Atomics.store(d16, firstSlot * 8 + 7, firstFlags);
+      else d16[firstSlot * 8 + 7] = firstFlags;
     }
     this.usedOff = uo;
     this.usedWrap = uw;
@@ -487,7 +711,8 @@ export class PackedDeviceQueue implements DeviceQueue {
   /** True when the descriptor at the avail position is available (not validated). */
   hasAvailable(): boolean {
     if (this.isParked) return false;
-    const flags = Atomics.load(this.desc16, this.availOff * 8 + 7);
+    const i = this.availOff * 8 + 7;
+    const flags = this.atomic ? Atomics.load(this.desc16, i) : this.desc16[i]!;
     return ((flags >>> 7) & 1) === this.availWrap && flags >>> 15 !== this.availWrap;
   }
 
@@ -497,7 +722,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.availWrap = 1;
     this.usedOff = 0;
     this.usedWrap = 1;
-    this.idInFlight.fill(0);
+    this.idDescs.fill(0);
     this.popSeq = 0;
     this.doneSeq = 0;
     this.nInFlight = 0;

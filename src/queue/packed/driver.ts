@@ -17,6 +17,10 @@
  *   returned one per getUsed call, each with its full writable length, X with the written length.
  *
  * The constructor zeroes the descriptor ring and both event areas (the ring is zero-initialized).
+ *
+ * Memory ordering (when `cfg.concurrent`, default for SharedArrayBuffer / fd-backed rings): the
+ * batch's held-back head flags are stored with `Atomics.store` in publish (everything else of the
+ * batch was written before it), used flags are read with `Atomics.load`; otherwise plain accesses.
  */
 import { VirtioError, requireArg, type VirtioErrorCode } from '../../errors.js';
 import type { AddressSpace } from '../../memory/space.js';
@@ -36,6 +40,8 @@ import {
 import { isPackedSetupError, resolvePackedRings, RING_EVENT_FLAGS_DESC, RING_EVENT_FLAGS_DISABLE, RING_EVENT_FLAGS_ENABLE } from './layout.js';
 
 const TWO_POW_32 = 4294967296;
+/** 2^-32, exact: `Math.floor(a * INV_TWO_POW_32)` is the high word of `a` without a division. */
+const INV_TWO_POW_32 = 1 / TWO_POW_32;
 
 /** Driver side of a packed virtqueue. */
 export class PackedDriverQueue implements DriverQueue {
@@ -53,6 +59,8 @@ export class PackedDriverQueue implements DriverQueue {
   private readonly devEvent: Uint16Array;
   private readonly eventIdx: boolean;
   private readonly inOrder: boolean;
+  /** Order flags accesses with Atomics (another agent shares the ring); see device.ts. */
+  private readonly atomic: boolean;
   private readonly indirectThreshold: number;
   private readonly allocIndirect: ((bytes: number) => number) | undefined;
   private readonly freeIndirect: ((addr: number) => void) | undefined;
@@ -65,7 +73,7 @@ export class PackedDriverQueue implements DriverQueue {
   private freeDescs: number;
   private readonly freeIds: Uint16Array;
   private freeTop: number;
-  private readonly idInFlight: Uint8Array;
+  /** Per id: ring slots while in flight, 0 when free. */
   private readonly idDescs: Uint16Array;
   private readonly idWritable: Float64Array;
   private readonly idToken: Float64Array;
@@ -111,6 +119,7 @@ export class PackedDriverQueue implements DriverQueue {
     this.devEvent = v.deviceEvent;
     this.eventIdx = cfg.eventIdx;
     this.inOrder = cfg.inOrder;
+    this.atomic = cfg.concurrent ?? v.shareable;
     this.indirectThreshold = cfg.indirect ? threshold : 0;
     this.allocIndirect = opts.allocIndirect;
     this.freeIndirect = opts.freeIndirect;
@@ -121,7 +130,6 @@ export class PackedDriverQueue implements DriverQueue {
     // Stack of free ids; pop from the top yields 0, 1, 2, ... first.
     for (let i = 0; i < size; i++) this.freeIds[i] = size - 1 - i;
     this.freeTop = size;
-    this.idInFlight = new Uint8Array(size);
     this.idDescs = new Uint16Array(size);
     this.idWritable = new Float64Array(size);
     this.idToken = new Float64Array(size);
@@ -191,7 +199,7 @@ export class PackedDriverQueue implements DriverQueue {
       for (let i = 0; i < n; i++, t += 16) {
         const a = sAddr[i]!;
         dv.setUint32(t, a >>> 0, true);
-        dv.setUint32(t + 4, Math.floor(a / TWO_POW_32), true);
+        dv.setUint32(t + 4, Math.floor(a * INV_TWO_POW_32), true);
         dv.setUint32(t + 8, sLen[i]!, true);
         dv.setUint16(t + 12, 0, true);
         // basic.packed-vq.indirect-desc.driver.2: only WRITE inside an indirect table.
@@ -199,7 +207,7 @@ export class PackedDriverQueue implements DriverQueue {
       }
       const b = off * 4;
       d32[b] = table >>> 0;
-      d32[b + 1] = Math.floor(table / TWO_POW_32);
+      d32[b + 1] = Math.floor(table * INV_TWO_POW_32);
       d32[b + 2] = bytes;
       d16[off * 8 + 6] = id;
       headFlags = VIRTQ_DESC_F_INDIRECT | (wrap !== 0 ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED);
@@ -214,13 +222,13 @@ export class PackedDriverQueue implements DriverQueue {
         const a = sAddr[i]!;
         const b = off * 4;
         d32[b] = a >>> 0;
-        d32[b + 1] = Math.floor(a / TWO_POW_32);
+        d32[b + 1] = Math.floor(a * INV_TWO_POW_32);
         d32[b + 2] = sLen[i]!;
         d16[off * 8 + 6] = id;
         // Available: AVAIL = wrap counter, USED = its inverse.
         const f = (wrap !== 0 ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED) | (i >= readable ? VIRTQ_DESC_F_WRITE : 0) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
         if (i === 0) headFlags = f;
-        else Atomics.store(d16, off * 8 + 7, f);
+        else d16[off * 8 + 7] = f; // ordered by the head's release
         off++;
         if (off === size) {
           off = 0;
@@ -234,13 +242,12 @@ export class PackedDriverQueue implements DriverQueue {
       this.pendingFlags = headFlags;
       this.pendingWrap = headWrap;
     } else {
-      Atomics.store(d16, headSlot * 8 + 7, headFlags);
+      d16[headSlot * 8 + 7] = headFlags; // ordered by the held-back head's release in publish()
     }
     this.availOff = off;
     this.availWrap = wrap;
     this.freeDescs -= slots;
     this.addedSincePublish += slots;
-    this.idInFlight[id] = 1;
     this.idDescs[id] = slots;
     this.idWritable[id] = writable;
     this.idToken[id] = token;
@@ -263,7 +270,8 @@ export class PackedDriverQueue implements DriverQueue {
   publish(): boolean {
     const d16 = this.desc16;
     if (this.pendingHead >= 0) {
-      Atomics.store(d16, this.pendingHead * 8 + 7, this.pendingFlags);
+      if (this.atomic) Atomics.store(d16, this.pendingHead * 8 + 7, this.pendingFlags);
+      else d16[this.pendingHead * 8 + 7] = this.pendingFlags;
       this.pendingHead = -1;
     }
     const added = this.addedSincePublish;
@@ -293,12 +301,12 @@ export class PackedDriverQueue implements DriverQueue {
     const d16 = this.desc16;
     const uo = this.usedOff;
     const uw = this.usedWrap;
-    const flags = Atomics.load(d16, uo * 8 + 7);
+    const flags = this.atomic ? Atomics.load(d16, uo * 8 + 7) : d16[uo * 8 + 7]!;
     // Used: AVAIL = USED = our used wrap counter.
     if (((flags >>> 7) & 1) !== uw || flags >>> 15 !== uw) return false;
     const id = d16[uo * 8 + 6]!;
     const raw = this.desc32[uo * 4 + 2]!;
-    if (id >= this.size || this.idInFlight[id] !== 1) {
+    if (id >= this.size || this.idDescs[id] === 0) {
       return this.fail('DEVICE_USED_BAD_ID', `used descriptor at offset ${uo} has id ${id}, which is ${id >= this.size ? `not below the queue size ${this.size}` : 'not in flight'}`);
     }
     // Element Length is reserved (ignored) in a used descriptor without WRITE.
@@ -347,14 +355,16 @@ export class PackedDriverQueue implements DriverQueue {
       this.usedWrap ^= 1;
     }
     this.usedOff = uo;
-    this.idInFlight[id] = 0;
+    this.idDescs[id] = 0;
     this.freeIds[this.freeTop++] = id;
     this.freeDescs += n;
     this.nInFlight--;
-    const table = this.idIndirect[id]!;
-    if (table >= 0) {
-      this.idIndirect[id] = -1;
-      if (this.freeIndirect !== undefined) this.freeIndirect(table);
+    if (this.indirectThreshold !== 0) {
+      const table = this.idIndirect[id]!;
+      if (table >= 0) {
+        this.idIndirect[id] = -1;
+        if (this.freeIndirect !== undefined) this.freeIndirect(table);
+      }
     }
     this.tok = this.idToken[id]!;
     this.len = len;

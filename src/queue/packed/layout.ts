@@ -69,6 +69,8 @@ export interface PackedRingViews {
   driverEvent: Uint16Array;
   /** Device event suppression (device area). */
   deviceEvent: Uint16Array;
+  /** The descriptor ring's backing can be seen by another agent (SharedArrayBuffer or fd-backed region). */
+  shareable: boolean;
 }
 
 /** A configuration problem found by {@link resolvePackedRings}. */
@@ -116,7 +118,7 @@ export function resolvePackedRings(space: AddressSpace, g: PackedGeometry, writa
       return { code: 'RING_MISALIGNED', clause: 'basic.packed-vq.vq.driver.1', message: `${q}: ${name} at 0x${addr.toString(16)} is not ${align}-byte aligned` };
     }
   }
-  const views: Array<{ buffer: ArrayBufferLike; off: number }> = [];
+  const views: Array<{ buffer: ArrayBufferLike; off: number; fd: number | undefined }> = [];
   for (const [name, addr, align, bytes, write] of parts) {
     const r = space.resolve(addr, bytes, write);
     if (r < 0) {
@@ -132,7 +134,7 @@ export function resolvePackedRings(space: AddressSpace, g: PackedGeometry, writa
     if (off % (align === PACKED_DESC_ALIGN ? 4 : 2) !== 0) {
       return { code: 'RING_MISALIGNED', clause: undefined, message: `${q}: ${name} lands at byte offset ${off} of its region's backing buffer; the host must back regions at 4-byte-aligned offsets` };
     }
-    views.push({ buffer: space.regions[r]!.buffer, off });
+    views.push({ buffer: space.regions[r]!.buffer, off, fd: space.regions[r]!.fd });
   }
   const d = views[0]!;
   const dr = views[1]!;
@@ -142,6 +144,7 @@ export function resolvePackedRings(space: AddressSpace, g: PackedGeometry, writa
     desc16: new Uint16Array(d.buffer, d.off, 8 * g.size),
     driverEvent: new Uint16Array(dr.buffer, dr.off, 2),
     deviceEvent: new Uint16Array(dv.buffer, dv.off, 2),
+    shareable: d.fd !== undefined || (typeof SharedArrayBuffer !== 'undefined' && d.buffer instanceof SharedArrayBuffer),
   };
 }
 

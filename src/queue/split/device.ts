@@ -49,6 +49,18 @@ const log = logger('queue');
 /** 2^32: chain byte-length limit (basic.split-vq.vq-desc-table.driver.1). */
 const MAX_CHAIN_BYTES = 4294967296;
 const TWO32 = 4294967296;
+/** Slots of SplitDeviceQueue.fs (popFast's scalar inputs and outputs). */
+const FS_SIZE = 0;
+const FS_MASK = 1;
+const FS_LAST = 2;
+const FS_AVAIL = 3;
+const FS_SEG = 4;
+const FS_REGION = 5;
+const FS_SEGCAP = 6;
+const FS_CAPALL = 7;
+const FS_MAX = 8;
+const FS_N = 9;
+const FS_SLOTS = 10;
 
 /**
  * Create a split device queue, validating the configuration (size, alignment, rings inside one
@@ -113,7 +125,7 @@ export class SplitDeviceQueue implements DeviceQueue {
   /** Index of the region the last buffer resolved into (fast-path cache). */
   private lastRegion = 0;
   /** Per-chain results of {@link pop} (segments go straight into the caller's DescChain). */
-  private readonly one = new ChainBatch(1, 0);
+  private one = new ChainBatch(1, 0);
 
   /** Use {@link createSplitDeviceQueue}; `views` come from resolveSplitRings. */
   constructor(space: AddressSpace, cfg: QueueConfig, sink: GuestErrorSink, views: SplitRingViews) {
@@ -134,6 +146,9 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.availEventAt = 2 + 4 * cfg.size;
     this.inFlightMap = new Uint8Array(cfg.size);
     this.order = new Uint16Array(cfg.inOrder ? cfg.size : 0);
+    this.fastOk = !cfg.inOrder;
+    this.fs[FS_SIZE] = cfg.size;
+    this.fs[FS_MASK] = cfg.size - 1;
   }
 
   get parked(): boolean {
@@ -158,14 +173,11 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   pop(chain: DescChain): boolean {
-    const one = this.one;
-    if (this.popMany(one, chain.region, chain.offset, chain.addr, chain.len, 1) === 0) return false;
-    chain.head = one.head[0]!;
-    chain.count = one.start[1]!;
-    chain.readable = one.readable[0]!;
-    chain.readableBytes = one.readableBytes[0]!;
-    chain.writableBytes = one.writableBytes[0]!;
-    chain.descCount = one.descCount[0]!;
+    const cap = chain.len.length < this.maxSeg ? chain.len.length : this.maxSeg;
+    let one = this.one;
+    if (one.segCapacity < cap) one = this.one = new ChainBatch(1, cap);
+    if (this.popMany(one, cap, 1) === 0) return false;
+    one.copyChain(0, chain);
     return true;
   }
 
@@ -175,81 +187,131 @@ export class SplitDeviceQueue implements DeviceQueue {
    */
   popBatch(batch: ChainBatch, max: number): number {
     const m = max < batch.head.length ? max : batch.head.length;
-    return this.popMany(batch, batch.region, batch.offset, batch.addr, batch.len, m);
+    return this.popMany(batch, batch.seg.length >>> 1, m);
   }
 
   /**
-   * The one chain walker behind {@link pop} and {@link popBatch}: pops up to `max` chains, writing
-   * per-chain results into `pc` and segments into the flat segment arrays (capacity `cLen.length`).
-   * Ring state is copied into locals once and written back once. A chain that does not fit in the
-   * segment room left (but would fit in an empty batch) stays in the ring for the next call.
+   * The one chain popper behind {@link pop} and {@link popBatch}: pops up to `max` chains into `pc`
+   * using at most `segCap` segments. {@link popFast} takes every chain it can (direct descriptors,
+   * buffers in the cached region, nothing irregular) with no calls in its loop; anything else —
+   * re-reading avail idx, a region miss, an indirect table, any error — goes through
+   * {@link popSlow}, the complete walker that reports guest errors.
    * @returns chains popped; on a guest error the chains before it are returned and the queue parks.
    */
-  private popMany(pc: ChainBatch, cRegion: Int32Array, cOff: Float64Array, cAddr: Float64Array, cLen: Uint32Array, max: number): number {
+  private popMany(pc: ChainBatch, segCap: number, max: number): number {
     pc.count = 0;
     if (this.isParked) return 0;
-    const size = this.size;
-    const mask = this.mask;
+    let n = 0;
+    this.bSeg = 0;
+    // Refresh the region cache from the live region (it may have moved since the last call).
+    this.setRegionCache(this.lastRegion);
+    const capAll = segCap < this.maxSeg ? segCap : this.maxSeg;
+    while (n < max) {
+      if (this.lastAvail === this.cachedAvail) {
+        const last = this.lastAvail;
+        const a = Atomics.load(this.avail, 1);
+        if (a === last) break;
+        const pending = (a - last) & 0xffff;
+        if (pending > this.size) {
+          // basic.split-vq.vq-available-ring.driver.1 (no way to unexpose; at most size buffers outstanding)
+          this.fail('AVAIL_IDX_AHEAD', 'basic.split-vq.vq-available-ring.driver.1', `avail idx ${a} is ${pending} entries ahead of the next entry ${last} to process, more than the queue size ${this.size}`);
+          break;
+        }
+        this.cachedAvail = a;
+      }
+      if (this.fastOk) {
+        const fs = this.fs;
+        fs[FS_LAST] = this.lastAvail;
+        fs[FS_AVAIL] = this.cachedAvail;
+        fs[FS_SEG] = this.bSeg;
+        fs[FS_REGION] = this.lastRegion;
+        fs[FS_SEGCAP] = segCap;
+        fs[FS_CAPALL] = capAll;
+        fs[FS_MAX] = max;
+        fs[FS_N] = n;
+        const n1 = this.popFast(pc);
+        this.inFlightCount += n1 - n;
+        n = n1;
+        this.lastAvail = fs[FS_LAST]!;
+        this.bSeg = fs[FS_SEG]!;
+        if (n === max || this.lastAvail === this.cachedAvail) continue;
+      }
+      // The next chain needs the complete walker (or it is invalid).
+      if (!this.popSlow(pc, segCap, capAll, n)) break;
+      n++;
+    }
+    pc.count = n;
+    return n;
+  }
+
+  /** popFast's inputs and outputs (FS_* slots). */
+  private readonly fs = new Int32Array(FS_SLOTS);
+  /** Segments used so far by the batch being popped (popFast / popSlow state). */
+  private bSeg = 0;
+  /**
+   * Region cache as float64 numbers (from {@link lastRegion}): base, end, buffer offset, writable
+   * (1/0). A Float64Array so popFast gets untagged doubles without per-use conversions.
+   */
+  private readonly rgc = new Float64Array(4);
+  /** popFast is used unless IN_ORDER (whose bookkeeping popSlow does); tests may turn it off. */
+  private fastOk: boolean;
+
+  private setRegionCache(r: number): void {
+    this.lastRegion = r;
+    const rg = this.space.regions[r];
+    const c = this.rgc;
+    if (rg === undefined) {
+      // An empty space: nothing can hit.
+      c[0] = 1;
+      c[1] = 0;
+      c[2] = 0;
+      c[3] = 0;
+      return;
+    }
+    c[0] = rg.base;
+    c[1] = rg.base + rg.size;
+    c[2] = rg.offset;
+    c[3] = rg.readOnly ? 0 : 1;
+  }
+
+  /**
+   * Pop chains while they are regular: avail entries already known (cachedAvail), head in range
+   * and not in flight, direct descriptors only, every non-empty buffer inside the cached region
+   * (writable ones in a writable region), readable before writable, within the segment limits and
+   * 2^32 bytes, no loop. Stops — without consuming — at the first chain that is not, leaving it to
+   * {@link popSlow}, which re-walks it with every check and reports. No calls inside the loop.
+   * @returns chains in the batch so far
+   */
+  private popFast(pc: ChainBatch): number {
+    // Scalars come from an Int32Array (and the region from a Float64Array) so they are untagged
+    // int32 / float64 values from the start: V8 then keeps no per-use conversions in the loop.
+    const fs = this.fs;
+    const segCap = fs[FS_SEGCAP]!;
+    const capAll = fs[FS_CAPALL]!;
+    const max = fs[FS_MAX]!;
+    const size = fs[FS_SIZE]!;
+    const mask = fs[FS_MASK]!;
+    const ri = fs[FS_REGION]!;
+    const availIdx = fs[FS_AVAIL]!;
+    let last = fs[FS_LAST]!;
+    let seg = fs[FS_SEG]!;
+    let n = fs[FS_N]!;
     const avail = this.avail;
     const desc = this.desc;
     const inFlightMap = this.inFlightMap;
-    const inOrder = this.inOrder;
-    const order = this.order;
-    const orderHead = this.orderHead;
-    const maxSeg = this.maxSeg;
-    const segCap = cLen.length;
-    /** Per-chain segment limit in an empty batch. */
-    const capAll = segCap < maxSeg ? segCap : maxSeg;
     const pHead = pc.head;
-    const pStart = pc.start;
-    const pReadable = pc.readable;
-    const pRBytes = pc.readableBytes;
-    const pWBytes = pc.writableBytes;
-    const pDescs = pc.descCount;
-    const space = this.space;
-    // Region cache: the last region a buffer resolved into; misses fall back to space.resolveHiLo.
-    const regions = space.regions;
-    let ri = this.lastRegion;
-    let rgBase = 1;
-    let rgEnd = 0;
-    let rgOff = 0;
-    let rgWritable = false;
-    const rg0 = regions[ri];
-    if (rg0 !== undefined) {
-      rgBase = rg0.base;
-      rgEnd = rg0.base + rg0.size;
-      rgOff = rg0.offset;
-      rgWritable = !rg0.readOnly;
-    }
-    let last = this.lastAvail;
-    let availIdx = this.cachedAvail;
-    let inFlight = this.inFlightCount;
-    let n = 0;
-    let seg = 0;
-    pStart[0] = 0;
-    chains: while (n < max) {
-      if (last === availIdx) {
-        const a = Atomics.load(avail, 1);
-        if (a === last) break;
-        const pending = (a - last) & 0xffff;
-        if (pending > size) {
-          // basic.split-vq.vq-available-ring.driver.1 (no way to unexpose; at most size buffers outstanding)
-          this.fail('AVAIL_IDX_AHEAD', 'basic.split-vq.vq-available-ring.driver.1', `avail idx ${a} is ${pending} entries ahead of the next entry ${last} to process, more than the queue size ${size}`);
-          break;
-        }
-        availIdx = a;
-      }
+    const pChain = pc.chain;
+    const pBytes = pc.bytes;
+    const pSeg = pc.seg;
+    const pPos = pc.pos;
+    const rgc = this.rgc;
+    const rgBase = rgc[0]!;
+    const rgEnd = rgc[1]!;
+    const rgOff = rgc[2]!;
+    const rgWritable = rgc[3]!;
+    chains: while (n < max && last !== availIdx) {
       const head = avail[2 + (last & mask)]!;
-      if (head >= size) {
-        // No normative clause: the descriptor table has exactly queue-size entries.
-        this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `avail ring entry ${last} offers head ${head}, outside the descriptor table of ${size} entries`);
-        break;
-      }
-      if (inFlightMap[head] !== 0) {
-        // No normative clause: a driver only offers heads of chains in free descriptors.
-        this.fail('HEAD_IN_FLIGHT', undefined, `avail ring entry ${last} offers head ${head}, which the device already holds (popped, not yet used)`);
-        break;
-      }
+      if (head >= size || inFlightMap[head] !== 0) break;
       const room = segCap - seg;
       const cap = room < capAll ? room : capAll;
       let idx = head;
@@ -259,109 +321,165 @@ export class SplitDeviceQueue implements DeviceQueue {
       let rBytes = 0;
       let wBytes = 0;
       for (;;) {
-        if (walked === size) {
-          // basic.split-vq.vq-desc-table.driver.1: loops are forbidden; a chain cannot exceed the table.
-          this.fail('CHAIN_LOOP', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} walked ${size} descriptors without ending (loop)`);
-          break chains;
-        }
+        if (walked === size) break chains;
         walked++;
         const w = idx << 2;
         const lo = desc[w]!;
         const hi = desc[w + 1]!;
         const len = desc[w + 2]!;
         const fn = desc[w + 3]!;
-        if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) {
-          const r = this.walkIndirect(head, idx, lo, hi, len, fn, seg, count, readable, rBytes, wBytes, cap, capAll, cRegion, cOff, cAddr, cLen);
-          if (r < 0) {
-            // -2: does not fit in this batch; -1: guest error (reported, parked).
-            break chains;
-          }
-          count = r;
-          readable = this.wReadable;
-          rBytes = this.wRBytes;
-          wBytes = this.wWBytes;
-          walked += this.wSteps;
-          break;
-        }
+        if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) break chains;
         if (len !== 0) {
-          const write = (fn & VIRTQ_DESC_F_WRITE) !== 0;
-          if (write) {
+          if (count === cap) break chains;
+          const addr = hi * TWO32 + lo;
+          if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
+          const s = (seg + count) << 1;
+          if ((fn & VIRTQ_DESC_F_WRITE) !== 0) {
+            if (rgWritable === 0) break chains;
             wBytes += len;
           } else {
-            if (count !== readable) {
-              // basic.split-vq.message-framing.driver.1
-              this.fail('READABLE_AFTER_WRITABLE', 'basic.split-vq.message-framing.driver.1', `descriptor ${idx} of chain ${head} is device-readable but follows a device-writable one`);
-              break chains;
-            }
+            if (count !== readable) break chains;
             readable++;
             rBytes += len;
           }
-          // basic.split-vq.vq-desc-table.device.1: every buffer must lie inside the device's space
-          // (writable ones in a writable region).
-          const addr = hi * TWO32 + lo;
-          let off: number;
-          if (hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd && (rgWritable || !write)) {
-            off = rgOff + (addr - rgBase);
-          } else {
-            const r = space.resolveHiLo(lo, hi, len, write);
-            if (r < 0) {
-              this.failResolve(r, `descriptor ${idx} buffer`, lo, hi, len, write);
-              break chains;
-            }
-            off = space.off;
-            ri = r;
-            const rg = regions[r]!;
-            rgBase = rg.base;
-            rgEnd = rg.base + rg.size;
-            rgOff = rg.offset;
-            rgWritable = !rg.readOnly;
-          }
-          if (count === cap) {
-            // Not enough room left in this batch: leave the chain in the ring for the next call.
-            if (cap < capAll) break chains;
-            // basic.split-vq.message-framing.device.2: the device limits segments per chain.
-            this.fail('CHAIN_LOOP', 'basic.split-vq.message-framing.device.2', `chain from head ${head} has more than ${cap} segments (device limit)`);
-            break chains;
-          }
-          if (rBytes + wBytes > MAX_CHAIN_BYTES) {
-            // basic.split-vq.vq-desc-table.driver.1
-            this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
-            break chains;
-          }
-          const s = seg + count;
-          cRegion[s] = ri;
-          cOff[s] = off;
-          cAddr[s] = addr;
-          cLen[s] = len;
+          if (rBytes + wBytes > MAX_CHAIN_BYTES) break chains;
+          pSeg[s] = ri;
+          pSeg[s + 1] = len;
+          pPos[s] = rgOff + (addr - rgBase);
+          pPos[s + 1] = addr;
           count++;
         }
         if ((fn & VIRTQ_DESC_F_NEXT) === 0) break;
         idx = fn >>> 16;
-        if (idx >= size) {
-          this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `descriptor of chain ${head} links to next ${idx}, outside the table of ${size} entries`);
-          break chains;
-        }
+        if (idx >= size) break chains;
       }
-      // The chain is valid: commit it.
       pHead[n] = head;
-      pReadable[n] = readable;
-      pRBytes[n] = rBytes;
-      pWBytes[n] = wBytes;
-      pDescs[n] = walked;
-      seg += count;
-      n++;
-      pStart[n] = seg;
+      const c = n << 2;
+      pChain[c] = seg;
+      pChain[c + 1] = count;
+      pChain[c + 2] = readable;
+      pChain[c + 3] = walked;
+      pBytes[n << 1] = rBytes;
+      pBytes[(n << 1) + 1] = wBytes;
+      seg = (seg + count) | 0;
+      n = (n + 1) | 0;
       inFlightMap[head] = 1;
-      inFlight++;
-      if (inOrder) order[(orderHead + inFlight - 1) & mask] = head;
       last = (last + 1) & 0xffff;
     }
-    this.lastAvail = last;
-    this.cachedAvail = availIdx;
-    this.inFlightCount = inFlight;
-    this.lastRegion = ri;
-    pc.count = n;
+    fs[FS_LAST] = last;
+    fs[FS_SEG] = seg;
     return n;
+  }
+
+  /**
+   * Pop the chain at lastAvail (avail idx already read and validated) with every check, as chain
+   * `n` of `pc`. Handles indirect tables and region misses; reports guest errors (and parks).
+   * @returns true when the chain was popped; false after a guest error, or when the chain does not
+   * fit in the segment room left in this batch (then it stays in the ring).
+   */
+  private popSlow(pc: ChainBatch, segCap: number, capAll: number, n: number): boolean {
+    const size = this.size;
+    const last = this.lastAvail;
+    const head = this.avail[2 + (last & this.mask)]!;
+    if (head >= size) {
+      // No normative clause: the descriptor table has exactly queue-size entries.
+      return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `avail ring entry ${last} offers head ${head}, outside the descriptor table of ${size} entries`);
+    }
+    if (this.inFlightMap[head] !== 0) {
+      // No normative clause: a driver only offers heads of chains in free descriptors.
+      return this.fail('HEAD_IN_FLIGHT', undefined, `avail ring entry ${last} offers head ${head}, which the device already holds (popped, not yet used)`);
+    }
+    const desc = this.desc;
+    const space = this.space;
+    const pSeg = pc.seg;
+    const pPos = pc.pos;
+    const seg = this.bSeg;
+    const room = segCap - seg;
+    const cap = room < capAll ? room : capAll;
+    let idx = head;
+    let walked = 0;
+    let count = 0;
+    let readable = 0;
+    let rBytes = 0;
+    let wBytes = 0;
+    for (;;) {
+      if (walked === size) {
+        // basic.split-vq.vq-desc-table.driver.1: loops are forbidden; a chain cannot exceed the table.
+        return this.fail('CHAIN_LOOP', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} walked ${size} descriptors without ending (loop)`);
+      }
+      walked++;
+      const w = idx << 2;
+      const lo = desc[w]!;
+      const hi = desc[w + 1]!;
+      const len = desc[w + 2]!;
+      const fn = desc[w + 3]!;
+      if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        const r = this.walkIndirect(head, idx, lo, hi, len, fn, seg, count, readable, rBytes, wBytes, cap, capAll, pSeg, pPos);
+        // -2: does not fit in this batch; -1: guest error (reported, parked).
+        if (r < 0) return false;
+        count = r;
+        readable = this.wReadable;
+        rBytes = this.wRBytes;
+        wBytes = this.wWBytes;
+        walked += this.wSteps;
+        break;
+      }
+      if (len !== 0) {
+        const write = (fn & VIRTQ_DESC_F_WRITE) !== 0;
+        if (write) {
+          wBytes += len;
+        } else {
+          if (count !== readable) {
+            // basic.split-vq.message-framing.driver.1
+            return this.fail('READABLE_AFTER_WRITABLE', 'basic.split-vq.message-framing.driver.1', `descriptor ${idx} of chain ${head} is device-readable but follows a device-writable one`);
+          }
+          readable++;
+          rBytes += len;
+        }
+        // basic.split-vq.vq-desc-table.device.1: every buffer must lie inside the device's space
+        // (writable ones in a writable region).
+        const r = space.resolveHiLo(lo, hi, len, write);
+        if (r < 0) return this.failResolve(r, `descriptor ${idx} buffer`, lo, hi, len, write);
+        const off = space.off;
+        if (r !== this.lastRegion) this.setRegionCache(r);
+        if (count === cap) {
+          // Not enough room left in this batch: leave the chain in the ring for the next call.
+          if (cap < capAll) return false;
+          // basic.split-vq.message-framing.device.2: the device limits segments per chain.
+          return this.fail('CHAIN_LOOP', 'basic.split-vq.message-framing.device.2', `chain from head ${head} has more than ${cap} segments (device limit)`);
+        }
+        if (rBytes + wBytes > MAX_CHAIN_BYTES) {
+          // basic.split-vq.vq-desc-table.driver.1
+          return this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
+        }
+        const s = (seg + count) << 1;
+        pSeg[s] = r;
+        pSeg[s + 1] = len;
+        pPos[s] = off;
+        pPos[s + 1] = hi * TWO32 + lo;
+        count++;
+      }
+      if ((fn & VIRTQ_DESC_F_NEXT) === 0) break;
+      idx = fn >>> 16;
+      if (idx >= size) {
+        return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `descriptor of chain ${head} links to next ${idx}, outside the table of ${size} entries`);
+      }
+    }
+    // The chain is valid: commit it.
+    pc.head[n] = head;
+    const c = n << 2;
+    pc.chain[c] = seg;
+    pc.chain[c + 1] = count;
+    pc.chain[c + 2] = readable;
+    pc.chain[c + 3] = walked;
+    pc.bytes[n << 1] = rBytes;
+    pc.bytes[(n << 1) + 1] = wBytes;
+    this.bSeg = seg + count;
+    this.inFlightMap[head] = 1;
+    this.inFlightCount++;
+    if (this.inOrder) this.order[(this.orderHead + this.inFlightCount - 1) & this.mask] = head;
+    this.lastAvail = (last + 1) & 0xffff;
+    return true;
   }
 
   /** Results of {@link walkIndirect} besides the segment count. */
@@ -376,7 +494,7 @@ export class SplitDeviceQueue implements DeviceQueue {
    * @returns the chain's segment count (readable/bytes/steps in the w* fields), -1 after a guest
    * error (reported, parked), or -2 when the chain does not fit in the batch room (`cap < capAll`).
    */
-  private walkIndirect(head: number, idx: number, lo: number, hi: number, len: number, fn: number, seg: number, count: number, readable: number, rBytes: number, wBytes: number, cap: number, capAll: number, cRegion: Int32Array, cOff: Float64Array, cAddr: Float64Array, cLen: Uint32Array): number {
+  private walkIndirect(head: number, idx: number, lo: number, hi: number, len: number, fn: number, seg: number, count: number, readable: number, rBytes: number, wBytes: number, cap: number, capAll: number, pSeg: Uint32Array, pPos: Float64Array): number {
     if (!this.indirectOk) {
       // basic.split-vq.indirect-desc.driver.1
       this.fail('INDIRECT_NOT_NEGOTIATED', 'basic.split-vq.indirect-desc.driver.1', `descriptor ${idx} of chain ${head} sets INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated`);
@@ -452,11 +570,11 @@ export class SplitDeviceQueue implements DeviceQueue {
           this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `chain from head ${head} is longer than 2^32 bytes (${rBytes + wBytes})`);
           return -1;
         }
-        const s = seg + count;
-        cRegion[s] = r;
-        cOff[s] = space.off;
-        cAddr[s] = ehi * TWO32 + elo;
-        cLen[s] = elen;
+        const s = (seg + count) << 1;
+        pSeg[s] = r;
+        pSeg[s + 1] = elen;
+        pPos[s] = space.off;
+        pPos[s + 1] = ehi * TWO32 + elo;
         count++;
       }
       if ((eflags & VIRTQ_DESC_F_NEXT) === 0) break;
@@ -552,6 +670,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     const size = this.size;
     let u = this.usedIdx;
     let k = i;
+    if (heads.length < n || lens.length < n || used32.length === 0 || map.length === 0) return i;
     for (; k < n; k++) {
       const head = heads[k]!;
       if (!(head < size) || map[head] !== 1) break;

@@ -32,6 +32,11 @@ import { isSplitSetupError, resolveSplitRings, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ
 
 const log = logger('queue');
 const TWO32 = 4294967296;
+/** Fields of a per-head record in SplitDriverQueue.rec. */
+const REC_TOKEN = 0;
+const REC_WRITABLE = 1;
+const REC_DESCS = 2;
+const REC_TAIL = 3;
 
 /** Driver side of a split virtqueue. */
 export class SplitDriverQueue implements DriverQueue {
@@ -56,18 +61,13 @@ export class SplitDriverQueue implements DriverQueue {
 
   /** Free list links (driver-private). */
   private readonly freeNext: Uint16Array;
-  /** Per head: caller token. */
-  private readonly tokens: Int32Array;
-  /** Per head: ring descriptors used by the chain. */
-  private readonly chainDescs: Uint16Array;
-  /** Per head: last ring descriptor of the chain. */
-  private readonly chainTail: Uint16Array;
-  /** Per head: writable bytes (max accepted used len). */
-  private readonly chainWritable: Float64Array;
+  /**
+   * Per head, stride 4 (one array, so the hot loops touch one view): caller token, writable bytes
+   * (max accepted used len), ring descriptors used (0 = not in flight), last ring descriptor.
+   */
+  private readonly rec: Float64Array;
   /** Per head: indirect table bus address, or -1. */
   private readonly chainIndirect: Float64Array;
-  /** Per head: 1 while in flight. */
-  private readonly headInFlight: Uint8Array;
   /** IN_ORDER: heads in submission order. */
   private readonly order: Uint16Array;
 
@@ -94,7 +94,12 @@ export class SplitDriverQueue implements DriverQueue {
   lastLen = 0;
 
   /** One-chain scratch for {@link add} / {@link getUsed} (they run the batch code with n = 1). */
-  private readonly oneSg = new SgBatch(1, 0);
+  private oneSg = new SgBatch(1, 4);
+  /**
+   * collectFast handles plain completions; IN_ORDER and indirect tables always take collectSlow.
+   * Tests may turn it off to compare it with the complete path.
+   */
+  private fastOk: boolean;
   private readonly oneTok = new Int32Array(1);
   private readonly oneLen = new Uint32Array(1);
 
@@ -131,12 +136,9 @@ export class SplitDriverQueue implements DriverQueue {
     this.freeNext = new Uint16Array(size);
     for (let i = 0; i < size; i++) this.freeNext[i] = (i + 1) & this.mask;
     this.numFree = size;
-    this.tokens = new Int32Array(size);
-    this.chainDescs = new Uint16Array(size);
-    this.chainTail = new Uint16Array(size);
-    this.chainWritable = new Float64Array(size);
+    this.rec = new Float64Array(4 * size);
+    this.fastOk = !cfg.inOrder && threshold === 0;
     this.chainIndirect = new Float64Array(size).fill(-1);
-    this.headInFlight = new Uint8Array(size);
     this.order = new Uint16Array(size);
     // The driver allocates the rings: start them zeroed
     // (basic.split-vq.available-buffer-notif-suppression.driver.1: used flags start at 0).
@@ -167,39 +169,42 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   add(sg: SgList, token: number): number {
-    const one = this.oneSg;
-    one.start[1] = sg.count;
-    one.readable[0] = sg.readable;
-    one.token[0] = token;
-    return this.addMany(one, sg.addr, sg.len, 1) === 1 ? one.head[0]! : -1;
+    const n = sg.count;
+    if (n === 0) throw new VirtioError('INVALID_ARGUMENT', 'SplitDriverQueue.add: empty SgList');
+    let one = this.oneSg;
+    if (one.seg.length < 2 * n) one = this.oneSg = new SgBatch(1, n);
+    const seg = one.seg;
+    for (let i = 0; i < n; i++) {
+      seg[2 * i] = sg.addr[i]!;
+      seg[2 * i + 1] = sg.len[i]!;
+    }
+    const c = one.chain;
+    c[0] = token;
+    c[1] = n;
+    c[2] = sg.readable;
+    return this.addMany(one, 1) === 1 ? c[3]! : -1;
   }
 
   /** Add chains 0, 1, … of `batch` until one does not fit (see {@link DriverQueue.addBatch}); returns how many. */
   addBatch(batch: SgBatch): number {
-    return this.addMany(batch, batch.addr, batch.len, batch.count);
+    return this.addMany(batch, batch.count);
   }
 
   /**
    * The one descriptor writer behind {@link add} and {@link addBatch}: adds chains 0..n-1 of `b`
-   * (segments in `sAddr`/`sLen`) in order until one does not fit; heads go to `b.head`.
+   * in order until one does not fit; heads go to `b.chain[4k+3]`.
    * Ring and free-list state is copied into locals once and written back once.
    * @throws VirtioError for an empty chain (after writing back the chains added before it)
    */
-  private addMany(b: SgBatch, sAddr: Float64Array, sLen: Uint32Array, n: number): number {
-    const bStart = b.start;
-    const bReadable = b.readable;
-    const bToken = b.token;
-    const bHead = b.head;
+  private addMany(b: SgBatch, n: number): number {
+    const bChain = b.chain;
+    const bSeg = b.seg;
     const desc = this.desc;
     const avail = this.avail;
     const mask = this.mask;
     const inOrder = this.inOrder;
     const freeNext = this.freeNext;
-    const tokens = this.tokens;
-    const chainDescs = this.chainDescs;
-    const chainTail = this.chainTail;
-    const chainWritable = this.chainWritable;
-    const headInFlight = this.headInFlight;
+    const rec = this.rec;
     const order = this.order;
     const threshold = this.indirectThreshold;
     const orderHead = this.orderHead;
@@ -208,11 +213,12 @@ export class SplitDriverQueue implements DriverQueue {
     let numFree = this.numFree;
     let inFlight = this.inFlightCount;
     let a = this.availShadow;
+    let s0 = 0;
     let k = 0;
     let empty = false;
     for (; k < n; k++) {
-      const s0 = bStart[k]!;
-      const cnt = bStart[k + 1]! - s0;
+      const o = k << 2;
+      const cnt = bChain[o + 1]!;
       if (cnt <= 0) {
         empty = true;
         break;
@@ -221,21 +227,21 @@ export class SplitDriverQueue implements DriverQueue {
       if (threshold > 0 && cnt >= threshold) {
         if (numFree < 1) break;
         head = inOrder ? nextDesc : freeHead;
-        this.writeIndirect(head, sAddr, sLen, s0, cnt, bReadable[k]!);
+        this.writeIndirect(head, bSeg, s0, cnt, bChain[o + 2]!);
         if (inOrder) nextDesc = (head + 1) & mask;
         else freeHead = freeNext[head]!;
         numFree -= 1;
       } else {
         if (numFree < cnt) break;
-        const readableEnd = s0 + bReadable[k]!;
+        const readableEnd = s0 + bChain[o + 2]!;
         const sEnd = s0 + cnt;
         head = inOrder ? nextDesc : freeHead;
         let d = head;
         let tail = head;
         let wBytes = 0;
         for (let i = s0; i < sEnd; i++) {
-          const ad = sAddr[i]!;
-          const l = sLen[i]!;
+          const ad = bSeg[i << 1]!;
+          const l = bSeg[(i << 1) + 1]!;
           const w = d << 2;
           const nx = inOrder ? (d + 1) & mask : freeNext[d]!;
           // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
@@ -255,30 +261,31 @@ export class SplitDriverQueue implements DriverQueue {
         if (inOrder) nextDesc = (tail + 1) & mask;
         else freeHead = freeNext[tail]!;
         numFree -= cnt;
-        chainDescs[head] = cnt;
-        chainTail[head] = tail;
-        chainWritable[head] = wBytes;
+        const r = head << 2;
+        rec[r + REC_WRITABLE] = wBytes;
+        rec[r + REC_DESCS] = cnt;
+        rec[r + REC_TAIL] = tail;
         // chainIndirect[head] is already -1 here (collect() resets it when an indirect chain is released).
       }
-      tokens[head] = bToken[k]!;
-      headInFlight[head] = 1;
+      rec[(head << 2) + REC_TOKEN] = bChain[o]!;
+      bChain[o + 3] = head;
       if (inOrder) order[(orderHead + inFlight) & mask] = head;
       inFlight++;
       avail[2 + (a & mask)] = head;
       a = (a + 1) & 0xffff;
-      bHead[k] = head;
+      s0 += cnt;
     }
     this.freeHead = freeHead;
     this.nextDesc = nextDesc;
     this.numFree = numFree;
     this.inFlightCount = inFlight;
     this.availShadow = a;
-    if (empty) throw new VirtioError('INVALID_ARGUMENT', k === 0 && n === 1 ? 'SplitDriverQueue.add: empty SgList' : `SplitDriverQueue.addBatch: chain ${k} has no segments`);
+    if (empty) throw new VirtioError('INVALID_ARGUMENT', `SplitDriverQueue.addBatch: chain ${k} has no segments`);
     return k;
   }
 
   /** Put `cnt` segments from `s0` into a fresh indirect table and point descriptor `head` at it. */
-  private writeIndirect(head: number, sAddr: Float64Array, sLen: Uint32Array, s0: number, cnt: number, readableN: number): void {
+  private writeIndirect(head: number, bSeg: Float64Array, s0: number, cnt: number, readableN: number): void {
     const indirectAddr = this.allocIndirect!(cnt * 16);
     const space = this.space;
     const r = space.resolve(indirectAddr, cnt * 16, true);
@@ -287,8 +294,8 @@ export class SplitDriverQueue implements DriverQueue {
     let o = space.off;
     let wBytes = 0;
     for (let i = 0; i < cnt; i++, o += 16) {
-      const a = sAddr[s0 + i]!;
-      const l = sLen[s0 + i]!;
+      const a = bSeg[2 * (s0 + i)]!;
+      const l = bSeg[2 * (s0 + i) + 1]!;
       dv.setUint32(o, a >>> 0, true);
       dv.setUint32(o + 4, (a / TWO32) >>> 0, true);
       dv.setUint32(o + 8, l, true);
@@ -306,9 +313,10 @@ export class SplitDriverQueue implements DriverQueue {
     desc[w + 1] = (indirectAddr / TWO32) >>> 0;
     desc[w + 2] = cnt * 16;
     desc[w + 3] = VIRTQ_DESC_F_INDIRECT;
-    this.chainDescs[head] = 1;
-    this.chainTail[head] = head;
-    this.chainWritable[head] = wBytes;
+    const rr = head << 2;
+    this.rec[rr + REC_WRITABLE] = wBytes;
+    this.rec[rr + REC_DESCS] = 1;
+    this.rec[rr + REC_TAIL] = head;
     this.chainIndirect[head] = indirectAddr;
   }
 
@@ -353,101 +361,126 @@ export class SplitDriverQueue implements DriverQueue {
    */
   private collect(outTok: Int32Array, outLen: Uint32Array, max: number): number {
     if (this.stopped) return 0;
-    const used32 = this.used32;
-    const mask = this.mask;
-    const size = this.size;
-    const inOrder = this.inOrder;
-    const order = this.order;
-    const tokens = this.tokens;
-    const chainDescs = this.chainDescs;
-    const chainTail = this.chainTail;
-    const chainWritable = this.chainWritable;
-    const headInFlight = this.headInFlight;
-    const freeNext = this.freeNext;
-    const indirect = this.indirectThreshold > 0;
-    let last = this.lastUsed;
-    let usedIdx = this.cachedUsed;
-    let inFlight = this.inFlightCount;
-    let freeHead = this.freeHead;
-    let numFree = this.numFree;
-    let orderHead = this.orderHead;
     let k = 0;
     while (k < max) {
-      if (usedIdx === last) {
+      if (this.cachedUsed === this.lastUsed) {
+        const last = this.lastUsed;
         const u = Atomics.load(this.used16, 1);
         if (u === last) break;
         const pending = (u - last) & 0xffff;
-        if (pending > inFlight) {
-          this.fail('DEVICE_USED_IDX_AHEAD', undefined, `used idx ${u} is ${pending} entries ahead of ${last}, but only ${inFlight} buffers are in flight`);
+        if (pending > this.inFlightCount) {
+          this.fail('DEVICE_USED_IDX_AHEAD', undefined, `used idx ${u} is ${pending} entries ahead of ${last}, but only ${this.inFlightCount} buffers are in flight`);
           break;
         }
-        usedIdx = u;
+        this.cachedUsed = u;
       }
-      let head: number;
-      let len: number;
-      if (this.batchLast >= 0) {
-        head = order[orderHead]!;
-        if (head === this.batchLast) {
-          len = this.batchLastLen;
-          this.batchLast = -1;
-        } else {
-          len = chainWritable[head]!;
-        }
-      } else {
-        const slot = 1 + ((last & mask) << 1);
-        const id = used32[slot]!;
-        len = used32[slot + 1]!;
-        if (!(id < size) || headInFlight[id] !== 1) {
-          this.fail('DEVICE_USED_BAD_ID', undefined, `used ring entry ${last} returns id ${id}, which is not the head of a buffer in flight`);
-          break;
-        }
-        // basic.split-vq.vq-used-ring.device.2: len counts bytes written into the device-writable part.
-        if (len > chainWritable[id]!) {
-          this.fail('DEVICE_USED_BAD_LEN', 'basic.split-vq.vq-used-ring.device.2', `used ring entry ${last} (id ${id}) claims ${len} bytes written, but the chain has only ${chainWritable[id]} writable bytes`);
-          break;
-        }
-        head = id;
-        if (inOrder) {
-          const oldest = order[orderHead]!;
-          if (oldest !== id) {
-            // Batched in-order completion: `id` ends a batch starting at the oldest chain.
-            this.batchLast = id;
-            this.batchLastLen = len;
-            head = oldest;
-            len = chainWritable[oldest]!;
-          }
-        }
+      if (this.fastOk) {
+        k = this.collectFast(outTok, outLen, k, max);
+        if (k === max || this.cachedUsed === this.lastUsed) continue;
       }
-      // Release the chain's descriptors.
-      if (inOrder) orderHead = (orderHead + 1) & mask;
-      else {
-        freeNext[chainTail[head]!] = freeHead;
-        freeHead = head;
-      }
-      numFree += chainDescs[head]!;
-      headInFlight[head] = 0;
-      inFlight--;
-      if (indirect) this.releaseIndirect(head);
-      last = (last + 1) & 0xffff;
-      outTok[k] = tokens[head]!;
-      outLen[k] = len;
+      if (!this.collectSlow(outTok, outLen, k)) break;
       k++;
     }
-    this.lastUsed = last;
-    this.cachedUsed = usedIdx;
-    this.inFlightCount = inFlight;
-    this.freeHead = freeHead;
-    this.numFree = numFree;
-    this.orderHead = orderHead;
     return k;
   }
 
-  private releaseIndirect(head: number): void {
+  /**
+   * Collect entries while they are valid (known used idx, id in flight, len within the writable
+   * part) and IN_ORDER is off; stops without consuming at the first other one, which
+   * {@link collectSlow} re-checks and reports. No calls inside the loop.
+   */
+  private collectFast(outTok: Int32Array, outLen: Uint32Array, k0: number, max: number): number {
+    const used32 = this.used32;
+    const mask = this.mask;
+    const size = this.size;
+    const rec = this.rec;
+    const freeNext = this.freeNext;
+    const usedIdx = this.cachedUsed;
+    let last = this.lastUsed;
+    let freeHead = this.freeHead;
+    let numFree = this.numFree;
+    let k = k0;
+    while (k < max && last !== usedIdx) {
+      const slot = 1 + ((last & mask) << 1);
+      const id = used32[slot]!;
+      const len = used32[slot + 1]!;
+      if (!(id < size)) break;
+      const r = id << 2;
+      const nd = rec[r + REC_DESCS]!;
+      if (nd === 0 || len > rec[r + REC_WRITABLE]!) break;
+      freeNext[rec[r + REC_TAIL]!] = freeHead;
+      freeHead = id;
+      numFree += nd;
+      rec[r + REC_DESCS] = 0;
+      outTok[k] = rec[r + REC_TOKEN]!;
+      outLen[k] = len;
+      k++;
+      last = (last + 1) & 0xffff;
+    }
+    this.inFlightCount -= k - k0;
+    this.lastUsed = last;
+    this.freeHead = freeHead;
+    this.numFree = numFree;
+    return k;
+  }
+
+  /** Collect the used entry at lastUsed with every check (and the IN_ORDER batched form) as output `k`. */
+  private collectSlow(outTok: Int32Array, outLen: Uint32Array, k: number): boolean {
+    const rec = this.rec;
+    const last = this.lastUsed;
+    let head: number;
+    let len: number;
+    if (this.batchLast >= 0) {
+      head = this.order[this.orderHead]!;
+      if (head === this.batchLast) {
+        len = this.batchLastLen;
+        this.batchLast = -1;
+      } else {
+        len = rec[(head << 2) + REC_WRITABLE]!;
+      }
+    } else {
+      const slot = 1 + ((last & this.mask) << 1);
+      const id = this.used32[slot]!;
+      len = this.used32[slot + 1]!;
+      if (!(id < this.size) || rec[(id << 2) + REC_DESCS] === 0) {
+        return this.fail('DEVICE_USED_BAD_ID', undefined, `used ring entry ${last} returns id ${id}, which is not the head of a buffer in flight`);
+      }
+      // basic.split-vq.vq-used-ring.device.2: len counts bytes written into the device-writable part.
+      const writable = rec[(id << 2) + REC_WRITABLE]!;
+      if (len > writable) {
+        return this.fail('DEVICE_USED_BAD_LEN', 'basic.split-vq.vq-used-ring.device.2', `used ring entry ${last} (id ${id}) claims ${len} bytes written, but the chain has only ${writable} writable bytes`);
+      }
+      head = id;
+      if (this.inOrder) {
+        const oldest = this.order[this.orderHead]!;
+        if (oldest !== id) {
+          // Batched in-order completion: `id` ends a batch starting at the oldest chain.
+          this.batchLast = id;
+          this.batchLastLen = len;
+          head = oldest;
+          len = rec[(oldest << 2) + REC_WRITABLE]!;
+        }
+      }
+    }
+    // Release the chain's descriptors.
+    const r = head << 2;
+    if (this.inOrder) this.orderHead = (this.orderHead + 1) & this.mask;
+    else {
+      this.freeNext[rec[r + REC_TAIL]!] = this.freeHead;
+      this.freeHead = head;
+    }
+    this.numFree += rec[r + REC_DESCS]!;
+    rec[r + REC_DESCS] = 0;
+    this.inFlightCount--;
     const ind = this.chainIndirect[head]!;
     if (ind >= 0) {
       this.chainIndirect[head] = -1;
       if (this.freeIndirect !== undefined) this.freeIndirect(ind);
     }
+    this.lastUsed = (last + 1) & 0xffff;
+    outTok[k] = rec[r + REC_TOKEN]!;
+    outLen[k] = len;
+    return true;
   }
 
   enableInterrupts(): void {

@@ -106,7 +106,9 @@ describe('virtio-mmio driver with a restricted-dma-pool (SWIOTLB)', () => {
         guestRam: r.guestRam,
         features: { select: (_o, p) => p.set(DEFAULT_SWIOTLB_BIT) },
       }),
-    ).toThrow(/could not pass only pool addresses/);
+    ).toThrow(/chosen \(features.select\) but .*could not pass only pool addresses/);
+    expect(r.core.status & STATUS_FEATURES_OK).toBe(0); // refused before FEATURES_OK
+    expect(r.core.status & STATUS_FAILED).toBe(STATUS_FAILED);
   });
 
   it('[rfc-swiotlb.mmio.driver.2] reset restores the device space; a new session negotiates again', async () => {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { blkRead, blkRig, blkWrite, pattern, spy } from './helpers.js';
+import type { MmioDeviceAccess } from '../../../src/driver/mmio/access.js';
 import { VirtioMmioDriver } from '../../../src/driver/mmio/driver.js';
 import { MR } from '../../../src/driver/mmio/regs.js';
 import { MMIO_REGISTERS, VIRTIO_MMIO_CONFIG } from '../../../src/transport/mmio/registers.js';
 import { BLK_CFG } from '../../../src/device/blk/config.js';
-import { VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1 } from '../../../src/features/bits.js';
+import { VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1 } from '../../../src/features/bits.js';
 import { STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../../../src/features/status.js';
 
 function up(o: Parameters<typeof blkRig>[0] = {}, dopts: Partial<ConstructorParameters<typeof VirtioMmioDriver>[1]> = {}) {
@@ -78,9 +79,12 @@ describe('virtio-mmio driver: initialization', () => {
 });
 
 describe('virtio-mmio driver: traffic', () => {
-  it('[basic.split-vq.device.1] virtio-blk writes and reads through split queues over MMIO; data lands on the disk', async () => {
+  it('[basic.split-vq.vq.driver.1] virtio-blk writes and reads through split queues over MMIO (aligned ring parts); data lands on the disk', async () => {
     const t = up();
     const vq = t.drv.queue(0);
+    expect(vq.kind).toBe('split');
+    const qr = t.core.queueRegs(0)!;
+    expect([qr.addr('desc') % 16, qr.addr('driver') % 2, qr.addr('device') % 4]).toEqual([0, 0, 0]);
     const data = pattern(4096, 7);
     expect(await blkWrite(vq, 8, data)).toBe(0);
     expect(t.backend.disk.subarray(8 * 512, 8 * 512 + 4096)).toEqual(data);
@@ -164,6 +168,49 @@ describe('virtio-mmio driver: traffic', () => {
     // A new session on the same device works.
     const again = VirtioMmioDriver.open(t.dev, { guestRam: t.guestRam })!;
     expect(await blkWrite(again.queue(0), 1, pattern(512, 2))).toBe(0);
+  });
+
+  it('[mmio.regs.driver.12] undefined InterruptStatus bits are ignored and never acknowledged', async () => {
+    const r = blkRig();
+    const log: Array<[number, number]> = [];
+    const noisy: MmioDeviceAccess = {
+      read: (off, size) => {
+        const v = r.dev.read(off, size);
+        return off === MR.INTERRUPT_STATUS && v !== 0 ? (v | 0xf0) >>> 0 : v;
+      },
+      write: (off, size, value) => {
+        log.push([off, value]);
+        r.dev.write(off, size, value);
+      },
+      onIrq: (fn) => r.dev.onIrq(fn),
+    };
+    const drv = VirtioMmioDriver.open(noisy, { guestRam: r.guestRam })!;
+    expect(await blkWrite(drv.queue(0), 0, pattern(512, 6))).toBe(0);
+    const acks = log.filter(([off]) => off === MR.INTERRUPT_ACK).map(([, v]) => v);
+    expect(acks.length).toBeGreaterThan(0);
+    expect(acks.every((v) => (v & ~3) === 0)).toBe(true);
+  });
+
+  it('[mmio.regs.driver.14] [mmio.regs.driver.16] resetQueue (RING_RESET): QueueReset written, read back until 0, the queue set up again with another size', async () => {
+    const t = up({ extra: [VIRTIO_F_RING_RESET] }, { features: { select: (_o, p) => p.set(VIRTIO_F_RING_RESET) } });
+    expect(t.drv.negotiated!.has(VIRTIO_F_RING_RESET)).toBe(true);
+    expect(await blkWrite(t.drv.queue(0), 0, pattern(512, 1))).toBe(0);
+    const old = t.drv.queue(0);
+    const from = t.log.length;
+    const vq = t.drv.resetQueue(0, 32);
+    const after = t.log.slice(from);
+    const w = after.findIndex((a) => a.op === 'w' && a.off === MR.QUEUE_RESET && a.value === 1);
+    expect(w).toBeGreaterThanOrEqual(0);
+    expect(after[w + 1]).toMatchObject({ op: 'r', off: MR.QUEUE_RESET, value: 0 });
+    expect(vq).not.toBe(old);
+    expect(t.core.queueRegs(0)!.size).toBe(32);
+    expect(await blkWrite(vq, 1, pattern(512, 2))).toBe(0);
+    const [st, back] = await blkRead(vq, 1, 512);
+    expect(st).toBe(0);
+    expect(back).toEqual(pattern(512, 2));
+    await expect(old.submit([new Uint8Array(16)], [1])).rejects.toThrow(/reset/);
+    const plain = up();
+    expect(() => plain.drv.resetQueue(0)).toThrow(/RING_RESET was not negotiated/);
   });
 
   it('[mmio.dev-init.driver.3] shared memory: absent regions are reported as undefined', () => {

@@ -75,7 +75,7 @@ describe('InterruptStatus / InterruptACK', () => {
 
   it('[basic.dev-status-field.device.3] a guest error sets NEEDS_RESET and raises the config-change bit', () => {
     const r = running();
-    r.core.choke.guestError({ code: 'DESC_INDEX_OUT_OF_RANGE', clause: 'basic.split-vq.device.1', message: 'test', queue: 0 });
+    r.core.choke.guestError({ code: 'DESC_INDEX_OUT_OF_RANGE', clause: 'basic.split-vq.vq-desc-table.driver.1', message: 'test', queue: 0 });
     expect(r.dev.read(MMIO.STATUS, 4) & 0x40).toBe(0x40);
     expect(r.dev.read(MMIO.INTERRUPT_STATUS, 4)).toBe(VIRTIO_MMIO_INT_CONFIG);
   });

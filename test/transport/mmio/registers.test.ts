@@ -263,7 +263,7 @@ describe('queue registers', () => {
     expect(without.core.stats.badNotifies).toBe(1);
   });
 
-  it('[mmio.regs.device.10] [mmio.regs.device.12] [mmio.regs.device.9] QueueReset (RING_RESET): resets the queue, QueueReset and QueueReady read 0', () => {
+  it('[mmio.regs.device.10] [mmio.regs.device.11] [mmio.regs.device.12] [mmio.regs.device.9] [mmio.regs.driver.16] QueueReset (RING_RESET): completes within the write, QueueReset and QueueReady read 0; re-enable with new values', () => {
     const r = rig({ extra: [VIRTIO_F_RING_RESET] });
     const { r: rd, w } = regs(r.dev);
     expect(negotiate(r.dev, [0, 1 | (1 << (VIRTIO_F_RING_RESET - 32))])).toBe(0xb);
@@ -281,6 +281,20 @@ describe('queue registers', () => {
     setupQueue(r.dev, 0, 0x60000, 32);
     expect(r.queues.at(-1)!.cfg).toMatchObject({ size: 32, desc: 0x60000 });
     expect(r.model.calls).toContain('queueStarted 0');
+  });
+
+  it('[mmio.regs.device.8] QueueReset reads 0 after a device reset (RING_RESET negotiated before)', () => {
+    const r = rig({ extra: [VIRTIO_F_RING_RESET] });
+    const { r: rd, w } = regs(r.dev);
+    negotiate(r.dev, [0, 1 | (1 << (VIRTIO_F_RING_RESET - 32))]);
+    setupQueue(r.dev, 0);
+    w(MMIO.STATUS, 0xf);
+    w(MMIO.STATUS, 0);
+    for (const q of [0, 1]) {
+      w(MMIO.QUEUE_SEL, q);
+      expect(rd(MMIO.QUEUE_RESET)).toBe(0);
+      expect(rd(MMIO.QUEUE_READY)).toBe(0);
+    }
   });
 
   it('[mmio.regs.device.10] QueueReset without RING_RESET negotiated is ignored', () => {

@@ -1,0 +1,242 @@
+/**
+ * Shared pieces of the checks: one valid request per device type ("workload"), helpers to run
+ * it, and the judgement of a deliberately malformed submission (REJECT / PASS / FAIL / WEDGED).
+ */
+import { VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED } from '../../features/bits.js';
+import type { FeatureSet } from '../../features/set.js';
+import type { CheckContext, DeviceKind } from '../check.js';
+import { defaultAccept, RawDriver, settle, waitFor, type RawBuf, type RawInitOptions, type UsedElem } from '../raw.js';
+import { fail, pass, reject, skip, wedged, type CheckResult } from '../verdict.js';
+
+/** Queue the workload goes to: blk/rng request queue 0, net transmitq 1, console port 0 transmitq 1. */
+export function workQueue(kind: DeviceKind): number {
+  return kind === 'net' || kind === 'console' ? 1 : 0;
+}
+
+/** One valid request for a device type, in DMA memory. */
+export interface Work {
+  readonly q: number;
+  readonly bufs: RawBuf[];
+  /** Device-readable buffers with their content (the device must not change them). */
+  readonly readable: Array<{ addr: number; data: Uint8Array }>;
+  /** Device-writable buffers. */
+  readonly writable: Array<{ addr: number; len: number }>;
+  /** Judge the completion; a string is the problem. */
+  verify(raw: RawDriver, used: UsedElem): string | undefined;
+}
+
+/** A byte pattern. */
+export function pattern(n: number, seed = 1): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 13 + seed * 29 + 7) & 0xff;
+  return b;
+}
+
+/** virtio-blk request header. */
+export function blkHeader(type: number, sector: number): Uint8Array {
+  const h = new Uint8Array(16);
+  const dv = new DataView(h.buffer);
+  dv.setUint32(0, type, true);
+  dv.setUint32(8, sector >>> 0, true);
+  dv.setUint32(12, Math.floor(sector / 4294967296), true);
+  return h;
+}
+
+/** A minimal Ethernet frame (broadcast destination so filters pass it). */
+export function ethFrame(len = 60, dst: readonly number[] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], seed = 3): Uint8Array {
+  const f = pattern(len, seed);
+  f.set(dst, 0);
+  f.set([0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc], 6);
+  f[12] = 0x08;
+  f[13] = 0x00;
+  return f;
+}
+
+/** Build the workload of `kind` (optionally splitting the readable part into `split` pieces). */
+export function buildWork(raw: RawDriver, kind: DeviceKind, opts: { split?: number; seed?: number } = {}): Work {
+  const mem = raw.mem;
+  const readable: Array<{ addr: number; data: Uint8Array }> = [];
+  const writable: Array<{ addr: number; len: number }> = [];
+  const bufs: RawBuf[] = [];
+  const out = (data: Uint8Array): void => {
+    const pieces = Math.max(1, Math.min(opts.split ?? 1, data.length));
+    const step = Math.ceil(data.length / pieces);
+    for (let o = 0; o < data.length; o += step) {
+      const d = data.slice(o, Math.min(data.length, o + step));
+      const a = mem.alloc(d.length, 16);
+      mem.write(a, d);
+      readable.push({ addr: a, data: d });
+      bufs.push({ addr: a, len: d.length });
+    }
+  };
+  const inb = (len: number): number => {
+    const a = mem.alloc(len, 16);
+    mem.write(a, new Uint8Array(len).fill(0xa5));
+    writable.push({ addr: a, len });
+    bufs.push({ addr: a, len, write: true });
+    return a;
+  };
+  const seed = opts.seed ?? 1;
+  switch (kind) {
+    case 'blk': {
+      const data = pattern(512, seed);
+      out(blkHeader(1, 1));
+      out(data);
+      const st = inb(1);
+      return {
+        q: 0,
+        bufs,
+        readable,
+        writable,
+        verify: (r, u) => {
+          const s = r.mem.read(st, 1)[0];
+          if (s !== 0) return `write request completed with status ${s} (expected VIRTIO_BLK_S_OK 0)`;
+          if (u.len < 1) return `used len ${u.len}, but the device wrote the status byte`;
+          const disk = r.dut.io.readDisk?.(512, 512);
+          if (disk !== undefined && !disk.every((b, i) => b === data[i])) return 'the written sector does not hold the data sent';
+          return undefined;
+        },
+      };
+    }
+    case 'rng': {
+      inb(64);
+      return { q: 0, bufs, readable, writable, verify: (_r, u) => (u.len >= 1 && u.len <= 64 ? undefined : `used len ${u.len} for a 64-byte buffer`) };
+    }
+    case 'net': {
+      const frame = ethFrame(60, undefined, seed);
+      const hdr = new Uint8Array(12);
+      const msg = new Uint8Array(12 + frame.length);
+      msg.set(hdr, 0);
+      msg.set(frame, 12);
+      out(msg);
+      return {
+        q: 1,
+        bufs,
+        readable,
+        writable,
+        verify: (r) => {
+          const sent = r.dut.io.sentFrames;
+          if (sent !== undefined && !sent.some((f) => f.length === frame.length && f.every((b, i) => b === frame[i]))) return 'the transmitted frame did not reach the backend intact';
+          return undefined;
+        },
+      };
+    }
+    case 'console': {
+      const text = new TextEncoder().encode(`hello ${seed}\r\n`);
+      out(text);
+      return {
+        q: 1,
+        bufs,
+        readable,
+        writable,
+        verify: (r) => {
+          const o = r.dut.io.consoleOutput;
+          if (o !== undefined) {
+            const s = String.fromCharCode(...o);
+            if (!s.includes(new TextDecoder().decode(text))) return `port 0 output ${JSON.stringify(s.slice(-40))} lacks the text sent`;
+          }
+          return undefined;
+        },
+      };
+    }
+  }
+}
+
+/** Accept function: default acceptance with changes. */
+export function acceptWith(opts: { add?: number[]; drop?: number[] } = {}): (o: FeatureSet) => FeatureSet {
+  return (o) => {
+    const f = defaultAccept(o);
+    for (const b of opts.drop ?? []) f.clear(b);
+    for (const b of opts.add ?? []) f.set(b);
+    return f;
+  };
+}
+
+/** Default acceptance without EVENT_IDX / packed, for checks that read split-ring fields. */
+export const acceptSplitNoEvent = acceptWith({ drop: [VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED] });
+
+/** Open and initialize a raw driver on the check's DUT. */
+export function rawInit(ctx: CheckContext, o: RawInitOptions & { interrupts?: 'msix' | 'intx' } = {}): RawDriver {
+  const raw = RawDriver.open(ctx, o.interrupts !== undefined ? { interrupts: o.interrupts } : {});
+  raw.init(o);
+  return raw;
+}
+
+/** Post `w`, kick and wait for its used element (undefined on timeout). */
+export async function runWork(ctx: CheckContext, raw: RawDriver, w: Work, opts: { kick?: boolean } = {}): Promise<UsedElem | undefined> {
+  const rq = raw.queue(w.q);
+  const id = rq.post(w.bufs);
+  if (opts.kick ?? true) rq.kick();
+  return waitUsed(ctx, raw, w.q, id);
+}
+
+/** Wait for the used element of `id` on queue `q`. */
+export async function waitUsed(ctx: CheckContext, raw: RawDriver, q: number, id: number, ms = ctx.waitMs): Promise<UsedElem | undefined> {
+  const rq = raw.queue(q);
+  let got: UsedElem | undefined;
+  await waitFor(
+    () => {
+      for (const u of rq.collect()) if (u.id === id) got = u;
+      return got !== undefined;
+    },
+    ms,
+    ctx.signal,
+  );
+  return got;
+}
+
+/** Do one valid request and judge it; returns a problem or undefined. */
+export async function workOk(ctx: CheckContext, raw: RawDriver, seed = 1): Promise<string | undefined> {
+  const w = buildWork(raw, ctx.dut.kind, { seed });
+  const u = await runWork(ctx, raw, w);
+  if (u === undefined) return `a valid ${ctx.dut.kind} request on queue ${w.q} was not completed within ${ctx.waitMs} ms`;
+  return w.verify(raw, u);
+}
+
+/**
+ * Judge a deliberately malformed submission: `corrupt` posts something invalid on the workload
+ * queue and kicks. Allowed reactions: DEVICE_NEEDS_RESET (then a configuration-change
+ * notification is due, basic.dev-status-field.device.3) → REJECT; or the chain is dropped /
+ * completed without harm → PASS. Either way the device must come back after a reset and complete
+ * a valid request (else WEDGED), and must not have written `guard` memory (else FAIL).
+ */
+export async function judgeMalformed(
+  ctx: CheckContext,
+  corrupt: (raw: RawDriver, q: number) => { guard?: Array<{ addr: number; len: number; inRam?: boolean }> } | void,
+  init: RawInitOptions = {},
+): Promise<CheckResult> {
+  const raw = rawInit(ctx, init);
+  try {
+    const q = workQueue(ctx.dut.kind);
+    const r = corrupt(raw, q) ?? {};
+    const guards = (r.guard ?? []).map((g) => {
+      const m = g.inRam === true ? raw.ramMem : raw.mem;
+      return { ...g, m, before: m.read(g.addr, g.len) };
+    });
+    await settle(6);
+    const nr = raw.needsReset();
+    const cfgIrq = raw.irq.config;
+    for (const g of guards) {
+      const now = g.m.read(g.addr, g.len);
+      if (!now.every((b, i) => b === g.before[i])) return fail(`the device wrote ${g.len} bytes at 0x${g.addr.toString(16)} that the malformed request did not give it to write`);
+    }
+    if (nr && cfgIrq === 0) return fail('the device set DEVICE_NEEDS_RESET but sent no configuration-change notification');
+    raw.reset();
+    if (raw.regs.status() !== 0) return fail(`status reads 0x${raw.regs.status().toString(16)} after writing 0 (reset)`);
+    const raw2 = rawInit(ctx, init);
+    try {
+      const p = await workOk(ctx, raw2, 9);
+      if (p !== undefined) return ctx.signal.aborted ? wedged(p) : wedged(`after the malformed request and a reset the device no longer answers: ${p}`);
+    } finally {
+      raw2.close();
+    }
+    if (nr) return reject(`DEVICE_NEEDS_RESET set, ${cfgIrq} config-change notification(s), working again after reset`);
+    return pass('request dropped or completed without harm; device keeps working after reset', {
+      'basic.dev-status-field.device.3': { verdict: 'SKIP', detail: 'the device did not set DEVICE_NEEDS_RESET for this input' },
+    });
+  } finally {
+    raw.close();
+  }
+}
+
+export { skip, pass, fail, reject };
