@@ -73,6 +73,12 @@ case "$gtest" in
     fi
     echo "GUEST: BLK-TEST $result"
     ;;
+  rng)
+    cur=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)
+    n=$(dd if=/dev/hwrng bs=64 count=4 2>/dev/null | wc -c)
+    echo "GUEST: rng current=$cur bytes=$n"
+    if [ "$n" = 256 ] && [ "${cur#virtio_rng}" != "$cur" ]; then echo "GUEST: RNG-TEST PASS"; else echo "GUEST: RNG-TEST FAIL"; fi
+    ;;
   *)
     echo "GUEST: BOOT-TEST PASS"
     ;;

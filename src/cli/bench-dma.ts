@@ -1,10 +1,10 @@
 /** `virtiokit bench dma`: bounce vs direct vs message DMA on a RAM-backed virtio-blk (src/bench/dma/). */
 import { constants } from 'node:fs';
-import { access, mkdir, writeFile } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { VirtioError } from '../errors.js';
 import { formatDmaReport } from '../bench/dma/format.js';
-import { renderThroughputSvg } from '../bench/dma/plot.js';
+import { defaultReportPath, svgPathFor, writeDmaOutputs } from '../bench/dma/output.js';
 import { runDmaBench } from '../bench/dma/runner.js';
 import { FULL, MODEL_NAMES, QUICK, type ModelName } from '../bench/dma/scenario.js';
 import { UsageError, type FlagSpec } from './args.js';
@@ -27,10 +27,6 @@ async function writable(path: string, what: string): Promise<void> {
   } catch (e) {
     throw new VirtioError('INVALID_ARGUMENT', `cannot write the ${what} to ${path}: ${(e as Error).message}`, { cause: e });
   }
-}
-
-function stamp(d: Date): string {
-  return d.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');
 }
 
 /** The command table entry. */
@@ -61,8 +57,8 @@ export const benchDmaCommand: Command = {
       for (const m of models) if (!MODEL_NAMES.includes(m)) throw new UsageError(`--models: unknown model '${m}' (known: ${MODEL_NAMES.join(', ')})`);
     }
     const t = new Date();
-    const jsonPath = resolve(typeof f['json'] === 'string' ? f['json'] : `bench-results/${stamp(t)}.json`);
-    const svgPath = resolve(typeof f['svg'] === 'string' ? f['svg'] : jsonPath.replace(/\.json$/i, '') + '.svg');
+    const jsonPath = resolve(typeof f['json'] === 'string' ? f['json'] : defaultReportPath(t));
+    const svgPath = resolve(typeof f['svg'] === 'string' ? f['svg'] : svgPathFor(jsonPath));
     await writable(jsonPath, 'JSON report');
     await writable(svgPath, 'SVG plot');
     const report = await runDmaBench({
@@ -73,12 +69,7 @@ export const benchDmaCommand: Command = {
       progress: { write: (s) => process.stderr.write(s), isTTY: process.stderr.isTTY === true },
     });
     io.out(formatDmaReport(report));
-    try {
-      await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-      await writeFile(svgPath, await renderThroughputSvg(report));
-    } catch (e) {
-      throw new VirtioError('INVALID_ARGUMENT', `cannot write the report: ${(e as Error).message}`, { cause: e });
-    }
+    await writeDmaOutputs(report, jsonPath, svgPath);
     io.err(`JSON report: ${jsonPath}\nSVG plot: ${svgPath}`);
     return 0;
   },

@@ -108,7 +108,7 @@ export class MessageDmaEngine {
   private readonly table: DmaTable;
   private port: DmaPort | undefined;
   private core: VirtioDeviceCore | undefined;
-  private q: QState[] = [];
+  private q: Array<QState | undefined> = [];
   private generation = 0;
   /** Called for every failure that should reach the choke point. */
   private sink: ((q: number, message: string) => void) | undefined;
@@ -139,7 +139,7 @@ export class MessageDmaEngine {
   /** Queue reset (RING_RESET). */
   resetQueue(q: number): void {
     this.generation++;
-    this.q[q] = undefined as unknown as QState;
+    this.q[q] = undefined;
   }
 
   /** True when queue q's rings live in message-only mappings (staging needed). */
@@ -323,7 +323,6 @@ export class MessageDmaEngine {
     const pieces: Piece[] = [];
     const writable: Array<{ head: number; segs: Seg[] }> = [];
     if (n > 0 && n <= size) {
-      const indirectOk = true;
       const maxSeg = Math.min(size, 32768);
       s.fetched.fill(0);
       const desc = s.desc;
@@ -379,7 +378,7 @@ export class MessageDmaEngine {
               c.done = true;
               break;
             }
-            if ((flags & F_INDIRECT) !== 0 && c.table === null && indirectOk) {
+            if ((flags & F_INDIRECT) !== 0 && c.table === null) {
               // The chain continues in the indirect table (the pop checks every rule).
               if (addr < 0 || len === 0 || len % 16 !== 0 || len > 16 * maxSeg || !this.table.inMirror(addr, len)) {
                 c.done = true;
@@ -474,7 +473,7 @@ export class MessageDmaEngine {
       if (gen !== this.generation) return false;
     }
     // --- commit (synchronous: the queue sees all of it or nothing)
-    log('queue %d: staged %d chains (avail %d -> %d), %d pieces, writable %j', q, n, s.stagedAvail, idx, pieces.length, writable.map((w) => [w.head, w.segs.length]));
+    if (log.enabled) log('queue %d: staged %d chains (avail %d -> %d), %d pieces, writable %j', q, n, s.stagedAvail, idx, pieces.length, writable.map((w) => [w.head, w.segs.length]));
     for (const p of pieces) this.commit(p);
     for (const w of writable) {
       for (const sg of w.segs) this.table.forEachMirrorPiece(sg.addr, sg.len, (_a, l, reg, bufOff) => reg.u8.fill(0, bufOff, bufOff + l));
@@ -520,7 +519,7 @@ export class MessageDmaEngine {
         }
       }
       segs.sort((a, b) => a.addr - b.addr);
-      log('queue %d: write back %d used (from %d), %d buffer segments', q, n, s.wbUsed, segs.length);
+      if (log.enabled) log('queue %d: write back %d used (from %d), %d buffer segments', q, n, s.wbUsed, segs.length);
       let cur: Seg | undefined;
       const flushSeg = (sg: Seg): void => {
         this.table.forEachMirrorPiece(sg.addr, sg.len, (a, l) => this.write(a, this.mirrorBytes(a, l), sends));
@@ -632,4 +631,3 @@ export class MessageDmaModel implements VirtioDeviceModel {
   }
 }
 
-export { log as messageDmaLog };

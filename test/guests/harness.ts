@@ -140,6 +140,8 @@ export interface BootOptions {
   sock: string;
   /** Extra `-device vhost-user-blk-pci` properties (",packed=on"). */
   device?: string;
+  /** Replace the whole `-device` value (e.g. `vhost-user-rng-pci,chardev=vub0`). */
+  deviceSpec?: string;
   /** Extra kernel parameters. */
   append?: string;
   smp?: number;
@@ -169,7 +171,7 @@ export async function bootGuest(o: BootOptions): Promise<BootResult> {
     '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
     '-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem',
     '-chardev', `socket,id=vub0,path=${o.sock}`,
-    '-device', `vhost-user-blk-pci,chardev=vub0${o.device ?? ''}`,
+    '-device', o.deviceSpec ?? `vhost-user-blk-pci,chardev=vub0${o.device ?? ''}`,
     ...(o.strictBoot === true ? ['-boot', 'strict=on'] : []),
     '-kernel', join(o.env.cache, 'vmlinuz'), '-initrd', join(o.env.cache, 'initramfs.cpio'),
     '-append', `console=ttyS0 panic=-1 loglevel=4 gtest=blk gsize=4 ${o.append ?? ''}`.trim(),

@@ -130,6 +130,23 @@ describe.skipIf(!env.ready)('real guests over vhost-user-blk (QEMU 7.2, Linux 6.
     }
   });
 
+  it('vhost-user-rng-pci: /dev/hwrng reads come from `serve rng`', { timeout: 180_000 }, async () => {
+    const s = scratch(1);
+    const server = await startServer(['rng', '--vhost-user', s.sock]);
+    let r: BootResult | undefined;
+    try {
+      r = await bootGuest({ env, sock: s.sock, deviceSpec: 'vhost-user-rng-pci,chardev=vub0', append: 'gtest=rng', strictBoot: true });
+      timings.push(`rng: ${r.seconds.toFixed(1)} s`);
+      expect(r.lines, diag(r, server)).toContain('RNG-TEST PASS');
+      expect(fact(r, 'virtio-dev', 'id')).toBe('0x0004');
+      await server.stop();
+      expect(server.log()).toMatch(/[1-9]\d* kicks, [1-9]\d* calls, 0 guest errors/);
+    } finally {
+      await server.stop();
+      s.cleanup();
+    }
+  });
+
   describe('bounce path: swiotlb=force iommu=soft + iommu_platform=on (--access-platform)', () => {
     const append = 'swiotlb=force iommu=soft nokaslr';
     const device = ',iommu_platform=on,disable-legacy=on';

@@ -134,5 +134,6 @@ export async function blkRequest(rig: Rig, dq: DriverQueue, type: 0 | 1, sector:
   await waitReadable(rig.call);
   native.eventfdRead(rig.call);
   if (!dq.getUsed()) throw new Error('no used buffer after the call');
+  dq.enableInterrupts(); // re-arm (EVENT_IDX: moves used_event past what we consumed)
   return { status: sp.readU8(statusAddr), usedLen: dq.lastLen };
 }

@@ -4,7 +4,9 @@
  * rounds). Request as JSON in argv[2]; progress as `P <n>` lines on stderr; the reply as one
  * JSON line on stdout (`child-main.ts` is the entry point, `runner.ts` the parent).
  */
+import { Session } from 'node:inspector/promises';
 import { runBounceCopyBench } from './copy-bench.js';
+import { summarizeProfile, type CpuProfile, type ProfileSummary } from './cpuprof.js';
 import { runMemcpyBench, type CopyRates } from './memcpy.js';
 import type { PointMeasure, SessionPlan } from './scenario.js';
 import { runSession, type SessionResult } from './session.js';
@@ -14,8 +16,10 @@ export interface SessionRequest {
   kind: 'session';
   plan: SessionPlan;
   measure: PointMeasure;
-  /** Profile the device process into this directory (the parent starts this process with --cpu-prof). */
+  /** Profile the device process into this directory (`--cpu-prof`). */
   deviceProfileDir?: string;
+  /** Profile this process while the points run (V8 inspector) and return the summary. */
+  profile?: boolean;
 }
 
 /** Request of a copy round. */
@@ -26,6 +30,8 @@ export interface CopyRequest {
   reps: number;
   cBinary: string;
   cFirst: boolean;
+  /** Profile run: only the bounce-pool loop, profiled, no C run. */
+  profile?: boolean;
 }
 
 export type ChildRequest = SessionRequest | CopyRequest;
@@ -37,13 +43,39 @@ export interface CopyResult {
   c: CopyRates;
 }
 
-export type ChildReply = { ok: true; session?: SessionResult; copy?: CopyResult } | { ok: false; code: string; message: string };
+export type ChildReply = { ok: true; session?: SessionResult; copy?: CopyResult; profile?: ProfileSummary } | { ok: false; code: string; message: string };
+
+/** Start / stop a V8 CPU profile of this thread. */
+class InspectorProfiler {
+  private readonly s = new Session();
+  async start(): Promise<void> {
+    this.s.connect();
+    await this.s.post('Profiler.enable');
+    await this.s.post('Profiler.setSamplingInterval', { interval: 200 });
+    await this.s.post('Profiler.start');
+  }
+  async stop(source: string): Promise<ProfileSummary> {
+    const r = (await this.s.post('Profiler.stop')) as { profile: CpuProfile };
+    this.s.disconnect();
+    return summarizeProfile(r.profile, source, 12);
+  }
+}
 
 /** Run one request in this process. */
-export async function runChild(req: ChildRequest, progress?: (done: number) => void): Promise<{ session?: SessionResult; copy?: CopyResult }> {
+export async function runChild(req: ChildRequest, progress?: (done: number) => void): Promise<{ session?: SessionResult; copy?: CopyResult; profile?: ProfileSummary }> {
+  const prof = req.profile === true ? new InspectorProfiler() : undefined;
+  let profile: ProfileSummary | undefined;
   if (req.kind === 'session') {
     const opts = req.deviceProfileDir !== undefined ? { deviceProfileDir: req.deviceProfileDir } : {};
-    return { session: await runSession(req.plan, req.measure, opts, progress) };
+    const hooks = prof !== undefined ? { start: () => prof.start(), stop: async () => void (profile = await prof.stop(`benchmark process (driver/VMM), ${req.plan.model}, measured points only`)) } : undefined;
+    const session = await runSession(req.plan, req.measure, opts, progress, hooks);
+    return profile !== undefined ? { session, profile } : { session };
+  }
+  if (prof !== undefined) {
+    await prof.start();
+    const js = await runBounceCopyBench(req.sizes, req.ms, req.reps, 'pool');
+    profile = await prof.stop('benchmark process, bounce pool mapSg/unmapSg loop only');
+    return { copy: { pool: js.pool, copyBatch: js.copyBatch, c: {} }, profile };
   }
   let c: CopyRates;
   let js: Awaited<ReturnType<typeof runBounceCopyBench>>;

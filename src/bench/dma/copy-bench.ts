@@ -40,7 +40,7 @@ function pow2AtLeast(n: number): number {
 }
 
 /** Measure `reps` repetitions of `ms` per size (a quarter of `ms` warm-up first). */
-export async function runBounceCopyBench(sizes: readonly number[], ms: number, reps: number): Promise<BounceCopyRates> {
+export async function runBounceCopyBench(sizes: readonly number[], ms: number, reps: number, only?: 'pool'): Promise<BounceCopyRates> {
   if (!native.available) throw new VirtioError('NATIVE_UNAVAILABLE', `the bounce-copy measurement uses the native copyBatch; the addon is not loaded (${native.unavailableReason ?? 'unknown'})`);
   const cop = nativeCopiers(native);
   let ramBytes = 0;
@@ -108,9 +108,11 @@ export async function runBounceCopyBench(sizes: readonly number[], ms: number, r
       poolLoop(ms / 4);
       pool[size] = [];
       for (let r = 0; r < reps; r++) pool[size].push(poolLoop(ms));
-      bareLoop(ms / 4);
       bare[size] = [];
-      for (let r = 0; r < reps; r++) bare[size].push(bareLoop(ms));
+      if (only !== 'pool') {
+        bareLoop(ms / 4);
+        for (let r = 0; r < reps; r++) bare[size].push(bareLoop(ms));
+      }
       if (bp.stats().liveMappings !== 0) throw new VirtioError('INTERNAL', 'bounce-copy measurement leaked mappings');
     }
   } finally {

@@ -27,12 +27,14 @@ export interface ProfileSummary {
   top: ProfileEntry[];
 }
 
-interface CpuProfileNode {
+/** @internal */
+export interface CpuProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
 }
 
-interface CpuProfile {
+/** The parts of a V8 CPU profile the summary reads. */
+export interface CpuProfile {
   nodes: CpuProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -40,7 +42,8 @@ interface CpuProfile {
 
 function label(cf: CpuProfileNode['callFrame']): string {
   const name = cf.functionName === '' ? '(anonymous)' : cf.functionName;
-  if (cf.url === '') return name;
+  // No script: a V8 builtin or a native (addon) function — its time is the native call's.
+  if (cf.url === '') return name.startsWith('(') && name !== '(anonymous)' ? name : `${name} [native]`;
   let file = cf.url.replace(/^file:\/\//, '');
   if (file.startsWith(PACKAGE_ROOT)) file = relative(PACKAGE_ROOT, file);
   return `${name} (${file}:${cf.lineNumber + 1})`;

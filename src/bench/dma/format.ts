@@ -29,6 +29,20 @@ function config(r: DmaRow): string {
 
 const MiB = 1024 * 1024;
 
+function heldText(h: Record<string, string | number | boolean>): string {
+  const parts: string[] = [];
+  if (h['model'] !== undefined) parts.push(String(h['model']));
+  if (h['size'] !== undefined) parts.push(fmtSize(Number(h['size'])));
+  if (h['ring'] !== undefined) parts.push(String(h['ring']));
+  if (h['queues'] !== undefined) parts.push(`q${String(h['queues'])}`);
+  if (h['depth'] !== undefined) parts.push(`d${String(h['depth'])}`);
+  if (h['op'] !== undefined) parts.push(String(h['op']));
+  if (h['indirect'] === true) parts.push('indirect');
+  if (h['eventIdx'] === false) parts.push('no-evidx');
+  if (h['batch'] === false) parts.push('kick/req');
+  return parts.join(' ');
+}
+
 /** Format the whole report. */
 export function formatDmaReport(rep: DmaBenchReport): string {
   const out: string[] = [];
@@ -66,7 +80,7 @@ export function formatDmaReport(rep: DmaBenchReport): string {
     out.push(
       table(
         ['dimension', 'from -> to', 'held', 'IOPS x', 'p50 x', 'cpu x'],
-        rep.comparisons.map((c) => [c.dimension, `${String(c.from)} -> ${String(c.to)}`, `${String(c.held['model'] ?? '')} ${fmtSize(Number(c.held['size'] ?? 0))} d${String(c.held['depth'] ?? '')} q${String(c.held['queues'] ?? '')} ${String(c.held['op'] ?? '')}`, num(c.iops_ratio, 2), num(c.p50_ratio, 2), num(c.cpu_ratio, 2)]),
+        rep.comparisons.map((c) => [c.dimension, `${String(c.from)} -> ${String(c.to)}`, heldText(c.held), num(c.iops_ratio, 2), num(c.p50_ratio, 2), num(c.cpu_ratio, 2)]),
         [false, false, false, true, true, true],
       ),
     );

@@ -9,11 +9,14 @@
  * The vfio-user modules are loaded lazily, so a broken or missing transport makes these models
  * "unavailable" (with the reason) instead of breaking the whole benchmark.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGuestRam } from '../../memory/ram.js';
 import { native } from '../../native/index.js';
+import { VirtioError } from '../../errors.js';
+import { nodeArgsFor } from '../launch.js';
 import { DEVICE_QUEUES, QUEUE_SIZE, RAM_BASE, type DmaModel, type ModelSession, type OpenOptions, type SessionSizing } from './models.js';
 import type { ModelName } from './scenario.js';
 
@@ -23,6 +26,49 @@ async function loadVfio(): Promise<{ client: typeof import('../../vfio-user/clie
   const client = await import('../../vfio-user/client.js');
   const launch = await import('../../vfio-user/launch.js');
   return { client, launch };
+}
+
+/** The part of a device process handle the models use. */
+interface DeviceProc {
+  readonly pid: number;
+  stderr(): string;
+  stop(): Promise<unknown>;
+  kill(): Promise<unknown>;
+}
+
+/**
+ * Start the device process with `--cpu-prof` (V8 refuses --cpu-prof in NODE_OPTIONS, so
+ * `spawnDeviceProcess` cannot be used for this): same entry point and readiness line.
+ */
+async function spawnProfiledDevice(socketPath: string, args: readonly string[], profileDir: string): Promise<DeviceProc> {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  const url = new URL(`../../vfio-user/device-main${ext}`, import.meta.url);
+  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profileDir, ...nodeArgsFor(url, [...args, '--vfio-user', socketPath])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new VirtioError('TIMEOUT', `profiled device process did not start listening: ${err}`)), 20000);
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes(' on vfio-user ')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new VirtioError('INTERNAL', `profiled device process exited (${code}) before listening: ${err}`));
+    });
+  });
+  const stopWith = async (sig: NodeJS.Signals): Promise<number | null> => {
+    if (child.exitCode !== null || child.signalCode !== null) return exited;
+    child.kill(sig);
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    const code = await exited;
+    clearTimeout(t);
+    return code;
+  };
+  return { pid: child.pid!, stderr: () => err, stop: () => stopWith('SIGTERM'), kill: () => stopWith('SIGKILL') };
 }
 
 function errText(e: unknown): string {
@@ -47,12 +93,10 @@ function vfioModel(name: VfioName): DmaModel {
       const socketPath = join(dir, 'blk.sock');
       const args = ['blk', '--disk-size', String(sizing.diskSize), '--queues', String(DEVICE_QUEUES), '--queue-size', String(QUEUE_SIZE), '--no-durable-flush'];
       if (name === 'swiotlb') args.push('--swiotlb', 'required', '--swiotlb-size', String(sizing.windowSize));
-      const env: NodeJS.ProcessEnv = { ...process.env };
-      if (opts.deviceProfileDir !== undefined) env['NODE_OPTIONS'] = `${env['NODE_OPTIONS'] ?? ''} --cpu-prof --cpu-prof-dir=${opts.deviceProfileDir}`.trim();
-      let proc: Awaited<ReturnType<typeof L.spawnDeviceProcess>> | undefined;
+      let proc: DeviceProc | undefined;
       const ram = createGuestRam([{ base: RAM_BASE, size: sizing.ramSize, name: 'guest-ram' }], { backing: 'memfd' });
       try {
-        proc = await L.spawnDeviceProcess(socketPath, args, { env });
+        proc = opts.deviceProfileDir !== undefined ? await spawnProfiledDevice(socketPath, args, opts.deviceProfileDir) : await L.spawnDeviceProcess(socketPath, args);
         const client = await C.VfioUserClient.connect({ socketPath, guestRam: ram, dma: name });
         const p = proc;
         return {

@@ -46,10 +46,10 @@ interface ChildRun {
 }
 
 /** Run one child process; `onTick` gets each `P n` progress line. */
-function runChildProcess(req: ChildRequest, onTick: (n: number) => void, extraNodeArgs: string[] = [], timeoutMs = 600_000): Promise<ChildRun> {
+function runChildProcess(req: ChildRequest, onTick: (n: number) => void, timeoutMs = 600_000): Promise<ChildRun> {
   const url = siblingModule('child-main', import.meta.url);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...extraNodeArgs, ...nodeArgsFor(url, [JSON.stringify(req)])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, nodeArgsFor(url, [JSON.stringify(req)]), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let errTail = '';
@@ -145,7 +145,7 @@ export function evaluateTargets(rows: DmaRow[], copy: DmaBenchReport['copy']): T
     target: 1.7,
     measured: qr !== null ? r2(qr) : null,
     met: false,
-    note: `${qModel}: 2 queues / 1 queue measured with a single-threaded device. Missed by construction: ${QUEUE_WORKERS_MISSING}`,
+    note: `${qModel}: 2 queues / 1 queue, both with a single-threaded device (the 2-queue run also has twice the requests in flight, so any gain is from more overlap with the other process, not from a second worker). Missed: ${QUEUE_WORKERS_MISSING}`,
   });
   return out;
 }
@@ -204,7 +204,7 @@ export async function runDmaBench(o: DmaBenchOptions): Promise<DmaBenchReport> {
     }
     if (cbin !== undefined) {
       try {
-        const { reply } = await runChildProcess({ kind: 'copy', sizes: preset.copySizes, ms: preset.copyMs, reps: 3, cBinary: cbin.path, cFirst: round % 2 === 0 }, () => undefined);
+        const { reply } = await runChildProcess({ kind: 'copy', sizes: preset.copySizes, ms: preset.copyMs, reps: preset.copyReps, cBinary: cbin.path, cFirst: round % 2 === 0 }, () => undefined);
         if (!reply.ok) throw new VirtioError('INTERNAL', `${reply.code}: ${reply.message}`);
         if (reply.copy !== undefined) copies.push(reply.copy);
       } catch (e) {
@@ -259,29 +259,27 @@ export async function runDmaBench(o: DmaBenchOptions): Promise<DmaBenchReport> {
   };
 }
 
-/** One profiled run for a missed target; summaries of every profile written. */
+/** One profiled run for a missed target; summaries of the benchmark process and the device process. */
 async function profileTarget(id: string, models: ModelName[], preset: Preset, cbin: MemcpyBinary | undefined, skipped: Map<ModelName, string>): Promise<ProfileSummary[]> {
   const dir = await mkdtemp(join(os.tmpdir(), 'virtiokit-prof-'));
-  const benchDir = join(dir, 'bench');
-  const devDir = join(dir, 'device');
-  const prof = ['--cpu-prof', '--cpu-prof-dir', benchDir];
   const m = { ...preset.measure, ms: preset.measure.ms * 4 };
   const usable = (x: ModelName): boolean => models.includes(x) && !skipped.has(x);
   try {
     let req: ChildRequest | undefined;
     if (id === 'bounce-copy-vs-memcpy' && cbin !== undefined) {
-      req = { kind: 'copy', sizes: preset.copySizes.filter((s) => s >= 4096), ms: preset.copyMs * 2, reps: 1, cBinary: cbin.path, cFirst: false };
+      req = { kind: 'copy', sizes: preset.copySizes.filter((s) => s >= 4096), ms: preset.copyMs * 2, reps: 1, cBinary: cbin.path, cFirst: false, profile: true };
     } else if (id === 'swiotlb-vs-direct-4k-qd32' || id === 'two-queues-two-workers') {
       const two = id === 'two-queues-two-workers';
       const model: ModelName | undefined = two ? (usable('direct') ? 'direct' : usable('inproc') ? 'inproc' : undefined) : usable('swiotlb') ? 'swiotlb' : usable('inproc-swiotlb') ? 'inproc-swiotlb' : undefined;
       if (model === undefined) return [];
       const plan: SessionPlan = { model, steps: [{ driver: { ...BASE_DRIVER, queues: two ? 2 : 1 }, points: [{ ...BASE_POINT }] }], maxSize: BASE_POINT.size, maxDepth: BASE_POINT.depth, maxQueues: two ? 2 : 1 };
-      req = { kind: 'session', plan, measure: m, deviceProfileDir: devDir };
+      req = { kind: 'session', plan, measure: m, deviceProfileDir: dir, profile: true };
     }
     if (req === undefined) return [];
-    const { reply } = await runChildProcess(req, () => undefined, prof);
+    const { reply } = await runChildProcess(req, () => undefined);
     if (!reply.ok) throw new VirtioError('INTERNAL', `${reply.code}: ${reply.message}`);
-    const out = [...(await summarizeProfileDir(benchDir, 'benchmark process (driver/VMM)', 12)), ...(await summarizeProfileDir(devDir, 'device process', 12))];
+    if (reply.session?.skipped !== undefined) throw new VirtioError('INTERNAL', `profiled session skipped: ${reply.session.skipped}`);
+    const out = [...(reply.profile !== undefined ? [reply.profile] : []), ...(await summarizeProfileDir(dir, 'device process (whole lifetime, start-up included)', 12))];
     log('profiled %s: %d profiles', id, out.length);
     return out;
   } finally {

@@ -86,6 +86,8 @@ export interface Preset {
   copySizes: number[];
   /** Milliseconds per copy size and repetition. */
   copyMs: number;
+  /** Repetitions per copy size and round. */
+  copyReps: number;
 }
 
 export const KiB = 1024;
@@ -104,9 +106,10 @@ export const QUICK: Preset = {
   depth1Sizes: [4 * KiB],
   writeSizes: [4 * KiB],
   variantModels: ['inproc', 'inproc-swiotlb', 'direct', 'swiotlb'],
-  measure: { warmupMs: 40, ms: 120, minRequests: 30, stallMs: 5000 },
+  measure: { warmupMs: 25, ms: 80, minRequests: 20, stallMs: 5000 },
   copySizes: [512, 4 * KiB, 64 * KiB, 256 * KiB],
-  copyMs: 40,
+  copyMs: 30,
+  copyReps: 2,
 };
 
 /** Every size, depth 1 and 32, reads and writes, every comparison on every model. */
@@ -120,6 +123,7 @@ export const FULL: Preset = {
   measure: { warmupMs: 150, ms: 400, minRequests: 100, stallMs: 10000 },
   copySizes: ALL_SIZES,
   copyMs: 120,
+  copyReps: 3,
 };
 
 /** For tests: a handful of requests. */
@@ -134,6 +138,7 @@ export function tinyPreset(sizes: number[] = [512, 4 * KiB]): Preset {
     measure: { warmupMs: 0, ms: 1, minRequests: 8, stallMs: 5000 },
     copySizes: sizes,
     copyMs: 2,
+    copyReps: 1,
   };
 }
 

@@ -34,7 +34,7 @@ import type { GuestErrorSink } from '../../device/choke.js';
 import { logger } from '../../log.js';
 import { packedNeedEvent } from '../event-idx.js';
 import {
-  ChainBatch,
+  type ChainBatch,
   DescChain,
   type DeviceQueue,
   type DeviceQueueFactory,

@@ -30,7 +30,9 @@ import {
   type DriverQueue,
   type DriverQueueOptions,
   type QueueConfig,
-  type SgList,
+  type SgBatch,
+  SG_CHAIN_STRIDE,
+  SgList,
   VIRTQ_DESC_F_AVAIL,
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
@@ -95,6 +97,7 @@ export class PackedDriverQueue implements DriverQueue {
   private batchLeft = 0;
   private batchLen = 0;
   private isBroken = false;
+  private sgScratch: SgList | undefined;
   private tok = 0;
   private len = 0;
 
@@ -262,6 +265,142 @@ export class PackedDriverQueue implements DriverQueue {
   }
 
   /**
+   * Batch form of {@link add}: add chains 0, 1, … of `batch` until one does not fit (not enough free
+   * slots or ids); writes each id to `batch.chain[4i+3]` and returns how many were added. Same
+   * head-last rule and batching as add; call {@link publish} once afterwards. Throws
+   * INVALID_ARGUMENT for an empty or impossible chain (those before it stay added).
+   */
+  addBatch(batch: SgBatch): number {
+    const ch = batch.chain;
+    const sseg = batch.seg;
+    const nChains = batch.count;
+    const d16 = this.desc16;
+    const d32 = this.desc32;
+    const size = this.size;
+    const th = this.indirectThreshold;
+    const freeIds = this.freeIds;
+    const idDescs = this.idDescs;
+    const idWritable = this.idWritable;
+    const idToken = this.idToken;
+    let off = this.availOff;
+    let wrap = this.availWrap;
+    let freeDescs = this.freeDescs;
+    let freeTop = this.freeTop;
+    let pending = this.pendingHead;
+    let added = 0;
+    let slotsAdded = 0;
+    let sIdx = 0;
+    for (let c = 0; c < nChains; c++) {
+      const co = SG_CHAIN_STRIDE * c;
+      const n = ch[co + 1]!;
+      if (th > 0 && n >= th) {
+        // Cold path: indirect table through add().
+        this.availOff = off;
+        this.availWrap = wrap;
+        this.freeDescs = freeDescs;
+        this.freeTop = freeTop;
+        this.pendingHead = pending;
+        this.addedSincePublish += slotsAdded;
+        slotsAdded = 0;
+        const sg = this.scratchSg(n);
+        sg.count = 0;
+        sg.readable = 0;
+        const readableN = ch[co + 2]!;
+        for (let k = 0; k < n; k++) {
+          const q = 2 * (sIdx + k);
+          if (k < readableN) sg.out(sseg[q]!, sseg[q + 1]!);
+          else sg.in(sseg[q]!, sseg[q + 1]!);
+        }
+        const id = this.add(sg, ch[co]!);
+        if (id < 0) break;
+        ch[co + 3] = id;
+        sIdx += n;
+        added++;
+        off = this.availOff;
+        wrap = this.availWrap;
+        freeDescs = this.freeDescs;
+        freeTop = this.freeTop;
+        pending = this.pendingHead;
+        continue;
+      }
+      if (n === 0 || n > this.maxSeg || n > size) {
+        this.availOff = off;
+        this.availWrap = wrap;
+        this.freeDescs = freeDescs;
+        this.freeTop = freeTop;
+        this.pendingHead = pending;
+        this.addedSincePublish += slotsAdded;
+        throw new VirtioError('INVALID_ARGUMENT', `packed queue ${this.index}: batch chain ${c} needs 1..${Math.min(this.maxSeg, size)} segments (got ${n})`);
+      }
+      if (n > freeDescs || freeTop === 0) break;
+      const id = freeIds[--freeTop]!;
+      const readable = ch[co + 2]!;
+      const headSlot = off;
+      const headWrap = wrap;
+      let headFlags = 0;
+      let writable = 0;
+      for (let i = 0; i < n; i++) {
+        const q = 2 * (sIdx + i);
+        const a = sseg[q]!;
+        const l = sseg[q + 1]!;
+        const b = off * 4;
+        d32[b] = a >>> 0;
+        d32[b + 1] = Math.floor(a * INV_TWO_POW_32);
+        d32[b + 2] = l;
+        d16[off * 8 + 6] = id;
+        const f = (wrap !== 0 ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED) | (i >= readable ? VIRTQ_DESC_F_WRITE : 0) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
+        if (i >= readable) writable += l;
+        if (i === 0) headFlags = f;
+        else d16[off * 8 + 7] = f;
+        off++;
+        if (off === size) {
+          off = 0;
+          wrap ^= 1;
+        }
+      }
+      if (pending < 0) {
+        pending = headSlot;
+        this.pendingFlags = headFlags;
+        this.pendingWrap = headWrap;
+      } else {
+        d16[headSlot * 8 + 7] = headFlags;
+      }
+      freeDescs -= n;
+      slotsAdded += n;
+      idDescs[id] = n;
+      idWritable[id] = writable;
+      idToken[id] = ch[co]!;
+      this.nInFlight++;
+      if (this.inOrder) {
+        let p = this.fifoHead + this.fifoCount;
+        if (p >= size) p -= size;
+        this.fifo[p] = id;
+        this.fifoCount++;
+      }
+      ch[co + 3] = id;
+      sIdx += n;
+      added++;
+    }
+    this.availOff = off;
+    this.availWrap = wrap;
+    this.freeDescs = freeDescs;
+    this.freeTop = freeTop;
+    this.pendingHead = pending;
+    this.addedSincePublish += slotsAdded;
+    return added;
+  }
+
+  /** An SgList for addBatch's indirect path (grown on demand, not per request). */
+  private scratchSg(n: number): SgList {
+    let sg = this.sgScratch;
+    if (sg === undefined || sg.addr.length < n) {
+      sg = new SgList(Math.max(n, 16));
+      this.sgScratch = sg;
+    }
+    return sg;
+  }
+
+  /**
    * Expose everything added since the last publish and decide whether to notify the device from the
    * DEVICE event suppression area: DISABLE → no; DESC (with EVENT_IDX) → yes when the avail position
    * passed desc_event_off/wrap; otherwise yes (DESC without EVENT_IDX and the reserved value 3 count as
@@ -334,6 +473,87 @@ export class PackedDriverQueue implements DriverQueue {
     }
     this.complete(id, len);
     return true;
+  }
+
+  /**
+   * Batch form of {@link getUsed}: collect up to `max` used buffers (tokens to `tokens[i]`, written
+   * lengths to `lens[i]`) with the same validation; returns how many. Stops early after reporting
+   * an invalid used descriptor (entries before it are returned).
+   */
+  getUsedBatch(tokens: Int32Array, lens: Uint32Array, max: number): number {
+    let m = max;
+    if (tokens.length < m) m = tokens.length;
+    if (lens.length < m) m = lens.length;
+    if (this.inOrder || this.indirectThreshold !== 0) {
+      // Cold variants (IN_ORDER batches, indirect tables to free): one at a time.
+      let k = 0;
+      while (k < m && this.getUsed()) {
+        tokens[k] = this.tok;
+        lens[k] = this.len;
+        k++;
+      }
+      return k;
+    }
+    if (this.isBroken) return 0;
+    const d16 = this.desc16;
+    const d32 = this.desc32;
+    const size = this.size;
+    const atomic = this.atomic;
+    const idDescs = this.idDescs;
+    const idWritable = this.idWritable;
+    const idToken = this.idToken;
+    const freeIds = this.freeIds;
+    let uo = this.usedOff;
+    let uw = this.usedWrap;
+    let freeTop = this.freeTop;
+    let freed = 0;
+    let k = 0;
+    while (k < m) {
+      const flags = atomic ? Atomics.load(d16, uo * 8 + 7) : d16[uo * 8 + 7]!;
+      if (((flags >>> 7) & 1) !== uw || flags >>> 15 !== uw) break;
+      const id = d16[uo * 8 + 6]!;
+      const n = id < size ? idDescs[id]! : 0;
+      if (n === 0) {
+        this.usedOff = uo;
+        this.usedWrap = uw;
+        this.freeTop = freeTop;
+        this.freeDescs += freed;
+        this.nInFlight -= k;
+        this.fail('DEVICE_USED_BAD_ID', `used descriptor at offset ${uo} has id ${id}, which is ${id >= size ? `not below the queue size ${size}` : 'not in flight'}`);
+        return k;
+      }
+      const len = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? d32[uo * 4 + 2]! : 0;
+      if (len > idWritable[id]!) {
+        this.usedOff = uo;
+        this.usedWrap = uw;
+        this.freeTop = freeTop;
+        this.freeDescs += freed;
+        this.nInFlight -= k;
+        this.fail('DEVICE_USED_BAD_LEN', `used descriptor at offset ${uo} (id ${id}) says ${len} bytes written, but the buffer has only ${idWritable[id]} writable bytes`);
+        return k;
+      }
+      uo += n;
+      if (uo >= size) {
+        uo -= size;
+        uw ^= 1;
+      }
+      idDescs[id] = 0;
+      freeIds[freeTop++] = id;
+      freed += n;
+      tokens[k] = idToken[id]!;
+      lens[k] = len;
+      k++;
+    }
+    if (k > 0) {
+      this.tok = tokens[k - 1]!;
+      this.len = lens[k - 1]!;
+    }
+    this.usedOff = uo;
+    this.usedWrap = uw;
+    this.freeTop = freeTop;
+    this.freeDescs += freed;
+    this.nInFlight -= k;
+    return k;
   }
 
   /** IN_ORDER: return the oldest buffer of the current batch. */

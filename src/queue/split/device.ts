@@ -60,7 +60,8 @@ const FS_SEGCAP = 6;
 const FS_CAPALL = 7;
 const FS_MAX = 8;
 const FS_N = 9;
-const FS_SLOTS = 10;
+const FS_USED = 10;
+const FS_SLOTS = 11;
 
 /**
  * Create a split device queue, validating the configuration (size, alignment, rings inside one
@@ -325,9 +326,9 @@ export class SplitDeviceQueue implements DeviceQueue {
         walked++;
         const w = idx << 2;
         const lo = desc[w]!;
-        const hi = desc[w + 1]!;
-        const len = desc[w + 2]!;
-        const fn = desc[w + 3]!;
+        const hi = desc[w | 1]!;
+        const len = desc[w | 2]!;
+        const fn = desc[w | 3]!;
         if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) break chains;
         if (len !== 0) {
           if (count === cap) break chains;
@@ -343,10 +344,11 @@ export class SplitDeviceQueue implements DeviceQueue {
             rBytes += len;
           }
           if (rBytes + wBytes > MAX_CHAIN_BYTES) break chains;
+          // (`s | 1` = s + 1 for even s, without an overflow check)
           pSeg[s] = ri;
-          pSeg[s + 1] = len;
+          pSeg[s | 1] = len;
           pPos[s] = rgOff + (addr - rgBase);
-          pPos[s + 1] = addr;
+          pPos[s | 1] = addr;
           count++;
         }
         if ((fn & VIRTQ_DESC_F_NEXT) === 0) break;
@@ -356,11 +358,11 @@ export class SplitDeviceQueue implements DeviceQueue {
       pHead[n] = head;
       const c = n << 2;
       pChain[c] = seg;
-      pChain[c + 1] = count;
-      pChain[c + 2] = readable;
-      pChain[c + 3] = walked;
+      pChain[c | 1] = count;
+      pChain[c | 2] = readable;
+      pChain[c | 3] = walked;
       pBytes[n << 1] = rBytes;
-      pBytes[(n << 1) + 1] = wBytes;
+      pBytes[(n << 1) | 1] = wBytes;
       seg = (seg + count) | 0;
       n = (n + 1) | 0;
       inFlightMap[head] = 1;
@@ -632,45 +634,48 @@ export class SplitDeviceQueue implements DeviceQueue {
   pushUsedBatch(heads: ArrayLike<number>, lens: ArrayLike<number>, n: number): void {
     let i = 0;
     const u0 = this.usedIdx;
-    let u = u0;
-    const mask = this.mask;
-    const used32 = this.used32;
     while (i < n) {
-      // Fast loop, no calls inside (so V8 keeps its checks on the arrays out of the loop): runs
-      // while heads are in range and in flight; anything else (IN_ORDER, a bad head) is handled by
-      // retire() below, one entry at a time.
-      i = this.pushFast(heads, lens, i, n);
-      u = this.usedIdx;
-      if (i < n) {
-        const head = heads[i]!;
-        if (this.retire(head)) {
-          const slot = 1 + ((u & mask) << 1);
-          used32[slot] = head;
-          used32[slot + 1] = lens[i]!;
-          u = (u + 1) & 0xffff;
-          this.usedIdx = u;
-        }
-        i++;
+      if (this.fastOk) {
+        // Plain completions (head in range and in flight, no IN_ORDER) without calls in the loop.
+        const fs = this.fs;
+        fs[FS_USED] = this.usedIdx;
+        fs[FS_N] = i;
+        fs[FS_MAX] = n;
+        const i1 = this.pushFast(heads, lens);
+        this.inFlightCount -= i1 - i;
+        i = i1;
+        this.usedIdx = fs[FS_USED]!;
+        if (i === n) break;
       }
+      const head = heads[i]!;
+      if (this.retire(head)) {
+        const u = this.usedIdx;
+        const slot = 1 + ((u & this.mask) << 1);
+        this.used32[slot] = head;
+        this.used32[slot + 1] = lens[i]!;
+        this.usedIdx = (u + 1) & 0xffff;
+      }
+      i++;
     }
     // basic.split-vq.vq-used-ring.device.1: elements (id, len) are written before used idx,
     // which is published once per batch.
-    if (u !== u0) Atomics.store(this.used16, 1, u);
+    if (this.usedIdx !== u0) Atomics.store(this.used16, 1, this.usedIdx);
   }
 
   /**
-   * Write used elements for heads[i..n) while each head is in range and in flight (and IN_ORDER is
-   * off); returns the index of the first entry it did not handle. Updates usedIdx, not the ring's idx.
+   * Write used elements for heads[fs[FS_N] .. fs[FS_MAX]) while each head is in range and in
+   * flight; returns the index of the first entry it did not handle (for retire() to check and
+   * report). Updates fs[FS_USED], not the ring's idx.
    */
-  private pushFast(heads: ArrayLike<number>, lens: ArrayLike<number>, i: number, n: number): number {
-    if (this.inOrder) return i;
+  private pushFast(heads: ArrayLike<number>, lens: ArrayLike<number>): number {
+    const fs = this.fs;
+    const mask = fs[FS_MASK]!;
+    const size = fs[FS_SIZE]!;
+    const n = fs[FS_MAX]!;
+    let k = fs[FS_N]!;
+    let u = fs[FS_USED]!;
     const used32 = this.used32;
-    const mask = this.mask;
     const map = this.inFlightMap;
-    const size = this.size;
-    let u = this.usedIdx;
-    let k = i;
-    if (heads.length < n || lens.length < n || used32.length === 0 || map.length === 0) return i;
     for (; k < n; k++) {
       const head = heads[k]!;
       if (!(head < size) || map[head] !== 1) break;
@@ -680,8 +685,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       used32[slot + 1] = lens[k]!;
       u = (u + 1) & 0xffff;
     }
-    this.inFlightCount -= k - i;
-    this.usedIdx = u;
+    fs[FS_USED] = u;
     return k;
   }
 

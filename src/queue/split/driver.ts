@@ -37,6 +37,18 @@ const REC_TOKEN = 0;
 const REC_WRITABLE = 1;
 const REC_DESCS = 2;
 const REC_TAIL = 3;
+/** Slots of SplitDriverQueue.ds (fast-path scalars, kept in an Int32Array so V8 sees untagged int32). */
+const DS_MASK = 0;
+const DS_FREE_HEAD = 1;
+const DS_NUM_FREE = 2;
+const DS_AVAIL = 3;
+const DS_K = 4;
+const DS_N = 5;
+const DS_SEG = 6;
+const DS_LAST_USED = 7;
+const DS_USED = 8;
+const DS_SIZE = 9;
+const DS_SLOTS = 10;
 
 /** Driver side of a split virtqueue. */
 export class SplitDriverQueue implements DriverQueue {
@@ -100,6 +112,8 @@ export class SplitDriverQueue implements DriverQueue {
    * Tests may turn it off to compare it with the complete path.
    */
   private fastOk: boolean;
+  /** Fast-path scalar slots (DS_*). */
+  private readonly ds = new Int32Array(DS_SLOTS);
   private readonly oneTok = new Int32Array(1);
   private readonly oneLen = new Uint32Array(1);
 
@@ -138,6 +152,8 @@ export class SplitDriverQueue implements DriverQueue {
     this.numFree = size;
     this.rec = new Float64Array(4 * size);
     this.fastOk = !cfg.inOrder && threshold === 0;
+    this.ds[DS_MASK] = cfg.size - 1;
+    this.ds[DS_SIZE] = cfg.size;
     this.chainIndirect = new Float64Array(size).fill(-1);
     this.order = new Uint16Array(size);
     // The driver allocates the rings: start them zeroed
@@ -192,96 +208,179 @@ export class SplitDriverQueue implements DriverQueue {
 
   /**
    * The one descriptor writer behind {@link add} and {@link addBatch}: adds chains 0..n-1 of `b`
-   * in order until one does not fit; heads go to `b.chain[4k+3]`.
-   * Ring and free-list state is copied into locals once and written back once.
-   * @throws VirtioError for an empty chain (after writing back the chains added before it)
+   * in order until one does not fit; heads go to `b.chain[4k+3]`. Plain chains go through
+   * {@link addFast} (no calls in its loop); indirect tables, IN_ORDER and the end of room through
+   * {@link addSlow}.
+   * @throws VirtioError for an empty chain (the chains before it are added)
    */
   private addMany(b: SgBatch, n: number): number {
+    const bChain = b.chain;
+    let k = 0;
+    let s0 = 0;
+    while (k < n) {
+      if (this.fastOk) {
+        const ds = this.ds;
+        ds[DS_FREE_HEAD] = this.freeHead;
+        ds[DS_NUM_FREE] = this.numFree;
+        ds[DS_AVAIL] = this.availShadow;
+        ds[DS_K] = k;
+        ds[DS_N] = n;
+        ds[DS_SEG] = s0;
+        const k1 = this.addFast(b);
+        this.inFlightCount += k1 - k;
+        k = k1;
+        this.freeHead = ds[DS_FREE_HEAD]!;
+        this.numFree = ds[DS_NUM_FREE]!;
+        this.availShadow = ds[DS_AVAIL]!;
+        s0 = ds[DS_SEG]!;
+        if (k === n) break;
+      }
+      const cnt = bChain[(k << 2) + 1]!;
+      if (cnt <= 0) throw new VirtioError('INVALID_ARGUMENT', `SplitDriverQueue.addBatch: chain ${k} has no segments`);
+      if (!this.addSlow(b, k, s0, cnt)) break;
+      s0 += cnt;
+      k++;
+    }
+    return k;
+  }
+
+  /**
+   * Write direct chains from `ds[DS_K]` on while they have segments and fit (no IN_ORDER, no
+   * indirect tables: {@link fastOk}); stops at the first other one. No calls inside the loop; scalars
+   * come from the Int32Array `ds` so V8 keeps them untagged.
+   * @returns the index of the first chain not added
+   */
+  private addFast(b: SgBatch): number {
+    const ds = this.ds;
+    const mask = ds[DS_MASK]!;
+    const n = ds[DS_N]!;
+    let k = ds[DS_K]!;
+    let s0 = ds[DS_SEG]!;
+    let freeHead = ds[DS_FREE_HEAD]!;
+    let numFree = ds[DS_NUM_FREE]!;
+    let a = ds[DS_AVAIL]!;
     const bChain = b.chain;
     const bSeg = b.seg;
     const desc = this.desc;
     const avail = this.avail;
+    const freeNext = this.freeNext;
+    const rec = this.rec;
+    while (k < n) {
+      const o = k << 2;
+      const cnt = bChain[o | 1]!;
+      if (cnt <= 0 || numFree < cnt) break;
+      const readableEnd = s0 + bChain[o | 2]!;
+      const sEnd = s0 + cnt;
+      const head = freeHead;
+      let d = head;
+      let tail = head;
+      let wBytes = 0;
+      for (let i = s0; i < sEnd; i++) {
+        const si = i << 1;
+        const ad = bSeg[si]!;
+        const l = bSeg[si | 1]!;
+        const w = d << 2;
+        const nx = freeNext[d]!;
+        // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+        desc[w] = ad >>> 0;
+        desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+        desc[w | 2] = l;
+        let f = 0;
+        if (i >= readableEnd) {
+          f = VIRTQ_DESC_F_WRITE;
+          wBytes += l;
+        }
+        if (i < sEnd - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
+        desc[w | 3] = f;
+        tail = d;
+        d = nx;
+      }
+      freeHead = freeNext[tail]!;
+      numFree -= cnt;
+      const r = head << 2;
+      rec[r] = bChain[o]!; // REC_TOKEN
+      rec[r | REC_WRITABLE] = wBytes;
+      rec[r | REC_DESCS] = cnt;
+      rec[r | REC_TAIL] = tail;
+      bChain[o | 3] = head;
+      avail[2 + (a & mask)] = head;
+      a = (a + 1) & 0xffff;
+      s0 = sEnd;
+      k++;
+    }
+    ds[DS_FREE_HEAD] = freeHead;
+    ds[DS_NUM_FREE] = numFree;
+    ds[DS_AVAIL] = a;
+    ds[DS_SEG] = s0;
+    return k;
+  }
+
+  /**
+   * Add chain `k` of `b` (segments from `s0`, `cnt` > 0 of them) with the general code: indirect
+   * table when the threshold says so, IN_ORDER allocation. Returns false when it does not fit.
+   */
+  private addSlow(b: SgBatch, k: number, s0: number, cnt: number): boolean {
+    const bChain = b.chain;
+    const bSeg = b.seg;
+    const o = k << 2;
+    const readableN = bChain[o + 2]!;
     const mask = this.mask;
     const inOrder = this.inOrder;
     const freeNext = this.freeNext;
     const rec = this.rec;
-    const order = this.order;
-    const threshold = this.indirectThreshold;
-    const orderHead = this.orderHead;
-    let freeHead = this.freeHead;
-    let nextDesc = this.nextDesc;
-    let numFree = this.numFree;
-    let inFlight = this.inFlightCount;
-    let a = this.availShadow;
-    let s0 = 0;
-    let k = 0;
-    let empty = false;
-    for (; k < n; k++) {
-      const o = k << 2;
-      const cnt = bChain[o + 1]!;
-      if (cnt <= 0) {
-        empty = true;
-        break;
-      }
-      let head: number;
-      if (threshold > 0 && cnt >= threshold) {
-        if (numFree < 1) break;
-        head = inOrder ? nextDesc : freeHead;
-        this.writeIndirect(head, bSeg, s0, cnt, bChain[o + 2]!);
-        if (inOrder) nextDesc = (head + 1) & mask;
-        else freeHead = freeNext[head]!;
-        numFree -= 1;
-      } else {
-        if (numFree < cnt) break;
-        const readableEnd = s0 + bChain[o + 2]!;
-        const sEnd = s0 + cnt;
-        head = inOrder ? nextDesc : freeHead;
-        let d = head;
-        let tail = head;
-        let wBytes = 0;
-        for (let i = s0; i < sEnd; i++) {
-          const ad = bSeg[i << 1]!;
-          const l = bSeg[(i << 1) + 1]!;
-          const w = d << 2;
-          const nx = inOrder ? (d + 1) & mask : freeNext[d]!;
-          // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
-          desc[w] = ad >>> 0;
-          desc[w + 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
-          desc[w + 2] = l;
-          let f = 0;
-          if (i >= readableEnd) {
-            f = VIRTQ_DESC_F_WRITE;
-            wBytes += l;
-          }
-          if (i < sEnd - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
-          desc[w + 3] = f;
-          tail = d;
-          d = nx;
+    let head: number;
+    if (this.indirectThreshold > 0 && cnt >= this.indirectThreshold) {
+      if (this.numFree < 1) return false;
+      head = inOrder ? this.nextDesc : this.freeHead;
+      this.writeIndirect(head, bSeg, s0, cnt, readableN);
+      if (inOrder) this.nextDesc = (head + 1) & mask;
+      else this.freeHead = freeNext[head]!;
+      this.numFree -= 1;
+    } else {
+      if (this.numFree < cnt) return false;
+      const desc = this.desc;
+      const readableEnd = s0 + readableN;
+      const sEnd = s0 + cnt;
+      head = inOrder ? this.nextDesc : this.freeHead;
+      let d = head;
+      let tail = head;
+      let wBytes = 0;
+      for (let i = s0; i < sEnd; i++) {
+        const ad = bSeg[2 * i]!;
+        const l = bSeg[2 * i + 1]!;
+        const w = d << 2;
+        // basic.split-vq.vq-desc-table.driver.2 (IN_ORDER: next = this + 1, wrapping)
+        const nx = inOrder ? (d + 1) & mask : freeNext[d]!;
+        desc[w] = ad >>> 0;
+        desc[w + 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+        desc[w + 2] = l;
+        let f = 0;
+        if (i >= readableEnd) {
+          f = VIRTQ_DESC_F_WRITE;
+          wBytes += l;
         }
-        if (inOrder) nextDesc = (tail + 1) & mask;
-        else freeHead = freeNext[tail]!;
-        numFree -= cnt;
-        const r = head << 2;
-        rec[r + REC_WRITABLE] = wBytes;
-        rec[r + REC_DESCS] = cnt;
-        rec[r + REC_TAIL] = tail;
-        // chainIndirect[head] is already -1 here (collect() resets it when an indirect chain is released).
+        if (i < sEnd - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
+        desc[w + 3] = f;
+        tail = d;
+        d = nx;
       }
-      rec[(head << 2) + REC_TOKEN] = bChain[o]!;
-      bChain[o + 3] = head;
-      if (inOrder) order[(orderHead + inFlight) & mask] = head;
-      inFlight++;
-      avail[2 + (a & mask)] = head;
-      a = (a + 1) & 0xffff;
-      s0 += cnt;
+      if (inOrder) this.nextDesc = (tail + 1) & mask;
+      else this.freeHead = freeNext[tail]!;
+      this.numFree -= cnt;
+      const r = head << 2;
+      rec[r + REC_WRITABLE] = wBytes;
+      rec[r + REC_DESCS] = cnt;
+      rec[r + REC_TAIL] = tail;
+      // chainIndirect[head] is already -1 here (collectSlow() resets it when an indirect chain is released).
     }
-    this.freeHead = freeHead;
-    this.nextDesc = nextDesc;
-    this.numFree = numFree;
-    this.inFlightCount = inFlight;
-    this.availShadow = a;
-    if (empty) throw new VirtioError('INVALID_ARGUMENT', `SplitDriverQueue.addBatch: chain ${k} has no segments`);
-    return k;
+    rec[(head << 2) + REC_TOKEN] = bChain[o]!;
+    bChain[o + 3] = head;
+    if (inOrder) this.order[(this.orderHead + this.inFlightCount) & mask] = head;
+    this.inFlightCount++;
+    const a = this.availShadow;
+    this.avail[2 + (a & mask)] = head;
+    this.availShadow = (a + 1) & 0xffff;
+    return true;
   }
 
   /** Put `cnt` segments from `s0` into a fresh indirect table and point descriptor `head` at it. */
@@ -375,7 +474,19 @@ export class SplitDriverQueue implements DriverQueue {
         this.cachedUsed = u;
       }
       if (this.fastOk) {
-        k = this.collectFast(outTok, outLen, k, max);
+        const ds = this.ds;
+        ds[DS_USED] = this.cachedUsed;
+        ds[DS_LAST_USED] = this.lastUsed;
+        ds[DS_FREE_HEAD] = this.freeHead;
+        ds[DS_NUM_FREE] = this.numFree;
+        ds[DS_K] = k;
+        ds[DS_N] = max;
+        const k1 = this.collectFast(outTok, outLen);
+        this.inFlightCount -= k1 - k;
+        k = k1;
+        this.lastUsed = ds[DS_LAST_USED]!;
+        this.freeHead = ds[DS_FREE_HEAD]!;
+        this.numFree = ds[DS_NUM_FREE]!;
         if (k === max || this.cachedUsed === this.lastUsed) continue;
       }
       if (!this.collectSlow(outTok, outLen, k)) break;
@@ -386,41 +497,43 @@ export class SplitDriverQueue implements DriverQueue {
 
   /**
    * Collect entries while they are valid (known used idx, id in flight, len within the writable
-   * part) and IN_ORDER is off; stops without consuming at the first other one, which
-   * {@link collectSlow} re-checks and reports. No calls inside the loop.
+   * part; {@link fastOk}: no IN_ORDER, no indirect tables); stops without consuming at the first
+   * other one, which {@link collectSlow} re-checks and reports. No calls inside the loop; scalars
+   * in/out through `ds`.
    */
-  private collectFast(outTok: Int32Array, outLen: Uint32Array, k0: number, max: number): number {
+  private collectFast(outTok: Int32Array, outLen: Uint32Array): number {
+    const ds = this.ds;
+    const mask = ds[DS_MASK]!;
+    const size = ds[DS_SIZE]!;
+    const usedIdx = ds[DS_USED]!;
+    const max = ds[DS_N]!;
+    let k = ds[DS_K]!;
+    let last = ds[DS_LAST_USED]!;
+    let freeHead = ds[DS_FREE_HEAD]!;
+    let numFree = ds[DS_NUM_FREE]!;
     const used32 = this.used32;
-    const mask = this.mask;
-    const size = this.size;
     const rec = this.rec;
     const freeNext = this.freeNext;
-    const usedIdx = this.cachedUsed;
-    let last = this.lastUsed;
-    let freeHead = this.freeHead;
-    let numFree = this.numFree;
-    let k = k0;
     while (k < max && last !== usedIdx) {
       const slot = 1 + ((last & mask) << 1);
       const id = used32[slot]!;
       const len = used32[slot + 1]!;
       if (!(id < size)) break;
       const r = id << 2;
-      const nd = rec[r + REC_DESCS]!;
-      if (nd === 0 || len > rec[r + REC_WRITABLE]!) break;
-      freeNext[rec[r + REC_TAIL]!] = freeHead;
+      const nd = rec[r | REC_DESCS]!;
+      if (nd === 0 || len > rec[r | REC_WRITABLE]!) break;
+      freeNext[rec[r | REC_TAIL]!] = freeHead;
       freeHead = id;
       numFree += nd;
-      rec[r + REC_DESCS] = 0;
-      outTok[k] = rec[r + REC_TOKEN]!;
+      rec[r | REC_DESCS] = 0;
+      outTok[k] = rec[r]!; // REC_TOKEN
       outLen[k] = len;
       k++;
       last = (last + 1) & 0xffff;
     }
-    this.inFlightCount -= k - k0;
-    this.lastUsed = last;
-    this.freeHead = freeHead;
-    this.numFree = numFree;
+    ds[DS_LAST_USED] = last;
+    ds[DS_FREE_HEAD] = freeHead;
+    ds[DS_NUM_FREE] = numFree;
     return k;
   }
 

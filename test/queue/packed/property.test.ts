@@ -1,7 +1,7 @@
 /** Property tests: random valid traffic round-trips exactly; random ring corruption is contained. */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { DescChain, SgList } from '../../../src/queue/types.js';
+import { ChainBatch, DescChain, SgList } from '../../../src/queue/types.js';
 import { makeFixture, PAD, RAM_SIZE, type Fixture } from './helpers.js';
 
 interface Buf {
@@ -16,7 +16,7 @@ const bufShape = fc.record({
   ins: fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 3 }),
 });
 
-type Op = { t: 'add'; shape: { outs: number[]; ins: number[] } } | { t: 'publish' } | { t: 'pop'; n: number } | { t: 'complete'; pick: number[]; batch: boolean } | { t: 'collect' };
+type Op = { t: 'add'; shape: { outs: number[]; ins: number[] } } | { t: 'publish' } | { t: 'pop'; n: number } | { t: 'popBatch'; n: number; segs: number } | { t: 'collectBatch'; n: number } | { t: 'complete'; pick: number[]; batch: boolean } | { t: 'collect' };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: bufShape.map((shape) => ({ t: 'add' as const, shape })) },
@@ -24,6 +24,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.integer({ min: 1, max: 8 }).map((n) => ({ t: 'pop' as const, n })) },
   { weight: 3, arbitrary: fc.record({ pick: fc.array(fc.nat(), { minLength: 1, maxLength: 6 }), batch: fc.boolean() }).map((r) => ({ t: 'complete' as const, ...r })) },
   { weight: 2, arbitrary: fc.constant({ t: 'collect' as const }) },
+  { weight: 2, arbitrary: fc.record({ n: fc.integer({ min: 1, max: 8 }), segs: fc.integer({ min: 6, max: 14 }) }).map((r) => ({ t: 'popBatch' as const, ...r })) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 8 }).map((n) => ({ t: 'collectBatch' as const, n })) },
 );
 
 /** Device reply byte k for buffer `token`. */
@@ -41,19 +43,43 @@ function run(f: Fixture, ops: Op[], threshold: number): void {
   const freeSlots: number[] = [];
   for (let i = f.cfg.size * 4 - 1; i >= 0; i--) freeSlots.push(i);
   const slotOf = new Map<number, number>();
+  const check = (tok: number, len: number): void => {
+    const b = byToken.get(tok)!;
+    expect(b).toBeDefined();
+    const wtotal = b.ins.reduce((s, [, l]) => s + l, 0);
+    expect(len).toBeLessThanOrEqual(wtotal);
+    let k = 0;
+    for (const [a, l] of b.ins) {
+      for (let i = 0; i < l && k < len; i++, k++) expect(f.u8[f.at(a) + i]).toBe(reply(b.token, k));
+    }
+    byToken.delete(b.token);
+    freeSlots.push(slotOf.get(b.token)!);
+    slotOf.delete(b.token);
+  };
   const finish = (): void => {
-    while (f.drv.getUsed()) {
-      const b = byToken.get(f.drv.lastToken)!;
-      expect(b).toBeDefined();
-      const wtotal = b.ins.reduce((s, [, l]) => s + l, 0);
-      expect(f.drv.lastLen).toBeLessThanOrEqual(wtotal);
-      let k = 0;
-      for (const [a, l] of b.ins) {
-        for (let i = 0; i < l && k < f.drv.lastLen; i++, k++) expect(f.u8[f.at(a) + i]).toBe(reply(b.token, k));
-      }
-      byToken.delete(b.token);
-      freeSlots.push(slotOf.get(b.token)!);
-      slotOf.delete(b.token);
+    while (f.drv.getUsed()) check(f.drv.lastToken, f.drv.lastLen);
+  };
+  const handle = (): void => {
+    // identify the buffer by its readable payload / first segment address
+    const first = chain.addr[0]!;
+    const tok = Math.floor((first - slotBase) / (6 * 48));
+    const t = [...slotOf.entries()].find(([, s]) => s === tok)![0];
+    const b = byToken.get(t)!;
+    expect(chain.count).toBe(b.outs.length + b.ins.length);
+    expect(chain.readable).toBe(b.outs.length);
+    if (threshold === 0 || chain.count < threshold) expect(chain.descCount).toBe(chain.count);
+    else expect(chain.descCount).toBe(1);
+    let k = 0;
+    for (let s = 0; s < chain.readable; s++) {
+      const u8 = f.space.regions[chain.region[s]!]!.u8;
+      for (let i = 0; i < chain.len[s]!; i++, k++) expect(u8[chain.offset[s]! + i]).toBe(b.payload[k]);
+    }
+    inflight.push({ id: chain.head, wlen: chain.writableBytes, token: t });
+    // device writes its reply now (before completion)
+    k = 0;
+    for (let s = chain.readable; s < chain.count; s++) {
+      const u8 = f.space.regions[chain.region[s]!]!.u8;
+      for (let i = 0; i < chain.len[s]!; i++, k++) u8[chain.offset[s]! + i] = reply(t, k);
     }
   };
   for (const op of ops) {
@@ -98,30 +124,26 @@ function run(f: Fixture, ops: Op[], threshold: number): void {
       case 'publish':
         f.drv.publish();
         break;
-      case 'pop':
-        for (let i = 0; i < op.n && f.dev.pop(chain); i++) {
-          // identify the buffer by its readable payload / first segment address
-          const first = chain.addr[0]!;
-          const tok = Math.floor((first - slotBase) / (6 * 48));
-          const t = [...slotOf.entries()].find(([, s]) => s === tok)![0];
-          const b = byToken.get(t)!;
-          expect(chain.count).toBe(b.outs.length + b.ins.length);
-          expect(chain.readable).toBe(b.outs.length);
-          if (threshold === 0 || chain.count < threshold) expect(chain.descCount).toBe(chain.count);
-          else expect(chain.descCount).toBe(1);
-          let k = 0;
-          for (let s = 0; s < chain.readable; s++) {
-            const u8 = f.space.regions[chain.region[s]!]!.u8;
-            for (let i = 0; i < chain.len[s]!; i++, k++) expect(u8[chain.offset[s]! + i]).toBe(b.payload[k]);
-          }
-          inflight.push({ id: chain.head, wlen: chain.writableBytes, token: t });
-          // device writes its reply now (before completion)
-          k = 0;
-          for (let s = chain.readable; s < chain.count; s++) {
-            const u8 = f.space.regions[chain.region[s]!]!.u8;
-            for (let i = 0; i < chain.len[s]!; i++, k++) u8[chain.offset[s]! + i] = reply(t, k);
-          }
+      case 'popBatch': {
+        const cb = new ChainBatch(8, op.segs);
+        const n = f.dev.popBatch(cb, op.n);
+        expect(n).toBe(cb.count);
+        for (let i = 0; i < n; i++) {
+          cb.copyChain(i, chain);
+          handle();
         }
+        break;
+      }
+      case 'collectBatch': {
+        const toks = new Int32Array(8);
+        const lens = new Uint32Array(8);
+        const n = f.drv.getUsedBatch(toks, lens, op.n);
+        for (let i = 0; i < n; i++) check(toks[i]!, lens[i]!);
+        break;
+      }
+      case 'pop':
+        for (let i = 0; i < op.n && f.dev.pop(chain); i++) handle();
+        break;
         break;
       case 'complete': {
         if (inflight.length === 0) break;

@@ -2,10 +2,53 @@
 import { AddressSpace } from '../../../src/memory/space.js';
 import type { RegionSpec } from '../../../src/memory/region.js';
 import { RecordingSink } from '../../../src/device/choke.js';
-import { DescChain, type QueueConfig, type DriverQueueOptions } from '../../../src/queue/types.js';
+import { ChainBatch, DescChain, SgBatch, type QueueConfig, type DriverQueueOptions } from '../../../src/queue/types.js';
 import { createSplitDeviceQueue, type SplitDeviceQueue } from '../../../src/queue/split/device.js';
 import { SplitDriverQueue } from '../../../src/queue/split/driver.js';
 import { layoutSplitRings, type SplitRingLayout } from '../../../src/queue/split/layout.js';
+
+/**
+ * Which code path the env's queues use, so one test file can run the same cases through several:
+ * - 'pop': the per-chain API as written (pop / add / getUsed);
+ * - 'batch': pop, add and getUsed are routed through popBatch / addBatch / getUsedBatch (one chain per call);
+ * - 'slow': the per-chain API with the fast paths switched off (the complete walkers only).
+ * Set it at the top of a test file, before the tests run (each test file has its own module instance).
+ */
+export type PathMode = 'pop' | 'batch' | 'slow';
+let pathMode: PathMode = 'pop';
+export function setPathMode(m: PathMode): void {
+  pathMode = m;
+}
+
+/** Switch a queue's fast path off (test hook: the private `fastOk` flag of the split queues). */
+export function disableFastPath(q: SplitDeviceQueue | SplitDriverQueue): void {
+  (q as unknown as { fastOk: boolean }).fastOk = false;
+}
+
+function routeThroughBatches(dev: SplitDeviceQueue, drv: SplitDriverQueue): void {
+  dev.pop = (c: DescChain): boolean => {
+    const b = new ChainBatch(1, c.len.length);
+    if (dev.popBatch(b, 1) !== 1) return false;
+    b.copyChain(0, c);
+    return true;
+  };
+  drv.add = (sg, token) => {
+    const b = new SgBatch(1, Math.max(sg.count, 1)).begin(token);
+    for (let i = 0; i < sg.count; i++) {
+      if (i < sg.readable) b.out(sg.addr[i]!, sg.len[i]!);
+      else b.in(sg.addr[i]!, sg.len[i]!);
+    }
+    return drv.addBatch(b) === 1 ? b.chain[3]! : -1;
+  };
+  const tok = new Int32Array(1);
+  const len = new Uint32Array(1);
+  drv.getUsed = () => {
+    if (drv.getUsedBatch(tok, len, 1) !== 1) return false;
+    (drv as unknown as { lastToken: number }).lastToken = tok[0]!;
+    (drv as unknown as { lastLen: number }).lastLen = len[0]!;
+    return true;
+  };
+}
 
 export const RAM_BASE = 0x10000;
 export const RAM_SIZE = 0x100000;
@@ -75,6 +118,11 @@ export function makeEnv(o: EnvOptions = {}): Env {
   const drv = new SplitDriverQueue(space, cfg, drvSink, o.driverOpts);
   const dev = createSplitDeviceQueue(space, cfg, devSink) as SplitDeviceQueue;
   if (dev === null) throw new Error(`setup failed: ${devSink.last?.message}`);
+  if (pathMode === 'batch') routeThroughBatches(dev, drv);
+  if (pathMode === 'slow') {
+    disableFastPath(dev);
+    disableFastPath(drv);
+  }
   const data = RAM_BASE + Math.ceil(layout.bytes / 4096) * 4096;
   return { space, ram: new Uint8Array(buf), layout, cfg, dev, drv, devSink, drvSink, data, raw: new RawRing(space, layout, size) };
 }
