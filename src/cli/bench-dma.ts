@@ -3,9 +3,6 @@ import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { VirtioError } from '../errors.js';
-import { formatDmaReport } from '../bench/dma/format.js';
-import { defaultReportPath, svgPathFor, writeDmaOutputs } from '../bench/dma/output.js';
-import { runDmaBench } from '../bench/dma/runner.js';
 import { FULL, MODEL_NAMES, QUICK, type ModelName } from '../bench/dma/scenario.js';
 import { UsageError, type FlagSpec } from './args.js';
 import type { Command } from './command.js';
@@ -56,6 +53,11 @@ export const benchDmaCommand: Command = {
       models = f['models'].split(',').map((s) => s.trim()) as ModelName[];
       for (const m of models) if (!MODEL_NAMES.includes(m)) throw new UsageError(`--models: unknown model '${m}' (known: ${MODEL_NAMES.join(', ')})`);
     }
+    // Loaded here, not at CLI start-up: every `virtiokit` process (device processes too) would
+    // otherwise load the benchmark and the charting library.
+    const { defaultReportPath, svgPathFor, writeDmaOutputs } = await import('../bench/dma/output.js');
+    const { runDmaBench } = await import('../bench/dma/runner.js');
+    const { formatDmaReport } = await import('../bench/dma/format.js');
     const t = new Date();
     const jsonPath = resolve(typeof f['json'] === 'string' ? f['json'] : defaultReportPath(t));
     const svgPath = resolve(typeof f['svg'] === 'string' ? f['svg'] : svgPathFor(jsonPath));

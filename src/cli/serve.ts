@@ -9,6 +9,7 @@ import { runServeVhostUser, SERVE_VHOST_USER_FLAGS } from './serve-vhost-user.js
 import { DEVICE_KINDS, createDeviceHost, type DeviceKind } from '../vfio-user/device-host.js';
 import { VfioUserServer } from '../vfio-user/server.js';
 import type { SwiotlbPolicy } from '../device/types.js';
+import type { DeviceHost } from '../vfio-user/device-host.js';
 
 const VFIO_FLAGS: readonly FlagSpec[] = [
   { name: 'vfio-user', type: 'string', valueName: 'SOCKET', description: 'UNIX socket path to serve vfio-user on (required)' },
@@ -75,6 +76,7 @@ export const serveCommand: Command = {
       await host.close();
       throw e;
     }
+    reportDeviceEvents(host, server, io.err);
     io.err(`virtiokit serve: ${host.model.name} on vfio-user ${socket} (pid ${process.pid})`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {
@@ -91,3 +93,24 @@ export const serveCommand: Command = {
     return 0;
   },
 };
+
+/**
+ * One stderr line per negotiation outcome, guest error and client disconnect, so whoever runs the
+ * device process (and the real-guest tests) can see why a guest's driver did not bind — e.g.
+ * `FEATURES_OK refused: device requires VIRTIO_F_SWIOTLB(27) but the driver did not accept it`.
+ */
+function reportDeviceEvents(host: DeviceHost, server: VfioUserServer, err: (line: string) => void): void {
+  host.core.trace.onEvent((e) => {
+    if (e.kind === 'negotiation-refused') err(`virtiokit serve: FEATURES_OK refused: ${e.detail}`);
+    else if (e.kind === 'features-ok') err(`virtiokit serve: features negotiated: ${e.detail}`);
+    else if (e.kind === 'guest-error') err(`guest-error: ${e.detail}${e.clause !== undefined ? ` [${e.clause}]` : ''}`);
+  });
+  server.onClientGone(() => {
+    const t = host.table.stats;
+    const m = host.engine.stats;
+    err(
+      `virtiokit serve: client gone (DMA_MAP ${t.maps}, ${t.mapsWithFd} with an fd; DMA_READ ${m.reads} / ${m.bytesRead} B, DMA_WRITE ${m.writes} / ${m.bytesWritten} B; ` +
+        `${server.stats.requests} requests, ${server.stats.errorReplies} error replies); waiting for the next client`,
+    );
+  });
+}

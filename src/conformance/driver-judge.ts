@@ -253,7 +253,7 @@ export function decodeMmio(log: readonly RawAccess[]): DriverEvent[] {
         out.push({ k: 'qaddr-w', area: off < MR.QUEUE_DRIVER ? 'desc' : off < MR.QUEUE_DEVICE ? 'driver' : 'device', high: (off & 4) !== 0, v });
         break;
       default:
-        if (a.write && [MR.MAGIC_VALUE, MR.VERSION, MR.DEVICE_ID, MR.VENDOR_ID, MR.INTERRUPT_STATUS, MR.CONFIG_GENERATION].includes(off)) out.push({ k: 'ro-w', field: `0x${off.toString(16)}` });
+        if (a.write && ([MR.MAGIC_VALUE, MR.VERSION, MR.DEVICE_ID, MR.VENDOR_ID, MR.INTERRUPT_STATUS, MR.CONFIG_GENERATION] as number[]).includes(off)) out.push({ k: 'ro-w', field: `0x${off.toString(16)}` });
     }
   }
   return out;

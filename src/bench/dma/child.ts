@@ -6,7 +6,7 @@
  */
 import { Session } from 'node:inspector/promises';
 import { runBounceCopyBench } from './copy-bench.js';
-import { summarizeProfile, type CpuProfile, type ProfileSummary } from './cpuprof.js';
+import { summarizeProfile, type CpuProfile, type ProfileSummary, type ProfileWindow } from './cpuprof.js';
 import { runMemcpyBench, type CopyRates } from './memcpy.js';
 import type { PointMeasure, SessionPlan } from './scenario.js';
 import { runSession, type SessionResult } from './session.js';
@@ -43,7 +43,9 @@ export interface CopyResult {
   c: CopyRates;
 }
 
-export type ChildReply = { ok: true; session?: SessionResult; copy?: CopyResult; profile?: ProfileSummary } | { ok: false; code: string; message: string };
+export type ChildReply = { ok: true; session?: SessionResult; copy?: CopyResult; profile?: ProfileSummary; profileWindow?: ProfileWindow } | { ok: false; code: string; message: string };
+
+const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /** Start / stop a V8 CPU profile of this thread. */
 class InspectorProfiler {
@@ -62,14 +64,29 @@ class InspectorProfiler {
 }
 
 /** Run one request in this process. */
-export async function runChild(req: ChildRequest, progress?: (done: number) => void): Promise<{ session?: SessionResult; copy?: CopyResult; profile?: ProfileSummary }> {
+export async function runChild(req: ChildRequest, progress?: (done: number) => void): Promise<{ session?: SessionResult; copy?: CopyResult; profile?: ProfileSummary; profileWindow?: ProfileWindow }> {
   const prof = req.profile === true ? new InspectorProfiler() : undefined;
   let profile: ProfileSummary | undefined;
   if (req.kind === 'session') {
     const opts = req.deviceProfileDir !== undefined ? { deviceProfileDir: req.deviceProfileDir } : {};
-    const hooks = prof !== undefined ? { start: () => prof.start(), stop: async () => void (profile = await prof.stop(`benchmark process (driver/VMM), ${req.plan.model}, measured points only`)) } : undefined;
+    // The window (process.hrtime clock, shared by every process on the host) lets the parent cut
+    // the device process's whole-lifetime profile down to the same span.
+    const win: ProfileWindow = { fromUs: 0, toUs: 0 };
+    const hooks =
+      prof !== undefined
+        ? {
+            start: async () => {
+              await prof.start();
+              win.fromUs = nowUs();
+            },
+            stop: async () => {
+              win.toUs = nowUs();
+              profile = await prof.stop(`benchmark process (driver/VMM), ${req.plan.model}, measured points only`);
+            },
+          }
+        : undefined;
     const session = await runSession(req.plan, req.measure, opts, progress, hooks);
-    return profile !== undefined ? { session, profile } : { session };
+    return profile !== undefined ? { session, profile, profileWindow: win } : { session };
   }
   if (prof !== undefined) {
     await prof.start();

@@ -31,13 +31,22 @@ export interface ProfileSummary {
 export interface CpuProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
 }
 
 /** The parts of a V8 CPU profile the summary reads. */
 export interface CpuProfile {
   nodes: CpuProfileNode[];
+  /** Profile start (µs, the monotonic clock of process.hrtime). */
+  startTime?: number;
   samples: number[];
   timeDeltas: number[];
+}
+
+/** Only samples taken in [fromUs, toUs] (process.hrtime clock, µs) count. */
+export interface ProfileWindow {
+  fromUs: number;
+  toUs: number;
 }
 
 function label(cf: CpuProfileNode['callFrame']): string {
@@ -49,14 +58,29 @@ function label(cf: CpuProfileNode['callFrame']): string {
   return `${name} (${file}:${cf.lineNumber + 1})`;
 }
 
-/** Summarise a parsed profile. */
-export function summarizeProfile(p: CpuProfile, source: string, topN = 10): ProfileSummary {
+/** Summarise a parsed profile (optionally only the samples inside `window`). */
+export function summarizeProfile(p: CpuProfile, source: string, topN = 10, window?: ProfileWindow): ProfileSummary {
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const nodes = new Map<number, CpuProfileNode>();
+  for (const n of p.nodes) nodes.set(n.id, n);
   const byId = new Map<number, string>();
-  for (const n of p.nodes) byId.set(n.id, label(n.callFrame));
+  for (const n of p.nodes) {
+    let l = label(n.callFrame);
+    // An unnamed native function: name it by its caller (e.g. an addon call inside `transact`).
+    if (l === '(anonymous) [native]') {
+      const up = nodes.get(parent.get(n.id) ?? -1);
+      if (up !== undefined) l = `native code called from ${label(up.callFrame)}`;
+    }
+    byId.set(n.id, l);
+  }
   const self = new Map<string, number>();
   let idle = 0;
   let busy = 0;
+  let t = p.startTime ?? 0;
   for (let i = 0; i < p.samples.length; i++) {
+    t += p.timeDeltas[i] ?? 0;
+    if (window !== undefined && (t < window.fromUs || t > window.toUs)) continue;
     const us = p.timeDeltas[i + 1] ?? p.timeDeltas[i] ?? 0;
     const fn = byId.get(p.samples[i]!) ?? '(unknown)';
     if (fn === '(idle)') {
@@ -74,7 +98,7 @@ export function summarizeProfile(p: CpuProfile, source: string, topN = 10): Prof
 }
 
 /** Summaries of every `.cpuprofile` in `dir` (main thread and workers), busiest first. */
-export async function summarizeProfileDir(dir: string, tag: string, topN = 10): Promise<ProfileSummary[]> {
+export async function summarizeProfileDir(dir: string, tag: string, topN = 10, window?: ProfileWindow): Promise<ProfileSummary[]> {
   let files: string[];
   try {
     files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
@@ -85,7 +109,8 @@ export async function summarizeProfileDir(dir: string, tag: string, topN = 10): 
   for (const f of files) {
     try {
       const p = JSON.parse(await readFile(join(dir, f), 'utf8')) as CpuProfile;
-      out.push(summarizeProfile(p, `${tag}: ${f}`, topN));
+      const sum = summarizeProfile(p, `${tag}: ${f}`, topN, window);
+      if (sum.busyMs >= 1) out.push(sum); // idle worker threads say nothing
     } catch {
       // a truncated profile (process killed): skip
     }

@@ -23,7 +23,7 @@ export async function renderThroughputSvg(rep: DmaBenchReport): Promise<string> 
     data: { values },
     mark: { type: 'line', point: true },
     encoding: {
-      x: { field: 'size', type: 'quantitative', title: 'request size (bytes)', scale: { type: 'log', base: 2 }, axis: { values: [...new Set(values.map((v) => v.size))] } },
+      x: { field: 'size', type: 'quantitative', title: 'request size (bytes)', scale: { type: 'log', base: 2 }, axis: { values: [...new Set(values.map((v) => v.size))], labelExpr: "datum.value >= 1024 ? (datum.value / 1024) + ' KiB' : datum.value + ' B'" } },
       y: { field: 'mbps', type: 'quantitative', title: 'throughput (MB/s, log)', scale: { type: 'log' } },
       color: { field: 'model', type: 'nominal', title: 'DMA model', sort: [...MODEL_NAMES] },
       tooltip: [{ field: 'model' }, { field: 'size' }, { field: 'mbps', format: '.0f' }],

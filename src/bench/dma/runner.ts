@@ -262,7 +262,7 @@ export async function runDmaBench(o: DmaBenchOptions): Promise<DmaBenchReport> {
 /** One profiled run for a missed target; summaries of the benchmark process and the device process. */
 async function profileTarget(id: string, models: ModelName[], preset: Preset, cbin: MemcpyBinary | undefined, skipped: Map<ModelName, string>): Promise<ProfileSummary[]> {
   const dir = await mkdtemp(join(os.tmpdir(), 'virtiokit-prof-'));
-  const m = { ...preset.measure, ms: preset.measure.ms * 4 };
+  const m = { ...preset.measure, ms: Math.max(300, preset.measure.ms * 4) };
   const usable = (x: ModelName): boolean => models.includes(x) && !skipped.has(x);
   try {
     let req: ChildRequest | undefined;
@@ -279,7 +279,7 @@ async function profileTarget(id: string, models: ModelName[], preset: Preset, cb
     const { reply } = await runChildProcess(req, () => undefined);
     if (!reply.ok) throw new VirtioError('INTERNAL', `${reply.code}: ${reply.message}`);
     if (reply.session?.skipped !== undefined) throw new VirtioError('INTERNAL', `profiled session skipped: ${reply.session.skipped}`);
-    const out = [...(reply.profile !== undefined ? [reply.profile] : []), ...(await summarizeProfileDir(dir, 'device process (whole lifetime, start-up included)', 12))];
+    const out = [...(reply.profile !== undefined ? [reply.profile] : []), ...(await summarizeProfileDir(dir, reply.profileWindow !== undefined ? 'device process, same span' : 'device process (whole lifetime)', 12, reply.profileWindow))];
     log('profiled %s: %d profiles', id, out.length);
     return out;
   } finally {

@@ -254,6 +254,12 @@ export class PackedDeviceQueue implements DeviceQueue {
     let wrap = this.availWrap;
     let descsInFlight = this.descsInFlight;
     let nInFlight = this.nInFlight;
+    const regions = space.regions;
+    let cIdx = -1;
+    let cBase = 0;
+    let cEnd = -1;
+    let cOffB = 0;
+    let cRO = true;
     let c = 0;
     let s = 0;
     outer: while (c < maxC) {
@@ -330,20 +336,35 @@ export class PackedDeviceQueue implements DeviceQueue {
           this.failAt(off, wrap, descsInFlight, nInFlight, 'READABLE_AFTER_WRITABLE', 'basic.packed-vq.scatter-gather-support.driver.3', `descriptor at offset ${o} is device-readable but follows a device-writable one`);
           break outer;
         }
-        const r = space.resolveHiLo(lo, hi, len, write);
-        if (r < 0) {
-          this.availOff = off;
-          this.availWrap = wrap;
-          this.descsInFlight = descsInFlight;
-          this.nInFlight = nInFlight;
-          this.failAddress(r, lo, hi, len, write, o);
-          break outer;
+        // Same answer as space.resolveHiLo, with the last region hit cached in locals for this call.
+        const addr = hi * TWO_POW_32 + lo;
+        let r = cIdx;
+        let boff = 0;
+        if (hi < 0x200000 && addr >= cBase && addr + len <= cEnd && (!write || !cRO)) {
+          boff = cOffB + (addr - cBase);
+        } else {
+          r = space.resolveHiLo(lo, hi, len, write);
+          if (r < 0) {
+            this.availOff = off;
+            this.availWrap = wrap;
+            this.descsInFlight = descsInFlight;
+            this.nInFlight = nInFlight;
+            this.failAddress(r, lo, hi, len, write, o);
+            break outer;
+          }
+          boff = space.off;
+          const rg = regions[r]!;
+          cIdx = r;
+          cBase = rg.base;
+          cEnd = rg.base + rg.size;
+          cOffB = rg.offset;
+          cRO = rg.readOnly;
         }
         const q = 2 * (s + count);
         seg[q] = r;
         seg[q + 1] = len;
-        pos[q] = space.off;
-        pos[q + 1] = hi * TWO_POW_32 + lo;
+        pos[q] = boff;
+        pos[q + 1] = addr;
         count++;
         if (write) {
           wBytes += len;

@@ -269,31 +269,48 @@ export class SplitDriverQueue implements DriverQueue {
       const o = k << 2;
       const cnt = bChain[o | 1]!;
       if (cnt <= 0 || numFree < cnt) break;
-      const readableEnd = s0 + bChain[o | 2]!;
-      const sEnd = s0 + cnt;
       const head = freeHead;
-      let d = head;
       let tail = head;
       let wBytes = 0;
-      for (let i = s0; i < sEnd; i++) {
-        const si = i << 1;
+      const sEnd = s0 + cnt;
+      if (cnt === 1) {
+        // One segment: straight-line code (the common single-buffer request).
+        const si = s0 << 1;
         const ad = bSeg[si]!;
         const l = bSeg[si | 1]!;
-        const w = d << 2;
-        const nx = freeNext[d]!;
-        // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+        const w = head << 2;
         desc[w] = ad >>> 0;
         desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
         desc[w | 2] = l;
-        let f = 0;
-        if (i >= readableEnd) {
-          f = VIRTQ_DESC_F_WRITE;
-          wBytes += l;
+        if (bChain[o | 2]! <= 0) {
+          desc[w | 3] = VIRTQ_DESC_F_WRITE;
+          wBytes = l;
+        } else {
+          desc[w | 3] = 0;
         }
-        if (i < sEnd - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
-        desc[w | 3] = f;
-        tail = d;
-        d = nx;
+      } else {
+        const readableEnd = s0 + bChain[o | 2]!;
+        let d = head;
+        for (let i = s0; i < sEnd; i++) {
+          const si = i << 1;
+          const ad = bSeg[si]!;
+          const l = bSeg[si | 1]!;
+          const w = d << 2;
+          const nx = freeNext[d]!;
+          // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+          desc[w] = ad >>> 0;
+          desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+          desc[w | 2] = l;
+          let f = 0;
+          if (i >= readableEnd) {
+            f = VIRTQ_DESC_F_WRITE;
+            wBytes += l;
+          }
+          if (i < sEnd - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
+          desc[w | 3] = f;
+          tail = d;
+          d = nx;
+        }
       }
       freeHead = freeNext[tail]!;
       numFree -= cnt;

@@ -164,6 +164,25 @@ describe('bench dma: parsers and output helpers', () => {
     expect(s.top[1]!.fn).toBe('(anonymous) [native]');
   });
 
+  it('profile summary: a time window keeps only its samples; unnamed native code is named by its caller', () => {
+    const prof = {
+      startTime: 1000,
+      nodes: [
+        { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: 0 }, children: [2] },
+        { id: 2, callFrame: { functionName: 'transact', url: 'file:///x/c.js', lineNumber: 0 }, children: [3] },
+        { id: 3, callFrame: { functionName: '', url: '', lineNumber: 0 } },
+      ],
+      samples: [2, 3, 3, 2],
+      timeDeltas: [10, 10, 10, 10],
+    };
+    const all = summarizeProfile(prof, 'a');
+    expect(all.top.map((e) => e.fn)).toContain('native code called from transact (/x/c.js:1)');
+    const part = summarizeProfile(prof, 'b', 10, { fromUs: 1015, toUs: 1035 }); // samples at 1020 and 1030
+    expect(part.top).toHaveLength(1);
+    expect(part.top[0]!.fn).toMatch(/^native code called from transact/);
+    expect(part.busyMs).toBeCloseTo(0.02, 9);
+  });
+
   it('progress: a first line, then one per 10 % step without a TTY, a redrawn bar with one', () => {
     const lines: string[] = [];
     const p = new Progress({ write: (s) => lines.push(s), isTTY: false }, 20);
@@ -178,5 +197,15 @@ describe('bench dma: parsers and output helpers', () => {
     q.end();
     expect(tty[0]!.startsWith('\r[')).toBe(true);
     expect(tty.join('')).toContain('100%');
+  });
+});
+
+describe('bench dma: command line', () => {
+  it('refuses unknown models and --quick with --full before measuring anything', async () => {
+    const { benchDmaCommand } = await import('../../../src/cli/bench-dma.js');
+    const io = { out: (): void => undefined, err: (): void => undefined };
+    await expect(benchDmaCommand.run({ positionals: [], flags: { models: 'inproc,bogus' }, help: false }, io)).rejects.toThrow(/unknown model 'bogus'/);
+    await expect(benchDmaCommand.run({ positionals: [], flags: { quick: true, full: true }, help: false }, io)).rejects.toThrow(/exclude each other/);
+    await expect(benchDmaCommand.run({ positionals: ['x'], flags: {}, help: false }, io)).rejects.toThrow(/unexpected argument/);
   });
 });
