@@ -126,7 +126,9 @@ EOF
 chmod 755 "$OUT/qemu-system-x86_64.tmp"
 mv "$OUT/qemu-system-x86_64.tmp" "$OUT/qemu-system-x86_64"
 qver=$("$OUT/qemu-system-x86_64" --version 2>&1 | head -n1) || unavailable "QEMU from the sid root does not start: $qver"
-"$OUT/qemu-system-x86_64" -device help 2>/dev/null | grep -q '"vfio-user-pci"' ||
+# Not `-device help`: that loads every module, and ones missing in the root (no-install-recommends,
+# e.g. ui-opengl) are then looked up in the host's own QEMU module dir, which aborts QEMU 11.
+"$OUT/qemu-system-x86_64" -machine none -device vfio-user-pci,help 2>/dev/null | grep -q 'socket=' ||
   unavailable "$qver has no vfio-user-pci device"
 
 # --- 4. initramfs with our /init (rebuilt when /init, busybox or the modules change)

@@ -5,7 +5,8 @@
 import { benchDmaCommand } from './bench-dma.js';
 import { benchQueueCommand } from './bench-queue.js';
 import type { Command } from './command.js';
+import { conformanceCommand } from './conformance.js';
 import { serveCommand } from './serve.js';
 
 /** Every command, in help order. */
-export const COMMANDS: readonly Command[] = [benchQueueCommand, benchDmaCommand, serveCommand];
+export const COMMANDS: readonly Command[] = [benchQueueCommand, benchDmaCommand, serveCommand, conformanceCommand];

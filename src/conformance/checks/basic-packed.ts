@@ -1,6 +1,6 @@
 /** Packed virtqueue checks (virtio 1.4 §2.8). */
 import { VIRTIO_F_RING_PACKED } from '../../features/bits.js';
-import { VIRTQ_DESC_F_AVAIL, VIRTQ_DESC_F_USED } from '../../queue/types.js';
+import { VIRTQ_DESC_F_USED } from '../../queue/types.js';
 import { defineCheck, type Check, type CheckContext } from '../check.js';
 import { RawPackedQueue, settle, waitFor, type UsedElem } from '../raw.js';
 import { fail, pass, type CheckResult } from '../verdict.js';
@@ -86,8 +86,8 @@ export const packedChecks: readonly Check[] = [
         const rq = pq(w.q);
         const slot = rq.nextAvail;
         const id = rq.post(w.bufs, { noPublish: true });
-        // Flags with the wrong AVAIL/USED pair (looks used in this wrap): not available.
-        rq.publishAt(slot, VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED | (w.bufs.length > 1 ? 1 : 0) | (w.bufs[0]!.write === true ? 2 : 0));
+        // AVAIL not flipped (still 0 in wrap 1; USED set): not available.
+        rq.publishAt(slot, VIRTQ_DESC_F_USED | (w.bufs.length > 1 ? 1 : 0) | (w.bufs[0]!.write === true ? 2 : 0));
         rq.kick();
         await settle(6);
         if (rq.collect().length > 0) return fail('the device consumed a descriptor whose AVAIL flag did not mark it available');

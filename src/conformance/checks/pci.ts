@@ -432,7 +432,7 @@ export const pciChecks: readonly Check[] = [
   defineCheck({
     id: 'pci.shared-memory',
     title: 'shared memory capabilities lie inside their BAR and have unique ids',
-    clauses: ['pci.shm-cap.device.1', 'pci.shm-cap.device.2'],
+    clauses: ['pci.shm-cap.device.1', 'pci.shm-cap.device.2', 'basic.shared-memory-regions.device.1'],
     role: 'device',
     transports: PCI,
     variant: { pci: { sharedMemory: true } },
@@ -451,7 +451,16 @@ export const pciChecks: readonly Check[] = [
           if (ids.has(c.id)) return fail(`shm id ${c.id} appears twice`);
           ids.add(c.id);
         }
-        return pass(`${caps.length} shared memory region(s) inside their BARs, ids unique`);
+        // basic.shared-memory-regions.device.1: the region carries no control or data stream —
+        // scribbling over it while the device works must change nothing the driver sees.
+        raw.init();
+        const shmBar = raw.probe!.bars.find((b) => b.index === caps[0]!.bar);
+        const st = raw.regs.status();
+        if (shmBar !== undefined) for (let o = 0; o < 256; o += 4) ctx.dut.pci!.mmioWrite(shmBar.address + caps[0]!.offset + o, 4, 0xdeadbeef);
+        if (raw.regs.status() !== st) return fail('writing the shared memory region changed the device status');
+        const p = await workOk(ctx, raw);
+        if (p !== undefined) return fail(`after writing the shared memory region: ${p}`);
+        return pass(`${caps.length} shared memory region(s) inside their BARs, ids unique; writes into the region do not control the device`);
       } finally {
         raw.close();
       }

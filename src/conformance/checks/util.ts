@@ -80,7 +80,8 @@ export function buildWork(raw: RawDriver, kind: DeviceKind, opts: { split?: numb
   switch (kind) {
     case 'blk': {
       const data = pattern(512, seed);
-      out(blkHeader(1, 1));
+      const sector = 1 + (seed % 64);
+      out(blkHeader(1, sector));
       out(data);
       const st = inb(1);
       return {
@@ -92,7 +93,7 @@ export function buildWork(raw: RawDriver, kind: DeviceKind, opts: { split?: numb
           const s = r.mem.read(st, 1)[0];
           if (s !== 0) return `write request completed with status ${s} (expected VIRTIO_BLK_S_OK 0)`;
           if (u.len < 1) return `used len ${u.len}, but the device wrote the status byte`;
-          const disk = r.dut.io.readDisk?.(512, 512);
+          const disk = r.dut.io.readDisk?.(512 * sector, 512);
           if (disk !== undefined && !disk.every((b, i) => b === data[i])) return 'the written sector does not hold the data sent';
           return undefined;
         },

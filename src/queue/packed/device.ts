@@ -22,6 +22,9 @@
  * batch starting with its first descriptor). Event suppression areas always use Atomics (once per
  * batch). Without `concurrent`, plain typed-array accesses are used (Atomics cost ~20 ns each).
  *
+ * {@link PackedDeviceQueue.popBatch} does the same validation for many buffers per call with the ring
+ * state (and the last resolved region) in locals; indirect tables take a shared cold path.
+ *
  * In-order (VIRTIO_F_IN_ORDER): {@link PackedDeviceQueue.pushUsedBatch} writes a single used
  * descriptor for a batch (the last buffer's id; the driver skips the others and treats them as fully
  * used) when the batch is exactly the oldest buffers in pop order and every buffer but the last is

@@ -207,7 +207,8 @@ describe('packed ring properties', () => {
         fc.integer({ min: 0, max: 6 }),
         fc.array(fc.record({ pos: fc.nat(), val: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 24 }),
         fc.array(fc.record({ slot: fc.nat(), lo: fc.nat(), hi: fc.oneof(fc.constant(0), fc.nat(), fc.constant(0xffffffff)), len: fc.nat(), id: fc.nat(0xffff), flags: fc.nat(0xffff) }), { maxLength: 6 }),
-        (size, indirect, preload, bytes, descs) => {
+        fc.boolean(),
+        (size, indirect, preload, bytes, descs, useBatch) => {
           const f = makeFixture({ size, indirect, indirectThreshold: indirect ? 2 : 0, maxChainSegments: 16 });
           const sg = new SgList(4);
           const chain = new DescChain(16);
@@ -236,8 +237,8 @@ describe('packed ring properties', () => {
           f.space.log.length = 0;
           let popped = 0;
           const ids: number[] = [];
-          for (let i = 0; i < 3 * size + 4; i++) {
-            if (!f.dev.pop(chain)) break;
+          const cb = new ChainBatch(3, 20);
+          const check1 = (): void => {
             popped++;
             ids.push(chain.head);
             expect(chain.head).toBeLessThan(size);
@@ -248,6 +249,19 @@ describe('packed ring properties', () => {
               if (s >= chain.readable) expect(r.readOnly).toBe(false);
             }
             expect(chain.readableBytes + chain.writableBytes).toBeLessThanOrEqual(2 ** 32);
+          };
+          for (let i = 0; i < 3 * size + 4; i++) {
+            if (useBatch) {
+              const n = f.dev.popBatch(cb, 3);
+              for (let k = 0; k < n; k++) {
+                cb.copyChain(k, chain);
+                check1();
+              }
+              if (n === 0) break;
+            } else {
+              if (!f.dev.pop(chain)) break;
+              check1();
+            }
           }
           // the walk is bounded: nothing spins; pops after the first false stay false or make progress
           expect(popped).toBeLessThanOrEqual(2 * size + 1);
