@@ -84,6 +84,9 @@ export interface StatusTransition {
 export const STATUS_TRANSITIONS: readonly StatusTransition[] = [
   { from: 0, to: A, kind: 'acknowledge', clause: 'init.dev-init.driver.1' },
   { from: A, to: A | D, kind: 'driver', clause: 'init.dev-init.driver.1' },
+  // SeaBIOS (QEMU's default firmware) sets ACKNOWLEDGE and DRIVER in one write; the end state is the
+  // same as two steps, and refusing it leaves the firmware without the disk (seen over vfio-user).
+  { from: 0, to: A | D, kind: 'driver', clause: 'init.dev-init.driver.1' },
   { from: A | D, to: A | D | F, kind: 'features-ok', clause: 'basic.feature-bits.device.2', needs: 'negotiation' },
   { from: A | D | F, to: A | D | F | K, kind: 'driver-ok', clause: 'init.dev-init.driver.1' },
   { from: A | D | F | K, to: A | D | F | K | S, result: A | D | F | S, kind: 'suspend', clause: 'init.dev-suspend.device.6', needs: 'suspend-negotiated' },

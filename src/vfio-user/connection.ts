@@ -94,7 +94,13 @@ export class VfioUserConnection {
   private buf: Uint8Array;
   private len = 0;
   /** fds received, with the buffer position of the first byte that came with them. */
-  private fdMarks: Array<{ pos: number; fds: number[] }> = [];
+  /**
+   * fds received by one recvmsg, with the byte range [pos, end) that recvmsg returned. On a UNIX
+   * stream socket, fd-less data before an fd-carrying send is glued into the same recvmsg and the
+   * kernel stops after the skb carrying the fds, so the fds belong to the message containing the
+   * chunk's *last* byte (QEMU 11: a posted DMA_UNMAP followed by a DMA_MAP with the RAM fd).
+   */
+  private fdMarks: Array<{ pos: number; end: number; fds: number[] }> = [];
   private skip = 0;
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
@@ -263,7 +269,7 @@ export class VfioUserConnection {
         this.close('peer closed the connection');
         return;
       }
-      if (r.fds.length > 0) this.fdMarks.push({ pos: this.len, fds: r.fds });
+      if (r.fds.length > 0) this.fdMarks.push({ pos: this.len, end: this.len + r.bytes, fds: r.fds });
       this.len += r.bytes;
       this.stats.bytesIn += r.bytes;
       this.parse();
@@ -338,16 +344,20 @@ export class VfioUserConnection {
     if (pos === 0) return;
     if (pos < this.len) this.buf.copyWithin(0, pos, this.len);
     this.len -= pos;
-    for (const m of this.fdMarks) m.pos -= pos;
+    for (const m of this.fdMarks) {
+      m.pos -= pos;
+      m.end -= pos;
+    }
   }
 
   private takeFds(start: number, end: number): number[] {
     if (this.fdMarks.length === 0) return [];
     const out: number[] = [];
-    const keep: Array<{ pos: number; fds: number[] }> = [];
+    const keep: Array<{ pos: number; end: number; fds: number[] }> = [];
     for (const m of this.fdMarks) {
-      if (m.pos >= start && m.pos < end) out.push(...m.fds);
-      else if (m.pos < start) for (const fd of m.fds) this.safeClose(fd);
+      // The chunk's last byte lies in this message: its fds are this message's.
+      if (m.end > start && m.end <= end) out.push(...m.fds);
+      else if (m.end <= start) for (const fd of m.fds) this.safeClose(fd);
       else keep.push(m);
     }
     this.fdMarks = keep;

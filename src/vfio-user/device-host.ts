@@ -160,6 +160,10 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
     const irqState = irqs;
     pci.onIntx((level) => irqState.setIntxLevel(level));
     table.onChange((space) => core.setAddressSpace(space));
+    // Queues started on an older space are gone after a reset: their retired mappings can go too.
+    core.trace.onEvent((e) => {
+      if (e.kind === 'reset') table.releaseRetired();
+    });
     engine.attach(core, (q, message) => core.choke.guestError({ code: 'ADDRESS_OUT_OF_SPACE', clause: undefined, message, queue: q }));
     log('%s: hosted (swiotlb %s, queue size %d)', model.name, policy, queueSize);
     const w = window;

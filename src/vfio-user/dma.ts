@@ -11,6 +11,15 @@
  * - **SWIOTLB**: the client maps no guest RAM at all; the table stays empty and the device's space
  *   is the bounce window of its own BAR (exported to the client as an mmap-able region).
  *
+ * Re-mapping while queues run (QEMU 11 + SeaBIOS: the PAM registers flip 0xc0000–0xfffff between RAM
+ * and ROM *after* the firmware set up its virtqueue, so the guest-RAM mapping is unmapped and mapped
+ * again in pieces): a running queue keeps the address space it was started with. So that space stays
+ * valid and coherent with the current one, (1) an unmapped fd mapping is *retired*, not munmap'ed,
+ * until the next device reset ({@link DmaTable.releaseRetired}) or the client goes ({@link DmaTable.clear}) —
+ * its pages are the same guest-RAM file pages the new mappings show; (2) mirror memory is one
+ * persistent buffer per 1 GiB window of guest addresses, so every mirror region for an address
+ * shares the same bytes whatever the current split of the mappings.
+ *
  * Validation (each failure is an errno for the error reply): size 0, not page aligned, beyond
  * 2^53, overlapping an existing mapping (EEXIST), the fd too small for offset + size, too many
  * mappings (ENOSPC); DMA_UNMAP must match a mapping exactly (ENOENT) unless flag ALL.
@@ -30,6 +39,8 @@ const log = logger('vfio-user:dma');
 export const DMA_PAGE = 4096;
 /** Mirror memory is allocated in windows of at most this size. */
 const MIRROR_WINDOW = 1024 * 1024 * 1024;
+/** Most retired fd mappings kept before the oldest is munmap'ed. */
+const MAX_RETIRED = 256;
 
 /** Which DMA model the mappings amount to. */
 export type DmaModel = 'none' | 'direct' | 'message' | 'mixed';
@@ -68,6 +79,10 @@ export interface DmaTableOptions {
 export class DmaTable {
   readonly stats: DmaTableStats = { maps: 0, mapsWithFd: 0, unmaps: 0, refused: 0 };
   private entries: DmaEntry[] = [];
+  /** Unmapped fd mappings kept alive for queues started on an older space (released at reset). */
+  private retired: MappedFdRegion[] = [];
+  /** Mirror memory per 1 GiB window index (persistent until {@link clear}). */
+  private readonly mirrorWindows = new Map<number, ArrayBuffer>();
   private spaceCache: AddressSpace | undefined;
   private readonly listeners: Array<(space: AddressSpace) => void> = [];
   private readonly nat: NativeApi;
@@ -162,9 +177,18 @@ export class DmaTable {
       } else {
         const regions: MemoryRegion[] = [];
         try {
-          for (let done = 0; done < size; done += MIRROR_WINDOW) {
-            const len = Math.min(MIRROR_WINDOW, size - done);
-            regions.push(new MemoryRegion({ base: addr + done, size: len, buffer: new ArrayBuffer(len), readOnly, name: size > MIRROR_WINDOW ? `${name}#${done / MIRROR_WINDOW}` : `${name}-mirror` }));
+          // Split at window boundaries; each piece is a view of its window's persistent buffer.
+          for (let a = addr, k = 0; a < addr + size; k++) {
+            const w = Math.floor(a / MIRROR_WINDOW);
+            const wBase = w * MIRROR_WINDOW;
+            const len = Math.min(addr + size, wBase + MIRROR_WINDOW) - a;
+            let buf = this.mirrorWindows.get(w);
+            if (buf === undefined) {
+              buf = new ArrayBuffer(MIRROR_WINDOW);
+              this.mirrorWindows.set(w, buf);
+            }
+            regions.push(new MemoryRegion({ base: a, size: len, buffer: buf, offset: a - wBase, readOnly, name: len < size ? `${name}#${k}` : `${name}-mirror` }));
+            a += len;
           }
         } catch (e) {
           throw protoError(Errno.ENOMEM, `DMA_MAP: cannot reserve ${size} bytes of mirror memory: ${(e as Error).message}`);
@@ -198,7 +222,11 @@ export class DmaTable {
     if ((flags & DMA_UNMAP_FLAG_ALL) !== 0) {
       if (addr !== 0 || size !== 0) throw protoError(Errno.EINVAL, 'DMA_UNMAP ALL needs address and size 0');
       const n = this.entries.length;
-      this.clear();
+      if (n === 0) return 0;
+      for (const e of this.entries) this.retire(e);
+      this.stats.unmaps += n;
+      this.entries = [];
+      this.changed();
       return n;
     }
     const i = this.entries.findIndex((e) => e.addr === addr && e.size === size);
@@ -207,19 +235,42 @@ export class DmaTable {
       throw protoError(Errno.ENOENT, `DMA_UNMAP [0x${addr.toString(16)}, +0x${size.toString(16)}) matches no mapping`);
     }
     const [e] = this.entries.splice(i, 1);
-    e!.mapping?.close();
+    this.retire(e!);
     this.stats.unmaps++;
     this.changed();
     return 1;
   }
 
-  /** Drop every mapping (client gone, or DMA_UNMAP ALL). */
+  /** Drop every mapping and release all memory (client gone: queues were reset before). */
   clear(): void {
+    this.releaseRetired();
+    this.mirrorWindows.clear();
     if (this.entries.length === 0) return;
     for (const e of this.entries) e.mapping?.close();
     this.stats.unmaps += this.entries.length;
     this.entries = [];
     this.changed();
+  }
+
+  /** Number of unmapped fd mappings still kept for queues started on an older space. */
+  get retiredCount(): number {
+    return this.retired.length;
+  }
+
+  /** munmap the retired fd mappings: call when no queue runs on an older space (device reset). */
+  releaseRetired(): void {
+    const r = this.retired;
+    if (r.length === 0) return;
+    this.retired = [];
+    for (const m of r) m.close();
+    log('released %d retired mappings', r.length);
+  }
+
+  private retire(e: DmaEntry): void {
+    if (e.mapping === undefined) return;
+    this.retired.push(e.mapping);
+    // Bound the address space kept (a guest that re-maps forever without resetting the device).
+    if (this.retired.length > MAX_RETIRED) this.retired.shift()!.close();
   }
 
   /** The mapping containing [addr, addr+len) entirely, if any. */

@@ -20,6 +20,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { fileSha } from './harness.js';
 import { bootVfuGuest, guestFact, prepareVfioUserGuests, type RamKind, type VfuBootResult, vfuDiag, vfuScratch } from './vfio-user-harness.js';
 import { spawnDeviceProcess, type DeviceProcess } from '../../src/vfio-user/launch.js';
+import { native } from '../../src/native/index.js';
 
 const env = await prepareVfioUserGuests();
 if (!env.ready) console.log(`SKIP real-guest vfio-user tests (QEMU 11): ${env.reason}`);
@@ -35,6 +36,8 @@ interface Run {
   devLog: string;
   /** Exit state of the device process when QEMU had exited: null = still running. */
   devAliveAfterGuest: boolean;
+  /** The device's socket accepted a new connection after QEMU exited. */
+  stillListening: boolean;
   disk: string;
   why: string;
 }
@@ -51,11 +54,18 @@ async function runGuest(name: string, serveArgs: string[], ram: RamKind, append:
     const gone = Date.now();
     while (!dev.stderr().includes('client gone') && Date.now() - gone < 3000 && dev.child.exitCode === null) await new Promise((res) => setTimeout(res, 50));
     const devAliveAfterGuest = dev.child.exitCode === null && dev.child.signalCode === null;
+    let stillListening = false;
+    try {
+      native.close(native.connectUnix(s.sock));
+      stillListening = true;
+    } catch {
+      /* not listening */
+    }
     const devLog = dev.stderr();
     await dev.stop();
     const at = guestFact(r, 'init', 'at') ?? '?';
     timings.push(`${name}: ${r.seconds.toFixed(1)} s QEMU start to exit, guest /init at ${at} s`);
-    return { r, dev, devLog, devAliveAfterGuest, disk: s.disk, why: vfuDiag(r, devLog) };
+    return { r, dev, devLog, devAliveAfterGuest, stillListening, disk: s.disk, why: vfuDiag(r, devLog) };
   } catch (e) {
     await dev?.stop();
     throw new Error(`${name}: ${e instanceof Error ? e.message : String(e)}${vfuDiag(r, dev?.stderr() ?? '')}`);
@@ -95,9 +105,12 @@ describe.skipIf(!env.ready)('real guests over vfio-user (QEMU 11, Linux, TCG)', 
     if (timings.length > 0) console.log(`vfio-user guest boot times:\n  ${timings.join('\n  ')}`);
   });
 
-  it('virtio-blk over virtio-pci with mmap DMA (memfd guest RAM, share=on): pattern written and read back', { timeout: 150_000 }, async () => {
-    const run = await runGuest('blk mmap DMA', ['blk', '--disk', '$DISK'], 'memfd-shared', `vtest=blk vsize=${PATTERN_MIB}`);
+  it('[init.dev-init.driver.1] virtio-blk over virtio-pci with mmap DMA (memfd guest RAM, share=on): SeaBIOS drives the disk, then Linux writes and reads a pattern', { timeout: 150_000 }, async () => {
+    const run = await runGuest('blk mmap DMA (+SeaBIOS)', ['blk', '--disk', '$DISK'], 'memfd-shared', `vtest=blk vsize=${PATTERN_MIB}`, false);
     expectBlkPass('blk mmap', run);
+    // Two drivers negotiated: SeaBIOS (ACKNOWLEDGE|DRIVER in one write, then DMA_MAP churn under its
+    // running queue) and Linux after resetting the device.
+    expect(run.devLog.match(/features negotiated: /g)?.length, `SeaBIOS + Linux negotiations${run.why}`).toBe(2);
     expect(guestFact(run.r, 'virtio-dev', 'VERSION_1')).toBe('1');
     const c = dmaCounters(run.devLog);
     expect(c.withFd, `guest RAM should arrive with an fd${run.why}`).toBeGreaterThan(0);
@@ -105,9 +118,10 @@ describe.skipIf(!env.ready)('real guests over vfio-user (QEMU 11, Linux, TCG)', 
     expect(c.reads + c.writes, `mmap DMA used DMA_READ/WRITE messages${run.why}`).toBe(0);
   });
 
-  it('virtio-blk with message DMA (anonymous guest RAM, no fd): DMA_READ / DMA_WRITE carry the rings and the data', { timeout: 150_000 }, async () => {
-    const run = await runGuest('blk message DMA', ['blk', '--disk', '$DISK'], 'anonymous', `vtest=blk vsize=${PATTERN_MIB}`);
+  it('virtio-blk with message DMA (anonymous guest RAM, no fd): SeaBIOS then Linux, DMA_READ / DMA_WRITE carry the rings and the data', { timeout: 150_000 }, async () => {
+    const run = await runGuest('blk message DMA (+SeaBIOS)', ['blk', '--disk', '$DISK'], 'anonymous', `vtest=blk vsize=${PATTERN_MIB}`, false);
     expectBlkPass('blk message DMA', run);
+    expect(run.devLog.match(/features negotiated: /g)?.length, `SeaBIOS + Linux negotiations${run.why}`).toBe(2);
     const c = dmaCounters(run.devLog);
     expect(c.withFd, `anonymous RAM must not come with an fd${run.why}`).toBe(0);
     expect(c.reads, `no DMA_READ messages${run.why}`).toBeGreaterThan(0);
@@ -146,6 +160,7 @@ describe.skipIf(!env.ready)('real guests over vfio-user (QEMU 11, Linux, TCG)', 
     expect(run.r.serial, `no probe failure in the guest log${run.why}`).toMatch(/refuses features|probe.*failed|failed.*probe/i);
     expect(run.r.serial, `the guest got a disk${run.why}`).not.toMatch(/virtio_blk virtio\d+: \[vda\]/);
     expect(run.devLog, `device did not say why${run.why}`).toMatch(/FEATURES_OK refused: .*SWIOTLB/);
+    expect(run.stillListening, `device process no longer accepts clients${run.why}`).toBe(true);
     expect(run.devLog).not.toMatch(/features negotiated: /);
   });
 });

@@ -170,7 +170,7 @@ export const splitChecks: readonly Check[] = [
         const before = raw.irq.queue;
         const p = await workOk(ctx, raw);
         if (p !== undefined) return fail(p);
-        await settle(2);
+        await waitFor(() => raw.irq.queue > before, ctx.waitMs, ctx.signal);
         if (raw.irq.queue === before) return fail('no used-buffer notification with avail flags 0 (used_event far away must be ignored)');
         return pass(`${raw.irq.queue - before} used-buffer notification(s) with flags 0 and an unrelated used_event`);
       } finally {
@@ -194,7 +194,7 @@ export const splitChecks: readonly Check[] = [
         const before = raw.irq.queue;
         const p = await workOk(ctx, raw);
         if (p !== undefined) return fail(p);
-        await settle(2);
+        await waitFor(() => raw.irq.queue > before, ctx.waitMs, ctx.signal);
         if (raw.irq.queue === before) return fail('no notification although the used entry filled (index 0) equals used_event 0');
         return pass('notified at used_event despite avail flags NO_INTERRUPT');
       } finally {

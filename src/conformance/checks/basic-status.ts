@@ -123,6 +123,8 @@ export const statusChecks: readonly Check[] = [
         rq.publish();
         rq.kick();
         await settle(6);
+        await waitFor(() => raw.needsReset(), Math.min(ctx.waitMs, 300), ctx.signal);
+        if (raw.needsReset()) await waitFor(() => raw.irq.config > 0, ctx.waitMs, ctx.signal);
         if (!raw.needsReset()) return pass('the device dropped the looping chain without NEEDS_RESET (allowed)', { 'basic.dev-status-field.device.3': { verdict: 'SKIP', detail: 'NEEDS_RESET not set for a looping chain' } });
         if (raw.irq.config === 0) return fail('DEVICE_NEEDS_RESET set while DRIVER_OK, but no configuration-change notification');
         if (!raw.reset()) return fail('status not 0 after reset');

@@ -38,7 +38,7 @@ export const mmioChecks: readonly Check[] = [
         if (r.r(MR.INTERRUPT_STATUS) !== 0) return fail(`InterruptStatus 0x${r.r(MR.INTERRUPT_STATUS).toString(16)} before any event`);
         const p = await workOk(ctx, raw);
         if (p !== undefined) return fail(p);
-        await settle(2);
+        await waitFor(() => (r.r(MR.INTERRUPT_STATUS) & 1) !== 0, ctx.waitMs, ctx.signal);
         const s1 = r.r(MR.INTERRUPT_STATUS);
         if ((s1 & 1) === 0) return fail('used buffer notified but InterruptStatus bit 0 is clear');
         if ((s1 & 2) !== 0) return fail('InterruptStatus bit 1 set without a configuration change');

@@ -59,7 +59,7 @@ async function isrCheck(ctx: CheckContext): Promise<ReturnType<typeof pass>> {
     // Queue interrupt: handler reads ISR (clears it).
     const p = await workOk(ctx, raw);
     if (p !== undefined) return fail(p);
-    await settle(2);
+    await waitFor(() => raw.irq.statusReads.length > 0, ctx.waitMs, ctx.signal);
     if (raw.irq.statusReads.length === 0) return fail('no INTx assertion for a used buffer with MSI-X disabled');
     if ((raw.irq.statusReads[0]! & 1) === 0) return fail(`ISR read 0x${raw.irq.statusReads[0]!.toString(16)} in the interrupt handler: queue bit not set before signalling`);
     const after = pr.regs.readIsr();
@@ -80,6 +80,7 @@ async function isrCheck(ctx: CheckContext): Promise<ReturnType<typeof pass>> {
       }
     }
     await settle(4);
+    await waitFor(() => raw.irq.statusReads.length > before, Math.min(ctx.waitMs, 300), ctx.signal);
     const reads = raw.irq.statusReads.slice(before);
     if (reads.length === 0) per['pci.isr.device.2'] = { verdict: 'SKIP', detail: 'no configuration change could be triggered' };
     else if (!reads.some((r) => (r & 2) !== 0)) return fail(`configuration change signalled with ISR ${reads.map((r) => `0x${r.toString(16)}`).join(',')}: bit 1 not set`);

@@ -215,7 +215,10 @@ export async function judgeMalformed(
       return { ...g, m, before: m.read(g.addr, g.len) };
     });
     await settle(6);
+    // Out-of-process devices answer asynchronously: give NEEDS_RESET and its notification time.
+    await waitFor(() => raw.needsReset(), Math.min(ctx.waitMs, 300), ctx.signal);
     const nr = raw.needsReset();
+    if (nr) await waitFor(() => raw.irq.config > 0, ctx.waitMs, ctx.signal);
     const cfgIrq = raw.irq.config;
     for (const g of guards) {
       const now = g.m.read(g.addr, g.len);

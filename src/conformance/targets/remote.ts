@@ -83,9 +83,9 @@ export class VfioUserTarget implements Target {
   }
 }
 
-/** vhost-user: not available until a front-end exists (src/vhost-user/frontend.ts). */
+/** vhost-user: not available until a register-view adapter over VhostUserFrontend exists. */
 export function vhostUserTarget(socketPath: string): never {
-  throw new VirtioError('INVALID_ARGUMENT', `vhost-user target ${socketPath}: not available yet — virtiokit has no vhost-user front-end (src/vhost-user/frontend.ts) to drive a back-end with; use --target inproc or vfio-user:SOCKET`);
+  throw new VirtioError('INVALID_ARGUMENT', `vhost-user target ${socketPath}: not available yet — the conformance suite needs a register-level adapter over the vhost-user front-end (src/vhost-user/frontend.ts), which is not written; use --target inproc or vfio-user:SOCKET`);
 }
 
 /** Parse a --target value into a target. */

@@ -21,6 +21,14 @@
  *   {@link SplitDeviceQueue.pushUsedInOrder} completes the `n` oldest chains with ONE used element
  *   (id of the last chain, its len) and advances used idx by `n` — the spec's batched form. Drivers
  *   then assume the earlier chains were fully written, so use it only where that is true.
+ * - Code shape (perf-limits.md §6; measured with callgrind): {@link SplitDeviceQueue.popBatch}
+ *   fills a flat {@link ChainBatch}. Each entry point has a fast path with no calls inside its loop
+ *   and its scalars read from typed arrays (V8 then keeps them untagged), which takes regular
+ *   chains only — direct descriptors, buffers in the cached region, nothing to report — and stops,
+ *   consuming nothing, at anything else; the complete walker (popSlow / retire) then re-walks that
+ *   chain with every check and reports. So no check is skipped: the fast path only decides which
+ *   chains need no report, and the test suites run on every path (test/queue/split/via-*.test.ts,
+ *   plus a differential property test of fast against complete).
  * - Ordering: used elements are written before used idx, which is published with `Atomics.store`
  *   once per call (per batch for {@link pushUsedBatch}); avail idx is read with `Atomics.load`.
  *   Atomics work on non-shared buffers too, so the same code serves a SharedArrayBuffer, a memfd
@@ -174,11 +182,107 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   pop(chain: DescChain): boolean {
+    if (this.isParked) return false;
+    if (this.lastAvail === this.cachedAvail && !this.refreshAvail()) return false;
+    if (this.fastOk && this.popOneFast(chain)) return true;
+    // Irregular (or invalid) chain: the complete walker, through a one-chain batch.
     const cap = chain.len.length < this.maxSeg ? chain.len.length : this.maxSeg;
     let one = this.one;
     if (one.segCapacity < cap) one = this.one = new ChainBatch(1, cap);
-    if (this.popMany(one, cap, 1) === 0) return false;
+    this.bSeg = 0;
+    if (!this.popSlow(one, cap, cap, 0)) return false;
     one.copyChain(0, chain);
+    return true;
+  }
+
+  /**
+   * Read avail idx (when everything seen so far was consumed) and validate it.
+   * @returns true when new entries are available; false when none, or after AVAIL_IDX_AHEAD (parked).
+   */
+  private refreshAvail(): boolean {
+    const last = this.lastAvail;
+    const a = Atomics.load(this.avail, 1);
+    if (a === last) return false;
+    const pending = (a - last) & 0xffff;
+    if (pending > this.size) {
+      // basic.split-vq.vq-available-ring.driver.1 (no way to unexpose; at most size buffers outstanding)
+      return this.fail('AVAIL_IDX_AHEAD', 'basic.split-vq.vq-available-ring.driver.1', `avail idx ${a} is ${pending} entries ahead of the next entry ${last} to process, more than the queue size ${this.size}`);
+    }
+    this.cachedAvail = a;
+    return true;
+  }
+
+  /**
+   * {@link pop}'s fast path: the same acceptance rules as {@link popFast} for one chain, written
+   * straight into `chain` (the region read live from the space). Returns false — consuming
+   * nothing — for anything it does not take; {@link popSlow} then re-walks with every check.
+   */
+  private popOneFast(chain: DescChain): boolean {
+    const size = this.size;
+    const last = this.lastAvail;
+    const head = this.avail[2 + (last & this.mask)]!;
+    const inFlightMap = this.inFlightMap;
+    if (head >= size || inFlightMap[head] !== 0) return false;
+    const ri = this.lastRegion;
+    const rg = this.space.regions[ri];
+    if (rg === undefined) return false;
+    const rgBase = rg.base;
+    const rgEnd = rgBase + rg.size;
+    const rgOff = rg.offset;
+    const rgWritable = !rg.readOnly;
+    const desc = this.desc;
+    const cRegion = chain.region;
+    const cOff = chain.offset;
+    const cAddr = chain.addr;
+    const cLen = chain.len;
+    const cap = cLen.length < this.maxSeg ? cLen.length : this.maxSeg;
+    let idx = head;
+    let walked = 0;
+    let count = 0;
+    let readable = 0;
+    let rBytes = 0;
+    let wBytes = 0;
+    for (;;) {
+      if (walked === size) return false;
+      walked++;
+      const w = idx << 2;
+      const lo = desc[w]!;
+      const hi = desc[w | 1]!;
+      const len = desc[w | 2]!;
+      const fn = desc[w | 3]!;
+      if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) return false;
+      if (len !== 0) {
+        if (count === cap) return false;
+        const addr = hi * TWO32 + lo;
+        if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) return false;
+        if ((fn & VIRTQ_DESC_F_WRITE) !== 0) {
+          if (!rgWritable) return false;
+          wBytes += len;
+        } else {
+          if (count !== readable) return false;
+          readable++;
+          rBytes += len;
+        }
+        if (rBytes + wBytes > MAX_CHAIN_BYTES) return false;
+        cRegion[count] = ri;
+        cOff[count] = rgOff + (addr - rgBase);
+        cAddr[count] = addr;
+        cLen[count] = len;
+        count++;
+      }
+      if ((fn & VIRTQ_DESC_F_NEXT) === 0) break;
+      idx = fn >>> 16;
+      if (idx >= size) return false;
+    }
+    chain.head = head;
+    chain.count = count;
+    chain.readable = readable;
+    chain.readableBytes = rBytes;
+    chain.writableBytes = wBytes;
+    chain.descCount = walked;
+    inFlightMap[head] = 1;
+    this.inFlightCount++;
+    this.lastAvail = (last + 1) & 0xffff;
     return true;
   }
 
@@ -208,18 +312,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.setRegionCache(this.lastRegion);
     const capAll = segCap < this.maxSeg ? segCap : this.maxSeg;
     while (n < max) {
-      if (this.lastAvail === this.cachedAvail) {
-        const last = this.lastAvail;
-        const a = Atomics.load(this.avail, 1);
-        if (a === last) break;
-        const pending = (a - last) & 0xffff;
-        if (pending > this.size) {
-          // basic.split-vq.vq-available-ring.driver.1 (no way to unexpose; at most size buffers outstanding)
-          this.fail('AVAIL_IDX_AHEAD', 'basic.split-vq.vq-available-ring.driver.1', `avail idx ${a} is ${pending} entries ahead of the next entry ${last} to process, more than the queue size ${this.size}`);
-          break;
-        }
-        this.cachedAvail = a;
-      }
+      if (this.lastAvail === this.cachedAvail && !this.refreshAvail()) break;
       if (this.fastOk) {
         const fs = this.fs;
         fs[FS_LAST] = this.lastAvail;

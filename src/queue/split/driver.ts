@@ -2,10 +2,16 @@
  * Split virtqueue, driver side (a simulated guest driver): posts buffers, decides kicks, and
  * validates what the device hands back before trusting it.
  *
- * Bookkeeping lives in private typed arrays (free list, tokens, per-head writable bytes), never in
+ * Bookkeeping lives in private typed arrays (free list; per head: token, writable bytes, descriptor
+ * count, tail — one Float64Array so hot loops touch one view), never in
  * the shared descriptor table, so a misbehaving device cannot corrupt it. A device error (used idx
  * running ahead, unknown id, len beyond the writable part) goes to the sink once and the queue
  * stops returning buffers.
+ *
+ * Batch forms {@link SplitDriverQueue.addBatch} / {@link SplitDriverQueue.getUsedBatch} and the
+ * per-chain add / getUsed share their code: plain chains take a fast path without calls in its loop;
+ * indirect tables, IN_ORDER and every device error take the general path (addSlow / collectSlow),
+ * which also does all reporting.
  *
  * IN_ORDER: descriptors are allocated in ring order (`next = x + 1`, wrapping to 0;
  * basic.split-vq.vq-desc-table.driver.2, indirect entries 0,1,2… per indirect-desc.driver.5), and
@@ -187,6 +193,8 @@ export class SplitDriverQueue implements DriverQueue {
   add(sg: SgList, token: number): number {
     const n = sg.count;
     if (n === 0) throw new VirtioError('INVALID_ARGUMENT', 'SplitDriverQueue.add: empty SgList');
+    if (this.fastOk) return this.addOneFast(sg, token);
+    // IN_ORDER or indirect tables: the general writer, through a one-chain batch.
     let one = this.oneSg;
     if (one.seg.length < 2 * n) one = this.oneSg = new SgBatch(1, n);
     const seg = one.seg;
@@ -198,7 +206,53 @@ export class SplitDriverQueue implements DriverQueue {
     c[0] = token;
     c[1] = n;
     c[2] = sg.readable;
-    return this.addMany(one, 1) === 1 ? c[3]! : -1;
+    return this.addSlow(one, 0, 0, n) ? c[3]! : -1;
+  }
+
+  /** {@link add} for a plain chain ({@link fastOk}): the same writes as {@link addFast}, from an SgList. */
+  private addOneFast(sg: SgList, token: number): number {
+    const n = sg.count;
+    if (this.numFree < n) return -1;
+    const sAddr = sg.addr;
+    const sLen = sg.len;
+    const readableN = sg.readable;
+    const desc = this.desc;
+    const freeNext = this.freeNext;
+    const head = this.freeHead;
+    let d = head;
+    let tail = head;
+    let wBytes = 0;
+    for (let i = 0; i < n; i++) {
+      const ad = sAddr[i]!;
+      const l = sLen[i]!;
+      const w = d << 2;
+      const nx = freeNext[d]!;
+      desc[w] = ad >>> 0;
+      desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+      desc[w | 2] = l;
+      let f = 0;
+      if (i >= readableN) {
+        f = VIRTQ_DESC_F_WRITE;
+        wBytes += l;
+      }
+      if (i < n - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
+      desc[w | 3] = f;
+      tail = d;
+      d = nx;
+    }
+    this.freeHead = freeNext[tail]!;
+    this.numFree -= n;
+    const rec = this.rec;
+    const r = head << 2;
+    rec[r] = token; // REC_TOKEN
+    rec[r | REC_WRITABLE] = wBytes;
+    rec[r | REC_DESCS] = n;
+    rec[r | REC_TAIL] = tail;
+    this.inFlightCount++;
+    const a = this.availShadow;
+    this.avail[2 + (a & this.mask)] = head;
+    this.availShadow = (a + 1) & 0xffff;
+    return head;
   }
 
   /** Add chains 0, 1, … of `batch` until one does not fit (see {@link DriverQueue.addBatch}); returns how many. */
@@ -457,11 +511,52 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   getUsed(): boolean {
+    if (this.stopped) return false;
+    if (this.cachedUsed === this.lastUsed && !this.refreshUsed()) return false;
+    if (this.fastOk) {
+      // Plain completion: the checks of collectFast, inline.
+      const last = this.lastUsed;
+      const slot = 1 + ((last & this.mask) << 1);
+      const id = this.used32[slot]!;
+      const len = this.used32[slot + 1]!;
+      if (id < this.size) {
+        const rec = this.rec;
+        const r = id << 2;
+        const nd = rec[r | REC_DESCS]!;
+        if (nd !== 0 && len <= rec[r | REC_WRITABLE]!) {
+          this.freeNext[rec[r | REC_TAIL]!] = this.freeHead;
+          this.freeHead = id;
+          this.numFree += nd;
+          rec[r | REC_DESCS] = 0;
+          this.inFlightCount--;
+          this.lastUsed = (last + 1) & 0xffff;
+          this.lastToken = rec[r]!; // REC_TOKEN
+          this.lastLen = len;
+          return true;
+        }
+      }
+    }
     const tok = this.oneTok;
     const len = this.oneLen;
-    if (this.collect(tok, len, 1) === 0) return false;
+    if (!this.collectSlow(tok, len, 0)) return false;
     this.lastToken = tok[0]!;
     this.lastLen = len[0]!;
+    return true;
+  }
+
+  /**
+   * Read used idx (when everything seen so far was consumed) and validate it.
+   * @returns true when new entries are available; false when none, or after DEVICE_USED_IDX_AHEAD.
+   */
+  private refreshUsed(): boolean {
+    const last = this.lastUsed;
+    const u = Atomics.load(this.used16, 1);
+    if (u === last) return false;
+    const pending = (u - last) & 0xffff;
+    if (pending > this.inFlightCount) {
+      return this.fail('DEVICE_USED_IDX_AHEAD', undefined, `used idx ${u} is ${pending} entries ahead of ${last}, but only ${this.inFlightCount} buffers are in flight`);
+    }
+    this.cachedUsed = u;
     return true;
   }
 
@@ -479,17 +574,7 @@ export class SplitDriverQueue implements DriverQueue {
     if (this.stopped) return 0;
     let k = 0;
     while (k < max) {
-      if (this.cachedUsed === this.lastUsed) {
-        const last = this.lastUsed;
-        const u = Atomics.load(this.used16, 1);
-        if (u === last) break;
-        const pending = (u - last) & 0xffff;
-        if (pending > this.inFlightCount) {
-          this.fail('DEVICE_USED_IDX_AHEAD', undefined, `used idx ${u} is ${pending} entries ahead of ${last}, but only ${this.inFlightCount} buffers are in flight`);
-          break;
-        }
-        this.cachedUsed = u;
-      }
+      if (this.cachedUsed === this.lastUsed && !this.refreshUsed()) break;
       if (this.fastOk) {
         const ds = this.ds;
         ds[DS_USED] = this.cachedUsed;

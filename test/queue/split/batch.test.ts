@@ -224,7 +224,7 @@ describe('split addBatch / getUsedBatch', () => {
 });
 
 describe('fast paths agree with the complete walkers', () => {
-  it('random (often corrupt) rings: popBatch with fast paths == pop with the complete walker only', () => {
+  it('random (often corrupt) rings: popBatch and pop with fast paths == pop with the complete walker only', () => {
     const ROM = 0x400000;
     const descArb = fc.record({
       addr: fc.oneof(fc.integer({ min: RAM_BASE, max: RAM_BASE + RAM_SIZE + 64 }), fc.integer({ min: ROM - 16, max: ROM + 0x1010 }), fc.integer({ min: 0, max: 2 ** 32 - 1 })),
@@ -245,8 +245,9 @@ describe('fast paths agree with the complete walkers', () => {
           const mk = (): Env => makeEnv({ size: 8, indirect: true, maxChainSegments: cap, extra: [{ base: ROM, size: 0x1000, buffer: new ArrayBuffer(0x1000), readOnly: true, name: 'rom' }] });
           const fast = mk();
           const slow = mk();
+          const one = mk();
           disableFastPath(slow.dev);
-          for (const e of [fast, slow]) {
+          for (const e of [fast, slow, one]) {
             descs.forEach((d, i) => e.raw.desc(i, d.addr, d.len, d.flags, d.next, d.hi === 0 ? undefined : d.hi));
             ring.forEach((h, i) => e.space.writeU16(e.layout.driver + 4 + 2 * i, h));
             e.raw.setAvailIdx(availIdx);
@@ -259,17 +260,26 @@ describe('fast paths agree with the complete walkers', () => {
             for (let i = 0; i < n; i++) got.push([b.head[i], Array.from(b.chain.subarray(4 * i + 1, 4 * i + 4)), b.bytes[2 * i], b.bytes[2 * i + 1], segsOf(b, i)]);
             if (n === 0) break;
           }
-          const want: unknown[] = [];
-          const c = newChain(segCap);
-          for (let round = 0; round < 10 && slow.dev.pop(c); round++) {
-            const rows: number[][] = [];
-            for (let s = 0; s < c.count; s++) rows.push([c.region[s]!, c.len[s]!, c.offset[s]!, c.addr[s]!]);
-            want.push([c.head, [c.count, c.readable, c.descCount], c.readableBytes, c.writableBytes, rows]);
-          }
+          const viaPop = (e: Env): unknown[] => {
+            const out: unknown[] = [];
+            const c = newChain(segCap);
+            for (let round = 0; round < 10 && e.dev.pop(c); round++) {
+              const rows: number[][] = [];
+              for (let s = 0; s < c.count; s++) rows.push([c.region[s]!, c.len[s]!, c.offset[s]!, c.addr[s]!]);
+              out.push([c.head, [c.count, c.readable, c.descCount], c.readableBytes, c.writableBytes, rows]);
+            }
+            return out;
+          };
+          const want = viaPop(slow);
           expect(got).toEqual(want);
-          expect(fast.devSink.errors.map((x) => [x.code, x.clause])).toEqual(slow.devSink.errors.map((x) => [x.code, x.clause]));
+          expect(viaPop(one)).toEqual(want);
+          const errs = (e: Env) => e.devSink.errors.map((x) => [x.code, x.clause]);
+          expect(errs(fast)).toEqual(errs(slow));
+          expect(errs(one)).toEqual(errs(slow));
           expect(fast.dev.parked).toBe(slow.dev.parked);
+          expect(one.dev.parked).toBe(slow.dev.parked);
           expect(fast.space.bad).toEqual([]);
+          expect(one.space.bad).toEqual([]);
         },
       ),
       { numRuns: 400 },
