@@ -31,6 +31,10 @@ export { describeFeatures, featureBit, featureName, DEFAULT_SWIOTLB_BIT } from '
 export {
   DescChain,
   SgList,
+  ChainBatch,
+  SgBatch,
+  CHAIN_STRIDE,
+  SG_CHAIN_STRIDE,
   MAX_QUEUE_SIZE,
   type DeviceQueue,
   type DriverQueue,
