@@ -78,6 +78,7 @@ else
   t=$(date +%s)
   if ! timeout 1200 debootstrap --variant=minbase sid "$work" "$mirror" >"$CACHE/debootstrap.log" 2>&1; then
     tail -n5 "$CACHE/debootstrap.log" | sed 's/^/  /'
+    mount | grep -q " $work/" || rm -rf "$work"
     echo "SKIPPED Debian sid root: debootstrap failed (see $CACHE/debootstrap.log)"
     unavailable "debootstrap of sid from $mirror failed (no network to the mirror?)"
   fi
@@ -114,17 +115,18 @@ else
 fi
 
 # --- 3. wrapper: QEMU 11 through the sid root's own ld.so (no root, no chroot, no mounts)
-mkdir -p "$OUT"
-cat >"$OUT/qemu-system-x86_64.tmp" <<EOF
-#!/bin/sh
+wrapper="#!/bin/sh
 # QEMU 11 from the Debian sid root $SIDROOT, run through that root's dynamic loader.
 # -L: /proc/self/exe is ld.so, so QEMU cannot find its firmware by itself (it would take the host's).
-export QEMU_MODULE_DIR="$SIDROOT/usr/lib/x86_64-linux-gnu/qemu"
-exec "$LDSO" --library-path "$SIDROOT/usr/lib/x86_64-linux-gnu" \\
-  "$QEMU_BIN" -L "$SIDROOT/usr/share/qemu" -L "$SIDROOT/usr/share/seabios" "\$@"
-EOF
-chmod 755 "$OUT/qemu-system-x86_64.tmp"
-mv "$OUT/qemu-system-x86_64.tmp" "$OUT/qemu-system-x86_64"
+export QEMU_MODULE_DIR=\"$SIDROOT/usr/lib/x86_64-linux-gnu/qemu\"
+exec \"$LDSO\" --library-path \"$SIDROOT/usr/lib/x86_64-linux-gnu\" \\
+  \"$QEMU_BIN\" -L \"$SIDROOT/usr/share/qemu\" -L \"$SIDROOT/usr/share/seabios\" \"\$@\""
+if [ "$(cat "$OUT/qemu-system-x86_64" 2>/dev/null)" != "$wrapper" ]; then
+  mkdir -p "$OUT" 2>/dev/null && [ -w "$OUT" ] || unavailable "cannot write $OUT (run this script once as root)"
+  printf '%s\n' "$wrapper" >"$OUT/qemu-system-x86_64.tmp.$$"
+  chmod 755 "$OUT/qemu-system-x86_64.tmp.$$"
+  mv "$OUT/qemu-system-x86_64.tmp.$$" "$OUT/qemu-system-x86_64"
+fi
 qver=$("$OUT/qemu-system-x86_64" --version 2>&1 | head -n1) || unavailable "QEMU from the sid root does not start: $qver"
 # Not `-device help`: that loads every module, and ones missing in the root (no-install-recommends,
 # e.g. ui-opengl) are then looked up in the host's own QEMU module dir, which aborts QEMU 11.
@@ -135,6 +137,7 @@ qver=$("$OUT/qemu-system-x86_64" --version 2>&1 | head -n1) || unavailable "QEMU
 [ -x /bin/busybox ] || unavailable "no static /bin/busybox (guest-setup.sh installs busybox-static)"
 stamp=$( (cat "$INIT_SRC"; sha256sum /bin/busybox; ls -l "$CACHE/modules") | sha256sum | cut -c1-16)
 if [ ! -s "$OUT/initramfs.cpio" ] || [ "$(cat "$OUT/initramfs.stamp" 2>/dev/null)" != "$stamp" ]; then
+  [ -w "$OUT" ] || unavailable "the initramfs in $OUT is missing or stale and $OUT is not writable (run this script once as root)"
   stage=$(mktemp -d)
   mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib/modules}
   cp /bin/busybox "$stage/bin/busybox"
@@ -148,7 +151,7 @@ if [ ! -s "$OUT/initramfs.cpio" ] || [ "$(cat "$OUT/initramfs.stamp" 2>/dev/null
   rm -rf "$stage"
   note "initramfs rebuilt"
 fi
-ln -sf ../vmlinuz "$OUT/vmlinuz"
+[ "$(readlink "$OUT/vmlinuz" 2>/dev/null)" = ../vmlinuz ] || ln -sfn ../vmlinuz "$OUT/vmlinuz"
 
 note "$qver; kernel $(cut -d' ' -f2 "$CACHE/kernel.txt" 2>/dev/null); sid root $(du -sh "$SIDROOT" 2>/dev/null | cut -f1); setup $(elapsed) s"
 echo "READY $OUT"

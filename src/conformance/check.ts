@@ -17,6 +17,28 @@ import type { PciFunctionAccess } from '../driver/access.js';
 import type { MmioDeviceAccess, MmioPlatformDescription } from '../driver/mmio/access.js';
 import type { VirtioDeviceCore } from '../device/core.js';
 import type { CheckResult } from './verdict.js';
+import type { TransportRegs } from './raw.js';
+
+/**
+ * A vhost-user back-end seen through a register-shaped adapter (targets/vhost-user-regs.ts):
+ * status/feature/queue "register" writes become vhost-user requests (SET_FEATURES, SET_MEM_TABLE,
+ * SET_VRING_*), notifications are kick-eventfd writes, used-buffer notifications arrive on the
+ * call eventfds, and the back-end's error signals (err eventfd, NACK, closed connection) show as
+ * DEVICE_NEEDS_RESET.
+ */
+export interface VhostUserLink {
+  /** The register view the raw driver drives. */
+  readonly regs: TransportRegs;
+  /** Used-buffer notifications (`queue`, from a call eventfd) and error signals (`error`). */
+  onSignal(fn: (kind: 'queue' | 'error', q: number) => void): () => void;
+  /**
+   * Wait (at most `ms`) until every request sent so far was answered or failed, then refresh the
+   * cached device config (GET_CONFIG). Register reads are synchronous; this makes them current.
+   */
+  sync(ms: number): Promise<void>;
+  /** Why the back-end is in an error state (undefined when it is not). */
+  readonly errorReason: string | undefined;
+}
 
 /** Device types the suite knows. */
 export type DeviceKind = 'blk' | 'net' | 'rng' | 'console';
@@ -25,10 +47,15 @@ export const DEVICE_KINDS: readonly DeviceKind[] = ['blk', 'net', 'rng', 'consol
 /** Virtio device id per kind. */
 export const DEVICE_IDS: Readonly<Record<DeviceKind, number>> = { net: 1, blk: 2, console: 3, rng: 4 };
 
-/** Transports. */
-export type TransportKind = 'pci' | 'mmio';
-/** All transports. */
+/**
+ * Transports. `vhost-user` is a back-end reached over a vhost-user socket: it has no registers,
+ * so a check runs there only when it lists `vhost-user` in {@link Check.transports}.
+ */
+export type TransportKind = 'pci' | 'mmio' | 'vhost-user';
+/** The register transports (what a check without `transports` applies to). */
 export const TRANSPORT_KINDS: readonly TransportKind[] = ['pci', 'mmio'];
+/** Every transport: for checks that only need rings, buffers, notifications and device config. */
+export const ANY_TRANSPORT: readonly TransportKind[] = ['pci', 'mmio', 'vhost-user'];
 
 /**
  * A device configuration a check asks for (an in-process target builds it; a remote target
@@ -87,6 +114,8 @@ export interface Dut {
   readonly pci?: PciFunctionAccess;
   /** The MMIO register window and what the device tree says about it (mmio transport). */
   readonly mmio?: { readonly access: MmioDeviceAccess; readonly platform: MmioPlatformDescription };
+  /** The vhost-user adapter (vhost-user transport). */
+  readonly vhostUser?: VhostUserLink;
   /** Backend hooks (in-process only). */
   readonly io: DutBackendIo;
   /** Device internals (in-process only): used by driver-side checks to read the device's trace. */
@@ -119,7 +148,7 @@ export interface Check {
   readonly title: string;
   /** Device kinds it applies to (default all). */
   readonly devices?: readonly DeviceKind[];
-  /** Transports it applies to (default all). */
+  /** Transports it applies to (default the register transports pci and mmio; {@link ANY_TRANSPORT} adds vhost-user). */
   readonly transports?: readonly TransportKind[];
   /** Only with (true) / without (false) a SWIOTLB window (default either). */
   readonly swiotlb?: boolean;

@@ -72,7 +72,7 @@ export async function settle(turns = 4): Promise<void> {
 
 /** Transport-neutral register view of one virtio device (modern interface). */
 export interface TransportRegs {
-  readonly transport: 'pci' | 'mmio';
+  readonly transport: 'pci' | 'mmio' | 'vhost-user';
   status(): number;
   setStatus(v: number): void;
   deviceFeatures(word: number): number;
@@ -661,8 +661,18 @@ export class RawDriver {
       this.regs = new MmioTransportRegs(dut.mmio.access);
       this.ramMem = memoryOver(dut.ram, ramRanges(dut.ram, dut.mmio.platform.pool));
       if (dut.mmio.access.onIrq !== undefined) this.unsub.push(dut.mmio.access.onIrq((l) => this.onMmioIrq(l)));
+    } else if (dut.vhostUser !== undefined) {
+      // vhost-user: no registers of its own; the adapter turns register writes into requests.
+      this.probe = undefined;
+      this.regs = dut.vhostUser.regs;
+      this.ramMem = memoryOver(dut.ram);
+      this.unsub.push(
+        dut.vhostUser.onSignal((kind) => {
+          if (kind === 'queue') this.irq.queue++;
+        }),
+      );
     } else {
-      throw new VirtioError('INVALID_ARGUMENT', 'DUT has neither a PCI function nor an MMIO window');
+      throw new VirtioError('INVALID_ARGUMENT', 'DUT has neither a PCI function, an MMIO window nor a vhost-user link');
     }
     this.mem = this.ramMem;
   }

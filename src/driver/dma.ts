@@ -7,7 +7,9 @@
  * - {@link SwiotlbDma}: VIRTIO_F_SWIOTLB was negotiated; coherent memory (rings, indirect tables)
  *   comes from the window ({@link BouncePool.allocCoherent}) and every buffer is bounced through
  *   the window ({@link BouncePool.mapSg}/`unmapSg`), so the device is given no address outside
- *   the window (rfc-swiotlb.feature.driver.1, rfc-swiotlb.pci.driver.2).
+ *   the window (rfc-swiotlb.feature.driver.1, rfc-swiotlb.pci.driver.2). The queued forms
+ *   (`queueMapSg` / `queueUnmapSg` + `flush`) let the virtqueue bounce all requests of one kick, and
+ *   all completions of one interrupt, with one batched copy.
  */
 import type { AddressSpace } from '../memory/space.js';
 import type { SgList } from '../queue/types.js';
@@ -29,6 +31,19 @@ export interface DriverDma {
   mapSg(sg: SgList, out: SgList): void;
   /** Undo {@link mapSg} (copies device-written data back to guest RAM when bouncing). */
   unmapSg(mapped: SgList): void;
+  /**
+   * As {@link mapSg}, but a bouncing layer may defer the copy into the window until {@link flush}:
+   * `out` is valid at once, the window contents after the flush. Call {@link flush} before the
+   * device may see the buffers (before publishing the ring).
+   */
+  queueMapSg(sg: SgList, out: SgList): void;
+  /**
+   * As {@link unmapSg}, but a bouncing layer may defer the copy-back (and the release of the bounce
+   * slots) until {@link flush}; guest RAM holds the device's data only after the flush.
+   */
+  queueUnmapSg(mapped: SgList): void;
+  /** Run the copies deferred by {@link queueMapSg} / {@link queueUnmapSg} (one batched copy). */
+  flush(): void;
   /** True when [addr, addr+len) is an address the device may be given. */
   deviceMayUse(addr: number, len: number): boolean;
   /** Forget everything (after a device reset). */
@@ -66,6 +81,11 @@ export class DirectDma implements DriverDma {
     out.readable = sg.readable;
   }
   unmapSg(_mapped: SgList): void {}
+  queueMapSg(sg: SgList, out: SgList): void {
+    this.mapSg(sg, out);
+  }
+  queueUnmapSg(_mapped: SgList): void {}
+  flush(): void {}
   deviceMayUse(addr: number, len: number): boolean {
     return this.ram.space.check(addr, len, false);
   }
@@ -100,6 +120,15 @@ export class SwiotlbDma implements DriverDma {
   }
   unmapSg(mapped: SgList): void {
     this.pool.unmapSg(mapped);
+  }
+  queueMapSg(sg: SgList, out: SgList): void {
+    this.pool.queueMapSg(sg, out); // rfc-swiotlb.feature.driver.1: bounce addresses only
+  }
+  queueUnmapSg(mapped: SgList): void {
+    this.pool.queueUnmapSg(mapped);
+  }
+  flush(): void {
+    this.pool.flush();
   }
   deviceMayUse(addr: number, len: number): boolean {
     return this.window.contains(addr, len);

@@ -7,7 +7,10 @@
  *   guest-RAM addresses with a numeric token, {@link VirtqueueDriver.kick}, then
  *   {@link VirtqueueDriver.poll} for `lastToken` / `lastLen`. In SWIOTLB mode `add` bounces the list
  *   through the pool and `poll` unbounces it (copy-back of the device-writable segments) — scratch
- *   lists are preallocated per slot and reused.
+ *   lists are preallocated per slot and reused. The bounce copies are batched: `add` allocates the
+ *   bounce slots and queues the copy-in, `kick` runs all queued copies with one batched copy before it
+ *   publishes the ring; completions are collected all at once (every used buffer in the ring), their
+ *   copy-backs run as one batched copy, and only then are they handed out.
  * - convenient: {@link VirtqueueDriver.submit} copies `out` buffers into freshly allocated guest RAM,
  *   posts them with `inLens` writable buffers, kicks, and resolves with what the device wrote.
  *
@@ -89,6 +92,9 @@ export class VirtqueueDriver {
   // FIFO of add()-completions collected by service() without an onUsed handler.
   private readonly doneToken: Float64Array;
   private readonly doneLen: Float64Array;
+  // Completions taken from the ring by collectAll() before they are completed (slot, length).
+  private readonly gotSlot: Int32Array;
+  private readonly gotLen: Float64Array;
   private doneHead = 0;
   private doneCount = 0;
   private readonly waiting: PendingRequest[] = [];
@@ -121,6 +127,8 @@ export class VirtqueueDriver {
     this.scratch = new SgList(cap);
     this.doneToken = new Float64Array(n);
     this.doneLen = new Float64Array(n);
+    this.gotSlot = new Int32Array(n);
+    this.gotLen = new Float64Array(n);
   }
 
   get size(): number {
@@ -181,7 +189,8 @@ export class VirtqueueDriver {
       mapped = this.scratch;
       if (mapped.addr.length < sg.count) mapped = this.scratch = new SgList(sg.count);
       try {
-        this.dma.mapSg(sg, mapped); // rfc-swiotlb.feature.driver.1: bounce addresses only
+        // rfc-swiotlb.feature.driver.1: bounce addresses only; the copy-in runs at kick() (flush).
+        this.dma.queueMapSg(sg, mapped);
       } catch (e) {
         this.freeTop++;
         if (isVirtioError(e, 'BOUNCE_POOL_FULL')) {
@@ -194,7 +203,7 @@ export class VirtqueueDriver {
     }
     const head = this.ring.add(toRing, slot);
     if (head < 0) {
-      if (mapped !== undefined) this.dma.unmapSg(mapped);
+      if (mapped !== undefined) this.dma.unmapSg(mapped); // (runs the queued copies first)
       this.freeTop++;
       this.stats.full++;
       return false;
@@ -218,6 +227,8 @@ export class VirtqueueDriver {
       // init.dev-init.driver.4: no available-buffer notification before DRIVER_OK.
       throw new VirtioError('QUEUE_NOT_READY', `virtqueue ${this.index}: kick before DRIVER_OK (or after reset)`, { clause: 'init.dev-init.driver.4' });
     }
+    // SWIOTLB: the queued copy-ins of everything added reach the window before the device can see it.
+    if (this.bounces) this.dma.flush();
     if (!this.ring.publish()) {
       this.stats.suppressedKicks++;
       return false;
@@ -238,19 +249,24 @@ export class VirtqueueDriver {
    * Completions of {@link submit} requests met on the way are resolved.
    */
   poll(): boolean {
-    if (this.doneCount > 0) {
-      const h = this.doneHead;
-      this.lastToken = this.doneToken[h]!;
-      this.lastLen = this.doneLen[h]!;
-      this.doneHead = h + 1 === this.doneToken.length ? 0 : h + 1;
-      this.doneCount--;
-      return true;
+    if (this.doneCount === 0) {
+      if (this.onUsed !== undefined) {
+        // onUsed gets the completions service() finds; poll takes them one by one.
+        for (;;) {
+          const r = this.collect();
+          if (r === 0) return false;
+          if (r === 1) return true;
+        }
+      }
+      // Take every used buffer at once (one batched copy-back), into the FIFO.
+      while (this.doneCount === 0) if (this.collectAll() === 0) return false;
     }
-    for (;;) {
-      const r = this.collect();
-      if (r === 0) return false;
-      if (r === 1) return true;
-    }
+    const h = this.doneHead;
+    this.lastToken = this.doneToken[h]!;
+    this.lastLen = this.doneLen[h]!;
+    this.doneHead = h + 1 === this.doneToken.length ? 0 : h + 1;
+    this.doneCount--;
+    return true;
   }
 
   /** 0 = nothing, 1 = an add()-completion in lastToken/lastLen, 2 = a submit request completed. */
@@ -272,6 +288,47 @@ export class VirtqueueDriver {
     this.lastToken = token;
     this.lastLen = len;
     return 1;
+  }
+
+  /**
+   * Take every used buffer now in the ring, queue their unmaps, run the copy-backs as one batched
+   * copy, then complete them in ring order (add()-completions through {@link deliver}).
+   * @returns completions taken
+   */
+  private collectAll(): number {
+    const ring = this.ring;
+    const gotSlot = this.gotSlot;
+    const gotLen = this.gotLen;
+    const cap = gotSlot.length;
+    const bounces = this.bounces;
+    let n = 0;
+    let err: unknown;
+    let failed = false;
+    try {
+      while (n < cap && ring.getUsed()) {
+        const slot = ring.lastToken;
+        gotLen[n] = ring.lastLen;
+        if (bounces) this.dma.queueUnmapSg(this.slotMapped[slot]!); // copy-back at the flush below
+        gotSlot[n++] = slot;
+      }
+    } catch (e) {
+      err = e;
+      failed = true;
+    }
+    if (bounces && n > 0) this.dma.flush();
+    for (let i = 0; i < n; i++) {
+      const slot = gotSlot[i]!;
+      const len = gotLen[i]!;
+      const req = this.slotReq[slot];
+      const token = this.slotToken[slot]!;
+      this.slotReq[slot] = undefined;
+      this.freeSlots[this.freeTop++] = slot;
+      this.stats.completed++;
+      if (req !== undefined) this.finish(req, len);
+      else this.deliver(token, len);
+    }
+    if (failed) throw err;
+    return n;
   }
 
   /**
@@ -303,17 +360,13 @@ export class VirtqueueDriver {
     let n = 0;
     for (;;) {
       let r: number;
-      while ((r = this.collect()) !== 0) {
-        n++;
-        if (r === 1) this.deliver(this.lastToken, this.lastLen);
-      }
+      while ((r = this.collectAll()) !== 0) n += r;
       if (!this.interruptsOn) return n;
       // Re-arm, then look once more: a buffer used meanwhile would not raise a new interrupt.
       this.ring.enableInterrupts();
-      r = this.collect();
+      r = this.collectAll();
       if (r === 0) return n;
-      n++;
-      if (r === 1) this.deliver(this.lastToken, this.lastLen);
+      n += r;
     }
   }
 

@@ -47,10 +47,20 @@
  * batched calls ({@link BouncePool.mapBatch}, {@link BouncePool.unmapBatch},
  * {@link BouncePool.syncBatch}, {@link BouncePool.mapSg}) do one {@link BatchCopier} call per
  * request — the native addon's `copyBatch` plugs in there.
+ *
+ * Queued paths, for a driver that posts many requests per notification: {@link BouncePool.queueMapSg}
+ * allocates the slots and returns the bounce addresses at once but only records the copy-in;
+ * {@link BouncePool.queueUnmapSg} checks the mapping and records the copy-back; {@link BouncePool.flush}
+ * runs everything recorded with one {@link BatchCopier} call and then frees the slots of the queued
+ * unmaps. One native call per kick (and per interrupt) instead of two per request: the call's fixed
+ * cost (~2.5k instructions for argument unwrapping, `reference/perf-limits.md` §1) is larger than a
+ * 4 KiB memcpy. Every other operation flushes first, so the pool behaves as if the queued copies ran
+ * in order.
  */
 import { VirtioError, type VirtioErrorCode } from '../errors.js';
 import { logger } from '../log.js';
 import type { AddressSpace } from '../memory/space.js';
+import type { MemoryRegion } from '../memory/region.js';
 import type { SgList } from '../queue/types.js';
 import { type BatchCopier, type Copier, jsCopy, OP_STRIDE, runBatch } from './copy.js';
 import { IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE, isAlignMask, MAX_ALIGN_MASK, MAX_MAPPING_SIZE, maxMappingSize, PAGE_SIZE } from './constants.js';
@@ -170,9 +180,21 @@ export class BouncePool {
   private bytesTo = 0;
   private bytesFrom = 0;
 
+  // Hot-path copies of window facts (the region's `base` follows moveTo; offset and size are fixed).
+  private readonly wreg: MemoryRegion;
+  private readonly wOff: number;
+  private readonly wSize: number;
+  /** maxMappingSize(minAlignMask). */
+  private readonly maxMap: number;
+
   // Batch scratch: copy records, slots, buffers and their views (0 = window, 1 + i = ram region i).
   private ops: Float64Array;
   private slots: Int32Array;
+  /** Copy records queued by queueMapSg / queueUnmapSg (ops[0 .. nops × OP_STRIDE)), run by flush. */
+  private nops = 0;
+  /** Slots of queued unmaps, freed by flush (`pending` is set for each). */
+  private qfree: Int32Array;
+  private nfree = 0;
   private bufs: ArrayBufferLike[] = [];
   private views: Uint8Array[] = [];
 
@@ -190,6 +212,10 @@ export class BouncePool {
     this.minAlignMask = minAlignMask;
     this.copy = opts.copy ?? jsCopy;
     this.copyBatchFn = opts.copyBatch;
+    this.wreg = window.region;
+    this.wOff = window.bufferOffset;
+    this.wSize = window.size;
+    this.maxMap = maxMappingSize(minAlignMask);
     const n = window.size >>> IO_TLB_SHIFT;
     this.nslots = n;
     this.owner = new Int32Array(n);
@@ -204,12 +230,15 @@ export class BouncePool {
     const cap = Math.max(1, opts.batchCapacity ?? 64);
     this.ops = new Float64Array(cap * OP_STRIDE);
     this.slots = new Int32Array(cap);
+    this.qfree = new Int32Array(cap);
     this.initSlots();
     this.refreshBuffers();
     log('pool: %d slots (%d segments) over %s, min_align_mask=%s', n, Math.ceil(n / IO_TLB_SEGSIZE), window.name, hex(minAlignMask));
   }
 
   private initSlots(): void {
+    this.nops = 0;
+    this.nfree = 0;
     this.owner.fill(-1);
     this.mdir.fill(0);
     this.pending.fill(0);
@@ -246,7 +275,7 @@ export class BouncePool {
     const n = this.nslots;
     if (need > n - this.used) return -1; // Linux: nslots > area_nslabs - area->used
     const pm = mask >>> IO_TLB_SHIFT; // candidate period − 1 (period is a power of two)
-    const r = ((target - (this.window.base & mask)) & mask) >>> IO_TLB_SHIFT;
+    const r = ((target - (this.wreg.base & mask)) & mask) >>> IO_TLB_SHIFT;
     const start = this.index;
     let s = this.scan(start, n, need, pm, r);
     if (s < 0 && start > 0) s = this.scan(0, start, need, pm, r);
@@ -338,18 +367,12 @@ export class BouncePool {
    * Throws with the pool unchanged.
    */
   private allocStreaming(orig: number, size: number, d: number, minAlign: number, allocAlign: number): number {
-    if (d === 0) this.refuse('INVALID_ARGUMENT', `bounce map: direction must be 'to-device', 'from-device' or 'bidirectional'`);
-    if (!Number.isSafeInteger(orig) || orig < 0) this.refuse('INVALID_ARGUMENT', `bounce map: original address ${orig} must be a non-negative integer below 2^53`);
-    if (!Number.isInteger(size) || size <= 0) this.refuse('INVALID_ARGUMENT', `bounce map: size ${size} must be a positive integer (zero-length mappings are not allowed)`);
-    const max = maxMappingSize(minAlign);
-    if (size > max) {
-      this.refuse('BOUNCE_MAP_TOO_LARGE', `bounce map: ${size} bytes exceeds the largest swiotlb mapping (${max} bytes = 256 KiB segment minus roundup(min_align_mask ${hex(minAlign)}, 2 KiB)); split the buffer into segments of at most ${max} bytes (virtio_max_dma_size)`);
-    }
+    const max = minAlign === this.minAlignMask ? this.maxMap : maxMappingSize(minAlign);
+    if (d === 0 || !Number.isSafeInteger(orig) || orig < 0 || !Number.isInteger(size) || size <= 0 || size > max) this.refuseMap(orig, size, d, max, minAlign);
     const ram = this.ram;
-    const ri = ram.resolve(orig, size, (d & DIR_FROM_DEVICE) !== 0);
-    if (ri < 0) {
-      this.refuse('INVALID_ARGUMENT', `bounce map: original buffer [${hex(orig)}, +${hex(size)}) is not inside one ${(d & DIR_FROM_DEVICE) !== 0 ? 'writable ' : ''}region of guest RAM (${ram.describe()}); split it at region boundaries`);
-    }
+    const write = (d & DIR_FROM_DEVICE) !== 0;
+    const ri = ram.resolve(orig, size, write);
+    if (ri < 0) this.refuseRam(orig, size, write);
     const ramOff = ram.off;
     // Linux swiotlb_align_offset(): low bits of orig kept inside the first slot.
     const offset = orig & minAlign & (IO_TLB_SIZE - 1);
@@ -357,9 +380,7 @@ export class BouncePool {
     // Slot-level bits min_align_mask preserves (Linux iotlb_align_mask).
     const matchMask = minAlign & ~(IO_TLB_SIZE - 1);
     let alignMask = allocAlign & ~(IO_TLB_SIZE - 1);
-    if ((alignMask & matchMask & orig) !== 0) {
-      this.refuse('INVALID_ARGUMENT', `bounce map: alloc_align_mask ${hex(allocAlign)} wants address bits clear that min_align_mask ${hex(minAlign)} must keep from ${hex(orig)}; use a smaller alloc_align_mask or align the original buffer`);
-    }
+    if ((alignMask & matchMask & orig) !== 0) this.refuseAlign(orig, minAlign, allocAlign);
     // reference/swiotlb.md §8: mappings of PAGE_SIZE or more only on page-aligned slots
     // (bits fixed by min_align_mask excepted, as in Linux 6.9).
     if (size >= PAGE_SIZE) alignMask |= (PAGE_SIZE - 1) & ~(IO_TLB_SIZE - 1) & ~matchMask;
@@ -375,6 +396,22 @@ export class BouncePool {
     return s;
   }
 
+  /** Cold path of allocStreaming's argument checks (kept out of the hot function). */
+  private refuseMap(orig: number, size: number, d: number, max: number, minAlign: number): never {
+    if (d === 0) this.refuse('INVALID_ARGUMENT', `bounce map: direction must be 'to-device', 'from-device' or 'bidirectional'`);
+    if (!Number.isSafeInteger(orig) || orig < 0) this.refuse('INVALID_ARGUMENT', `bounce map: original address ${orig} must be a non-negative integer below 2^53`);
+    if (!Number.isInteger(size) || size <= 0) this.refuse('INVALID_ARGUMENT', `bounce map: size ${size} must be a positive integer (zero-length mappings are not allowed)`);
+    this.refuse('BOUNCE_MAP_TOO_LARGE', `bounce map: ${size} bytes exceeds the largest swiotlb mapping (${max} bytes = 256 KiB segment minus roundup(min_align_mask ${hex(minAlign)}, 2 KiB)); split the buffer into segments of at most ${max} bytes (virtio_max_dma_size)`);
+  }
+
+  private refuseRam(orig: number, size: number, write: boolean): never {
+    this.refuse('INVALID_ARGUMENT', `bounce map: original buffer [${hex(orig)}, +${hex(size)}) is not inside one ${write ? 'writable ' : ''}region of guest RAM (${this.ram.describe()}); split it at region boundaries`);
+  }
+
+  private refuseAlign(orig: number, minAlign: number, allocAlign: number): never {
+    this.refuse('INVALID_ARGUMENT', `bounce map: alloc_align_mask ${hex(allocAlign)} wants address bits clear that min_align_mask ${hex(minAlign)} must keep from ${hex(orig)}; use a smaller alloc_align_mask or align the original buffer`);
+  }
+
   private alignOpts(opts: MapOptions | undefined): void {
     if (opts === undefined) return;
     if (opts.minAlignMask !== undefined && !isAlignMask(opts.minAlignMask)) {
@@ -387,8 +424,8 @@ export class BouncePool {
 
   /** First slot of the allocation whose handle (start address) is `addr`, else −1. */
   private startSlotOf(addr: number): number {
-    const off = addr - this.window.base;
-    if (!(off >= 0 && off < this.window.size)) return -1;
+    const off = addr - this.wreg.base;
+    if (!(off >= 0 && off < this.wSize)) return -1;
     const s = off >>> IO_TLB_SHIFT;
     if (this.owner[s] !== s || off !== s * IO_TLB_SIZE + this.moff[s]!) return -1;
     return s;
@@ -425,13 +462,13 @@ export class BouncePool {
 
   private copyIn(s: number, rel: number, len: number): void {
     const r = this.ram.regions[this.mramIdx[s]!]!;
-    this.copy(this.window.u8, this.window.bufferOffset + s * IO_TLB_SIZE + this.moff[s]! + rel, r.u8, this.mramOff[s]! + rel, len);
+    this.copy(this.wreg.u8, this.wOff + s * IO_TLB_SIZE + this.moff[s]! + rel, r.u8, this.mramOff[s]! + rel, len);
     this.bytesTo += len;
   }
 
   private copyOut(s: number, rel: number, len: number): void {
     const r = this.ram.regions[this.mramIdx[s]!]!;
-    this.copy(r.u8, this.mramOff[s]! + rel, this.window.u8, this.window.bufferOffset + s * IO_TLB_SIZE + this.moff[s]! + rel, len);
+    this.copy(r.u8, this.mramOff[s]! + rel, this.wreg.u8, this.wOff + s * IO_TLB_SIZE + this.moff[s]! + rel, len);
     this.bytesFrom += len;
   }
 
@@ -445,6 +482,7 @@ export class BouncePool {
    * @throws VirtioError BOUNCE_POOL_FULL, BOUNCE_MAP_TOO_LARGE, INVALID_ARGUMENT (pool unchanged).
    */
   map(origAddr: number, size: number, dir: DmaDirection, opts?: MapOptions): number {
+    this.settle();
     let minAlign = this.minAlignMask;
     let allocAlign = 0;
     if (opts !== undefined) {
@@ -457,7 +495,7 @@ export class BouncePool {
     this.live++;
     this.totalMaps++;
     // rfc-swiotlb.feature.driver.1: the address handed to the device is inside the window.
-    return this.window.base + s * IO_TLB_SIZE + this.moff[s]!;
+    return this.wreg.base + s * IO_TLB_SIZE + this.moff[s]!;
   }
 
   /**
@@ -466,23 +504,27 @@ export class BouncePool {
    * @throws VirtioError BOUNCE_BAD_HANDLE (unknown or already unmapped), INVALID_ARGUMENT (size or direction mismatch); nothing changes then.
    */
   unmap(bounceAddr: number, size: number, dir: DmaDirection): void {
+    this.settle();
     const d = dirCode(dir);
     const s = this.startSlotOf(bounceAddr);
     if (s < 0 || this.mdir[s] === KIND_COHERENT) this.badHandle('bounce unmap', bounceAddr, 'is not a live mapping returned by map() (never mapped, already unmapped, or not its start address)');
-    this.checkUnmap(s, bounceAddr, size, d);
+    if (size !== this.msize[s] || d !== this.mdir[s]) this.unmapMismatch(s, size, d);
     if ((d & DIR_FROM_DEVICE) !== 0) this.copyOut(s, 0, size);
     this.release(s);
     this.live--;
   }
 
-  private checkUnmap(s: number, addr: number, size: number, d: number): void {
+  /** Cold path: size or direction of an unmap differ from the mapping's (s = its first slot). */
+  private unmapMismatch(s: number, size: number, d: number): never {
     const md = this.mdir[s]!;
+    const addr = this.wreg.base + s * IO_TLB_SIZE + this.moff[s]!;
     if (size !== this.msize[s]) throw new VirtioError('INVALID_ARGUMENT', `bounce unmap: ${hex(addr)} was mapped with ${this.msize[s]} bytes, unmapped with ${size}; pass the size given to map()`);
-    if (d !== md) throw new VirtioError('INVALID_ARGUMENT', `bounce unmap: ${hex(addr)} was mapped ${dirName(md)}, unmapped ${d === 0 ? 'with an invalid direction' : dirName(d)}; pass the direction given to map()`);
+    throw new VirtioError('INVALID_ARGUMENT', `bounce unmap: ${hex(addr)} was mapped ${dirName(md)}, unmapped ${d === 0 ? 'with an invalid direction' : dirName(d)}; pass the direction given to map()`);
   }
 
   /** Copy original → bounce for to-device / bidirectional (nothing for from-device). Sub-ranges allowed. */
   syncForDevice(bounceAddr: number, size: number, dir: DmaDirection): void {
+    this.settle();
     const d = dirCode(dir);
     const h = this.locate('bounce syncForDevice', bounceAddr, size, d);
     if ((d & DIR_TO_DEVICE) !== 0 && size > 0) this.copyIn(h, this.rel, size);
@@ -490,6 +532,7 @@ export class BouncePool {
 
   /** Copy bounce → original for from-device / bidirectional (nothing for to-device). Sub-ranges allowed. */
   syncForCpu(bounceAddr: number, size: number, dir: DmaDirection): void {
+    this.settle();
     const d = dirCode(dir);
     const h = this.locate('bounce syncForCpu', bounceAddr, size, d);
     if ((d & DIR_FROM_DEVICE) !== 0 && size > 0) this.copyOut(h, this.rel, size);
@@ -507,15 +550,27 @@ export class BouncePool {
 
   // ------------------------------------------------------------------ batched paths
 
-  private ensureBatch(count: number): void {
+  /** Room for `count` slots of scratch and `records` copy records (queued records are kept). */
+  private ensureBatch(count: number, records: number): void {
     if (!Number.isInteger(count) || count < 0) throw new VirtioError('INVALID_ARGUMENT', `bounce batch: count ${count} must be a non-negative integer`);
     if (this.slots.length < count) {
       let cap = this.slots.length;
       while (cap < count) cap *= 2;
       this.slots = new Int32Array(cap);
-      this.ops = new Float64Array(cap * OP_STRIDE);
+    }
+    if (this.ops.length < records * OP_STRIDE) {
+      let cap = this.ops.length;
+      while (cap < records * OP_STRIDE) cap *= 2;
+      const ops = new Float64Array(cap);
+      ops.set(this.ops.subarray(0, this.nops * OP_STRIDE));
+      this.ops = ops;
     }
     if (this.bufs.length !== this.ram.regions.length + 1) this.refreshBuffers();
+  }
+
+  /** Run queued copies first, so that any other operation sees them done (in order). */
+  private settle(): void {
+    if (this.nops !== 0 || this.nfree !== 0) this.flush();
   }
 
   private runOps(count: number): void {
@@ -529,7 +584,7 @@ export class BouncePool {
   private op(k: number, s: number, rel: number, len: number, toDevice: boolean): void {
     const o = k * OP_STRIDE;
     const ops = this.ops;
-    const w = this.window.bufferOffset + s * IO_TLB_SIZE + this.moff[s]! + rel;
+    const w = this.wOff + s * IO_TLB_SIZE + this.moff[s]! + rel;
     const ri = this.mramIdx[s]! + 1;
     const ro = this.mramOff[s]! + rel;
     if (toDevice) {
@@ -558,8 +613,11 @@ export class BouncePool {
     readable: number,
     out: { [i: number]: number },
     opts: MapOptions | undefined,
+    queued: boolean,
   ): void {
-    this.ensureBatch(count);
+    if (!queued) this.settle();
+    const k0 = this.nops;
+    this.ensureBatch(count, k0 + count);
     let minAlign = this.minAlignMask;
     let allocAlign = 0;
     if (opts !== undefined) {
@@ -577,21 +635,23 @@ export class BouncePool {
         const size = sizes[i]!;
         const s = this.allocStreaming(addrs[i]!, size, d, minAlign, allocAlign);
         slots[i] = s;
-        this.op(i, s, 0, size, true); // map always copies in (§8)
+        this.op(k0 + i, s, 0, size, true); // map always copies in (§8)
         bytes += size;
       }
-      this.runOps(count);
+      if (!queued) this.runOps(count);
     } catch (e) {
       for (let j = 0; j < i; j++) this.release(slots[j]!);
       throw e;
     }
+    if (queued) this.nops = k0 + count;
     this.bytesTo += bytes;
     this.live += count;
     this.totalMaps += count;
-    const base = this.window.base;
+    const base = this.wreg.base;
+    const moff = this.moff;
     for (let j = 0; j < count; j++) {
       const s = slots[j]!;
-      out[j] = base + s * IO_TLB_SIZE + this.moff[s]!; // rfc-swiotlb.feature.driver.1
+      out[j] = base + s * IO_TLB_SIZE + moff[s]!; // rfc-swiotlb.feature.driver.1
     }
   }
 
@@ -600,38 +660,56 @@ export class BouncePool {
    * bounce addresses go to `out[0..count)`. All or nothing: on error no buffer stays mapped.
    */
   mapBatch(count: number, origAddrs: ArrayLike<number>, sizes: ArrayLike<number>, dirs: DmaDirection | ArrayLike<DmaDirection>, out: { [i: number]: number }, opts?: MapOptions): void {
-    this.mapMany(count, origAddrs, sizes, dirs, 0, out, opts);
+    this.mapMany(count, origAddrs, sizes, dirs, 0, out, opts, false);
   }
 
-  private unmapMany(count: number, addrs: ArrayLike<number>, sizes: ArrayLike<number>, dirs: DmaDirection | ArrayLike<DmaDirection> | null, readable: number): void {
-    this.ensureBatch(count);
+  private unmapMany(count: number, addrs: ArrayLike<number>, sizes: ArrayLike<number>, dirs: DmaDirection | ArrayLike<DmaDirection> | null, readable: number, queued: boolean): void {
+    if (!queued) this.settle();
+    const k0 = this.nops;
+    this.ensureBatch(count, k0 + count);
+    if (queued && this.qfree.length < this.nfree + count) {
+      let cap = this.qfree.length;
+      while (cap < this.nfree + count) cap *= 2;
+      const q = new Int32Array(cap);
+      q.set(this.qfree.subarray(0, this.nfree));
+      this.qfree = q;
+    }
     const slots = this.slots;
     const pending = this.pending;
+    const mdir = this.mdir;
+    const msize = this.msize;
     const one = typeof dirs === 'string' ? dirCode(dirs) : 0;
     let i = 0;
-    let k = 0;
+    let k = k0;
     let bytes = 0;
     try {
       for (; i < count; i++) {
         const d = dirs === null ? (i < readable ? DIR_TO_DEVICE : DIR_FROM_DEVICE) : typeof dirs === 'string' ? one : dirCode((dirs as ArrayLike<DmaDirection>)[i]!);
-        const addr = addrs[i]!;
-        const s = this.startSlotOf(addr);
-        if (s < 0 || this.mdir[s] === KIND_COHERENT) this.badHandle('bounce unmap', addr, 'is not a live mapping returned by map()');
-        if (pending[s] !== 0) this.badHandle('bounce unmap', addr, 'appears twice in one batch');
-        this.checkUnmap(s, addr, sizes[i]!, d);
+        const s = this.startSlotOf(addrs[i]!);
+        if (s < 0 || mdir[s] === KIND_COHERENT || pending[s] !== 0) this.badUnmap(addrs[i]!, s);
+        const size = msize[s]!;
+        if (sizes[i] !== size || d !== mdir[s]) this.unmapMismatch(s, sizes[i]!, d);
         pending[s] = 1;
         slots[i] = s;
         if ((d & DIR_FROM_DEVICE) !== 0) {
-          this.op(k++, s, 0, this.msize[s]!, false);
-          bytes += this.msize[s]!;
+          this.op(k++, s, 0, size, false);
+          bytes += size;
         }
       }
-      this.runOps(k);
+      if (!queued) this.runOps(k);
     } catch (e) {
       for (let j = 0; j < i; j++) pending[slots[j]!] = 0;
       throw e;
     }
     this.bytesFrom += bytes;
+    if (queued) {
+      this.nops = k;
+      const q = this.qfree;
+      let f = this.nfree;
+      for (let j = 0; j < count; j++) q[f++] = slots[j]!;
+      this.nfree = f;
+      return;
+    }
     for (let j = 0; j < count; j++) {
       const s = slots[j]!;
       pending[s] = 0;
@@ -640,12 +718,18 @@ export class BouncePool {
     this.live -= count;
   }
 
+  /** Cold path of unmapMany: `s` = startSlotOf(addr). */
+  private badUnmap(addr: number, s: number): never {
+    if (s < 0 || this.mdir[s] === KIND_COHERENT) this.badHandle('bounce unmap', addr, 'is not a live mapping returned by map()');
+    this.badHandle('bounce unmap', addr, 'is already being unmapped (it appears twice in one batch, or was queued by queueUnmapSg and not flushed yet)');
+  }
+
   /**
    * Unmap `count` buffers (arguments as for {@link unmap}) with one batched copy-out.
    * Everything is checked before anything is copied or freed.
    */
   unmapBatch(count: number, bounceAddrs: ArrayLike<number>, sizes: ArrayLike<number>, dirs: DmaDirection | ArrayLike<DmaDirection>): void {
-    this.unmapMany(count, bounceAddrs, sizes, dirs, 0);
+    this.unmapMany(count, bounceAddrs, sizes, dirs, 0, false);
   }
 
   /**
@@ -653,7 +737,8 @@ export class BouncePool {
    * 'cpu' = {@link syncForCpu}. Everything is checked before anything is copied.
    */
   syncBatch(target: 'device' | 'cpu', count: number, bounceAddrs: ArrayLike<number>, sizes: ArrayLike<number>, dirs: DmaDirection | ArrayLike<DmaDirection>): void {
-    this.ensureBatch(count);
+    this.settle();
+    this.ensureBatch(count, count);
     const toDev = target === 'device';
     const bit = toDev ? DIR_TO_DEVICE : DIR_FROM_DEVICE;
     const what = toDev ? 'bounce syncForDevice' : 'bounce syncForCpu';
@@ -679,19 +764,73 @@ export class BouncePool {
    * from-device; `out` receives the same shape with bounce addresses. One batched copy.
    */
   mapSg(sg: SgList, out: SgList, opts?: MapOptions): void {
+    this.mapSgImpl(sg, out, opts, false);
+  }
+
+  /** Unmap a list filled by {@link mapSg}: copies writable segments back to RAM, then frees all. */
+  unmapSg(bounced: SgList): void {
+    this.unmapMany(bounced.count, bounced.addr, bounced.len, null, bounced.readable, false);
+  }
+
+  /**
+   * As {@link mapSg}, but the copy-in is only recorded: the slots are allocated and `out` holds the
+   * bounce addresses on return; the window holds the data after the next {@link flush} (or any
+   * other pool operation, which flushes first). Call {@link flush} before the device may read the
+   * buffers — the driver does it before publishing the ring (rfc-swiotlb.feature.driver.1).
+   * All or nothing: on error nothing of this list stays mapped or queued.
+   */
+  queueMapSg(sg: SgList, out: SgList, opts?: MapOptions): void {
+    this.mapSgImpl(sg, out, opts, true);
+  }
+
+  /**
+   * As {@link unmapSg}, but the copy-back of the writable segments is only recorded and the slots
+   * stay allocated until the next {@link flush}, which copies and then frees them. Everything is
+   * checked now (a second unmap of the same list before the flush is refused).
+   */
+  queueUnmapSg(bounced: SgList): void {
+    this.unmapMany(bounced.count, bounced.addr, bounced.len, null, bounced.readable, true);
+  }
+
+  /**
+   * Run every copy queued by {@link queueMapSg} / {@link queueUnmapSg}, in order, with one
+   * {@link BatchCopier} call, then free the slots of the queued unmaps. If the copy throws (e.g.
+   * the window was unmapped), the queue is dropped and the queued unmaps are freed all the same.
+   */
+  flush(): void {
+    const n = this.nops;
+    const nf = this.nfree;
+    if (n === 0 && nf === 0) return;
+    this.nops = 0;
+    this.nfree = 0;
+    try {
+      this.runOps(n);
+    } finally {
+      const q = this.qfree;
+      const pending = this.pending;
+      for (let j = 0; j < nf; j++) {
+        const s = q[j]!;
+        pending[s] = 0;
+        this.release(s);
+      }
+      this.live -= nf;
+    }
+  }
+
+  /** Copy records waiting for {@link flush}. */
+  get queuedCopies(): number {
+    return this.nops;
+  }
+
+  private mapSgImpl(sg: SgList, out: SgList, opts: MapOptions | undefined, queued: boolean): void {
     const n = sg.count;
     if (out.addr.length < n || out.len.length < n) throw new VirtioError('INVALID_ARGUMENT', `bounce mapSg: output list holds ${out.addr.length} segments, needs ${n}`);
-    this.mapMany(n, sg.addr, sg.len, null, sg.readable, out.addr, opts);
+    this.mapMany(n, sg.addr, sg.len, null, sg.readable, out.addr, opts, queued);
     const sl = sg.len;
     const ol = out.len;
     for (let i = 0; i < n; i++) ol[i] = sl[i]!;
     out.count = n;
     out.readable = sg.readable;
-  }
-
-  /** Unmap a list filled by {@link mapSg}: copies writable segments back to RAM, then frees all. */
-  unmapSg(bounced: SgList): void {
-    this.unmapMany(bounced.count, bounced.addr, bounced.len, null, bounced.readable);
   }
 
   // ------------------------------------------------------------------ coherent allocations

@@ -70,7 +70,7 @@ async function runGuest(name: string, serveArgs: string[], ram: RamKind, append:
     await dev?.stop();
     throw new Error(`${name}: ${e instanceof Error ? e.message : String(e)}${vfuDiag(r, dev?.stderr() ?? '')}`);
   } finally {
-    setTimeout(() => s.cleanup(), 100);
+    s.cleanup(); // QEMU and the device process have exited
   }
 }
 

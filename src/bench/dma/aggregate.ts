@@ -21,8 +21,12 @@ function scenarioOf(p: RoundPoint): Scenario {
 const iopsOf = (p: RoundPoint): number => (p.raw.requests / p.raw.wallMs) * 1000;
 const nn = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
-/** Direct-DMA counterpart with the same process boundary. */
+/**
+ * Direct-DMA counterpart with the same process boundary (vhost-user: qemu-storage-daemon behind
+ * the same front-end, so `ratio_vs_direct` of `vhost-ours` is ours / qemu-storage-daemon).
+ */
 export function directCounterpart(m: ModelName): ModelName {
+  if (m === 'vhost-qsd' || m === 'vhost-ours') return 'vhost-qsd';
   return m === 'inproc' || m === 'inproc-swiotlb' ? 'inproc' : 'direct';
 }
 

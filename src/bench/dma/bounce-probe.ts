@@ -5,6 +5,8 @@
  */
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
+import inspector from 'node:inspector';
+import { writeFileSync } from 'node:fs';
 import { VIRTIO_BLK_T_IN } from '../../device/blk/constants.js';
 import { createGuestRam } from '../../memory/ram.js';
 import { native } from '../../native/index.js';
@@ -132,6 +134,12 @@ async function main(): Promise<void> {
   const obs = new PerformanceObserver((l) => (gcs += l.getEntries().length));
   obs.observe({ entryTypes: ['gc'] });
   if (process.env.MARK) console.log('MEASURE-START');
+  const insp = process.env.HEAPPROF ? new inspector.Session() : undefined;
+  if (insp) {
+    insp.connect();
+    insp.post('HeapProfiler.enable');
+    insp.post('HeapProfiler.startSampling', { samplingInterval: 64, includeObjectsCollectedByMinorGC: true, includeObjectsCollectedByMajorGC: true });
+  }
   const h0 = heap();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -140,6 +148,11 @@ async function main(): Promise<void> {
   const c1 = process.cpuUsage(c0);
   const h1 = heap();
   if (process.env.MARK) console.log('MEASURE-END');
+  if (insp) {
+    insp.post('HeapProfiler.stopSampling', (err, r) => {
+      if (err === null) writeFileSync(process.env.HEAPPROF!, JSON.stringify((r as { profile: unknown }).profile));
+    });
+  }
   await new Promise((r) => setTimeout(r, 10));
   obs.disconnect();
   console.log(

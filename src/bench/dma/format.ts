@@ -48,7 +48,8 @@ export function formatDmaReport(rep: DmaBenchReport): string {
   const out: string[] = [];
   const loads = rep.machine.loadavg_per_round.map((l) => l.before[0]!.toFixed(1)).join(', ');
   out.push(`virtio-blk (RAM disk) DMA benchmark — ${rep.preset}, ${rep.rounds} round(s), warm-up ${rep.measure.warmupMs} ms + ${rep.measure.ms} ms per point; ${rep.machine.cpu}, ${rep.machine.cores} cores, Node ${rep.machine.node}; loadavg per round: ${loads}`);
-  out.push('medians over rounds; ratios taken within each round, then the median. "x direct" = IOPS / the direct-DMA model with the same process boundary (vfio-user: direct, in-process: inproc).');
+  out.push('medians over rounds; ratios taken within each round, then the median. "x direct" = IOPS / the direct-DMA model with the same process boundary (vfio-user: direct, in-process: inproc, vhost-user: vhost-qsd).');
+  if (rep.vhost_user_vs_qsd !== null) out.push(`vhost-user-blk, same front-end and tmpfs disk: virtiokit back-end / qemu-storage-daemon IOPS (4K reads, depth 32) = ${rep.vhost_user_vs_qsd.toFixed(2)}x`);
   for (const m of rep.models) if (!m.measured) out.push(`(${m.model} not measured: ${m.reason ?? 'no results'})`);
   out.push('');
   const order = (r: DmaRow): number => MODEL_NAMES.indexOf(r.model);

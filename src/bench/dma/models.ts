@@ -5,8 +5,11 @@
  * `inproc*` live in `model-inproc.ts`, the vfio-user models in `model-vfio.ts`.
  */
 import type { PciFunctionAccess } from '../../driver/access.js';
+import type { GuestRamAllocator } from '../../driver/ram-alloc.js';
 import type { AddressSpace } from '../../memory/space.js';
-import { KiB, type ModelName, type SessionPlan } from './scenario.js';
+import { KiB, type DriverConfig, type ModelName, type SessionPlan } from './scenario.js';
+import type { NegotiatedInfo } from './session.js';
+import type { LoopDriver } from './workload.js';
 
 /** Guest-physical base of guest RAM (below the driver's 32-bit BAR window at 0xE000_0000). */
 export const RAM_BASE = 0x10_0000;
@@ -48,8 +51,13 @@ export function sizingFor(plan: Pick<SessionPlan, 'maxSize' | 'maxDepth'>): Sess
 /** An open device + transport, ready for a driver. */
 export interface ModelSession {
   readonly model: ModelName;
-  /** The PCI function as the driver reaches it. */
-  readonly access: PciFunctionAccess;
+  /** The PCI function as the driver reaches it (undefined: the model brings its own driver, see {@link openOwnDriver}). */
+  readonly access: PciFunctionAccess | undefined;
+  /**
+   * Models without a PCI function (vhost-user: the front-end talks to the back-end directly) bring
+   * their own driver: one per session step, negotiated for `cfg`, closed by the session.
+   */
+  openOwnDriver?(cfg: DriverConfig): Promise<OwnDriver>;
   /** Guest RAM as the driver (guest CPU) sees it. */
   readonly guestRam: AddressSpace;
   /** True when a kick completes the requests before it returns (device in this thread). */
@@ -61,6 +69,17 @@ export interface ModelSession {
   /** DMA_READ + DMA_WRITE messages and their data bytes so far (undefined: no message DMA). */
   messageStats(): { messages: number; bytes: number } | undefined;
   /** Stop the device (process) and release memory. */
+  close(): Promise<void>;
+}
+
+/** A driver a model brings itself (see {@link ModelSession.openOwnDriver}). */
+export interface OwnDriver {
+  readonly driver: LoopDriver;
+  /** Allocator over guest RAM for the slot buffers (fresh per driver, as for the PCI driver). */
+  readonly ram: GuestRamAllocator;
+  readonly negotiated: NegotiatedInfo;
+  /** Resolves at the driver's next interrupt; rejects with TIMEOUT after `timeoutMs`. */
+  waitInterrupt(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 

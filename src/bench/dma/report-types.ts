@@ -114,8 +114,13 @@ export interface DmaBenchReport {
   copy: CopyRow[];
   /** Bounce-pool copy GB/s / C memcpy GB/s, per size (median of same-round ratios). */
   memcpy_ratio_vs_c: Record<string, number> | null;
-  /** vhost-user vs QEMU storage daemon: not measured by this benchmark yet. */
-  vhost_user_vs_qsd: null;
+  /**
+   * virtiokit's vhost-user-blk back-end / qemu-storage-daemon IOPS behind the same front-end
+   * (`vhost-ours` / `vhost-qsd`, split ring, 1 queue, 4 KiB reads, depth 32): the ratio within each
+   * round, then the median. Null when either model was not measured (e.g. qemu-storage-daemon
+   * not installed).
+   */
+  vhost_user_vs_qsd: number | null;
   targets: TargetResult[];
   failures: Array<{ round: number; model?: ModelName; what: string; error: string }>;
 }

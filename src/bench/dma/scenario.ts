@@ -7,10 +7,13 @@
 import { VirtioError } from '../../errors.js';
 
 /** How the device reaches the driver's buffers. */
-export type ModelName = 'inproc' | 'inproc-swiotlb' | 'direct' | 'swiotlb' | 'message';
+export type ModelName = 'inproc' | 'inproc-swiotlb' | 'direct' | 'swiotlb' | 'message' | 'vhost-qsd' | 'vhost-ours';
 
 /** Every model, in plot / table order. */
-export const MODEL_NAMES: readonly ModelName[] = ['inproc', 'inproc-swiotlb', 'direct', 'swiotlb', 'message'];
+export const MODEL_NAMES: readonly ModelName[] = ['inproc', 'inproc-swiotlb', 'direct', 'swiotlb', 'message', 'vhost-qsd', 'vhost-ours'];
+
+/** The vhost-user models: the benchmark's own vhost-user front-end against two back-ends (model-vhost.ts). */
+export const VHOST_MODELS: readonly ModelName[] = ['vhost-qsd', 'vhost-ours'];
 
 /** One-line description per model (table legend, JSON). */
 export const MODEL_INFO: Readonly<Record<ModelName, string>> = {
@@ -19,6 +22,8 @@ export const MODEL_INFO: Readonly<Record<ModelName, string>> = {
   direct: 'vfio-user device process, guest RAM shared by DMA_MAP with the memfd',
   swiotlb: 'vfio-user device process that sees only its bounce window (BAR 4, mmapped by the VMM)',
   message: 'vfio-user device process without a mapping: every byte by DMA_READ / DMA_WRITE messages',
+  'vhost-qsd': 'vhost-user: this process as front-end (memfd guest RAM, eventfds) driving qemu-storage-daemon (libvhost-user), disk file on tmpfs',
+  'vhost-ours': 'vhost-user: the same front-end driving virtiokit\'s back-end process (`serve blk --vhost-user`), disk file on tmpfs',
 };
 
 /** virtio-blk request direction. */

@@ -10,7 +10,7 @@ import { GuestRamAllocator } from '../../driver/ram-alloc.js';
 import { native } from '../../native/index.js';
 import { nativeCopiers } from '../../swiotlb/copy.js';
 import { VIRTIO_ID_BLOCK } from '../../device/blk/constants.js';
-import { QUEUE_SIZE, sizingFor, type ModelSession, type OpenOptions } from './models.js';
+import { QUEUE_SIZE, sizingFor, type ModelSession, type OpenOptions, type OwnDriver } from './models.js';
 import { DMA_MODELS } from './registry.js';
 import type { DriverConfig, ModelName, PointMeasure, PointSpec, SessionPlan } from './scenario.js';
 import { LATENCY_CAPACITY, runPoint, SlotBuffers, type PointRaw } from './workload.js';
@@ -46,6 +46,7 @@ function errText(e: unknown): string {
 
 /** Bring a driver up under `cfg` on `sess`. */
 export function openDriver(sess: ModelSession, cfg: DriverConfig): VirtioPciDriver {
+  if (sess.access === undefined) throw new VirtioError('INTERNAL', `${sess.model}: the model has no PCI function (it brings its own driver)`);
   const bounce = native.available ? nativeCopiers(native) : undefined;
   const drv = new VirtioPciDriver(sess.access, {
     guestRam: sess.guestRam,
@@ -94,9 +95,11 @@ export async function runSession(plan: SessionPlan, m: PointMeasure, opts: OpenO
   try {
     await hooks?.start();
     for (const step of plan.steps) {
-      let drv: VirtioPciDriver;
+      let drv: VirtioPciDriver | undefined;
+      let own: OwnDriver | undefined;
       try {
-        drv = openDriver(sess, step.driver);
+        if (sess.openOwnDriver !== undefined) own = await sess.openOwnDriver(step.driver);
+        else drv = openDriver(sess, step.driver);
       } catch (e) {
         failures.push({ driver: step.driver, error: errText(e) });
         done += step.points.length;
@@ -105,12 +108,12 @@ export async function runSession(plan: SessionPlan, m: PointMeasure, opts: OpenO
       }
       // MSI → wake the loop (after the driver's own handler has collected the completions).
       let wake: (() => void) | undefined;
-      const unsub = sess.access.onMsi?.(() => {
+      const unsub = own === undefined ? sess.access?.onMsi?.(() => {
         const w = wake;
         wake = undefined;
         w?.();
-      });
-      const waitInterrupt = (timeoutMs: number): Promise<void> =>
+      }) : undefined;
+      const waitMsi = (timeoutMs: number): Promise<void> =>
         new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => {
             wake = undefined;
@@ -121,14 +124,16 @@ export async function runSession(plan: SessionPlan, m: PointMeasure, opts: OpenO
             resolve();
           };
         });
-      const bufs = new SlotBuffers(drv.ram, step.driver.queues, plan.maxDepth, plan.maxSize);
-      const negotiated = negotiatedInfo(drv);
+      const waitInterrupt = own !== undefined ? own.waitInterrupt.bind(own) : waitMsi;
+      const loopDriver = own !== undefined ? own.driver : drv!;
+      const bufs = new SlotBuffers(own !== undefined ? own.ram : drv!.ram, step.driver.queues, plan.maxDepth, plan.maxSize);
+      const negotiated = own !== undefined ? own.negotiated : negotiatedInfo(drv!);
       try {
         for (const point of step.points) {
           try {
             // The session's first point also warms up the JIT for the whole session (4x warm-up).
             const pm = points.length === 0 && failures.length === 0 ? { ...m, warmupMs: m.warmupMs * 4 } : m;
-            const raw = await runPoint({ driver: drv, guestRam: sess.guestRam, synchronous: sess.synchronous, devicePid: sess.devicePid, waitInterrupt, messageStats: () => sess.messageStats() }, bufs, point, pm, lat);
+            const raw = await runPoint({ driver: loopDriver, guestRam: sess.guestRam, synchronous: sess.synchronous, devicePid: sess.devicePid, waitInterrupt, messageStats: () => sess.messageStats() }, bufs, point, pm, lat);
             points.push({ driver: step.driver, point, negotiated, raw });
           } catch (e) {
             failures.push({ driver: step.driver, point, error: errText(e) });
@@ -143,7 +148,8 @@ export async function runSession(plan: SessionPlan, m: PointMeasure, opts: OpenO
       } finally {
         unsub?.();
         try {
-          drv.close();
+          if (own !== undefined) await own.close();
+          else drv!.close();
         } catch (e) {
           failures.push({ driver: step.driver, error: `driver close: ${errText(e)}` });
         }

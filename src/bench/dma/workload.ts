@@ -17,8 +17,6 @@
 import { performance } from 'node:perf_hooks';
 import { VirtioError } from '../../errors.js';
 import { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from '../../device/blk/constants.js';
-import type { VirtioPciDriver } from '../../driver/driver.js';
-import type { VirtqueueDriver } from '../../driver/virtqueue.js';
 import type { GuestRamAllocator } from '../../driver/ram-alloc.js';
 import type { AddressSpace } from '../../memory/space.js';
 import { SgList } from '../../queue/types.js';
@@ -88,9 +86,35 @@ export interface PointRaw {
   poolHighWaterBytes: number;
 }
 
+/**
+ * The queue API the loop drives: the allocation-free part of `VirtqueueDriver` (src/driver), which
+ * the vhost-user models' own driver (`vhost-driver.ts`) implements as well.
+ */
+export interface LoopQueue {
+  /** Post `sg` with `token`; false when the ring (or bounce pool) is full. Does not notify. */
+  add(sg: SgList, token: number): boolean;
+  /** Publish and notify the device if it wants it. */
+  kick(): boolean;
+  /** Collect one completion into {@link lastToken}; false when none is pending. */
+  poll(): boolean;
+  readonly lastToken: number;
+  /** Ask for used-buffer notifications. */
+  enableInterrupts(): void;
+  readonly stats: { readonly kicks: number };
+}
+
+/** The driver API the loop uses (`VirtioPciDriver` and the vhost-user bench driver have it). */
+export interface LoopDriver {
+  queue(q: number): LoopQueue;
+  /** Interrupts taken (MSI messages, or call-eventfd wake-ups). */
+  readonly stats: { readonly msi: number };
+  /** Bounce pool (SWIOTLB mode), else undefined. */
+  readonly pool: { stats(): { bytesToDevice: number; bytesFromDevice: number; highWaterSlots: number } } | undefined;
+}
+
 /** What the loop needs from the session. */
 export interface LoopTarget {
-  driver: VirtioPciDriver;
+  driver: LoopDriver;
   guestRam: AddressSpace;
   synchronous: boolean;
   devicePid: number | undefined;
@@ -110,7 +134,7 @@ interface Snapshot {
   msi: number;
 }
 
-function snapshot(tg: LoopTarget, vqs: VirtqueueDriver[]): Snapshot {
+function snapshot(tg: LoopTarget, vqs: LoopQueue[]): Snapshot {
   const cu = process.cpuUsage();
   const pool = tg.driver.pool?.stats();
   const m = tg.messageStats();
@@ -143,7 +167,7 @@ export async function runPoint(tg: LoopTarget, bufs: SlotBuffers, p: PointSpec, 
   const Q = bufs.queues;
   const D = p.depth;
   if (D > bufs.maxDepth || p.size > bufs.maxSize) throw new VirtioError('INVALID_ARGUMENT', `point depth ${D} / size ${p.size} exceeds the slot buffers (${bufs.maxDepth} / ${bufs.maxSize})`);
-  const vqs: VirtqueueDriver[] = [];
+  const vqs: LoopQueue[] = [];
   for (let q = 0; q < Q; q++) vqs.push(drv.queue(q));
   const space = tg.guestRam;
   const n = Q * D;

@@ -7,7 +7,7 @@
  * (a small object per segment; no data copy). Short reads at the end of the file (a file shrunk
  * behind our back) read as zeroes; short writes are continued until done.
  */
-import { constants as fsc, promises as fsp } from 'node:fs';
+import fs, { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { VirtioError, requireArg } from '../../errors.js';
 import { logger } from '../../log.js';
@@ -84,6 +84,9 @@ export class FileBackend implements BlkBackend {
   readonly stats: FileBackendStats = { reads: 0, writes: 0, datasyncs: 0 };
   private readonly fh: FileHandle;
   private closing: Promise<void> | undefined;
+  /** preadv / pwritev calls in flight on the raw fd, and who waits for them to end. */
+  private inflight = 0;
+  private drained: (() => void) | undefined;
 
   private constructor(fh: FileHandle, path: string, size: number, readOnly: boolean) {
     this.fh = fh;
@@ -172,12 +175,30 @@ export class FileBackend implements BlkBackend {
   }
 
   close(): Promise<void> {
-    this.closing ??= this.fh.close();
+    this.closing ??= (this.inflight === 0 ? Promise.resolve() : new Promise<void>((r) => (this.drained = r))).then(() => this.fh.close());
     return this.closing;
   }
 
   private checkOpen(): void {
     if (this.closing !== undefined) throw new VirtioError('CLOSED', `${this.name}: the backend is closed`);
+  }
+
+  /**
+   * One preadv / pwritev through the callback API on the handle's fd: 2-3x less main-thread work
+   * per request than FileHandle.readv/writev (promise plumbing and handle ref counting).
+   * `close()` waits for these ({@link inflight}), so the fd is never closed under them.
+   */
+  private rawv(views: Buffer[], pos: number, write: boolean): Promise<number> {
+    this.inflight++;
+    return new Promise<number>((resolve, reject) => {
+      const cb = (err: NodeJS.ErrnoException | null, n: number): void => {
+        if (--this.inflight === 0 && this.drained !== undefined) this.drained();
+        if (err !== null) reject(err);
+        else resolve(n);
+      };
+      if (write) fs.writev(this.fh.fd, views, pos, cb);
+      else fs.readv(this.fh.fd, views, pos, cb);
+    });
   }
 
   private async transfer(iov: IoVec, pos: number, write: boolean): Promise<void> {
@@ -191,7 +212,7 @@ export class FileBackend implements BlkBackend {
     const total = iov.bytes;
     let done = 0;
     while (done < total) {
-      const r = write ? (await this.fh.writev(views, pos + done)).bytesWritten : (await this.fh.readv(views, pos + done)).bytesRead;
+      const r = await this.rawv(views, pos + done, write);
       if (r <= 0) {
         if (write) throw new VirtioError('DEVICE_IO', `${this.name}: write at ${pos + done} made no progress`);
         for (const v of views) v.fill(0); // past the end of the file: zeroes
