@@ -15,6 +15,12 @@ CACHE=${VIRTIOKIT_GUEST_CACHE:-/var/cache/virtiokit-guests}
 HERE=$(cd "$(dirname "$0")" && pwd)
 INIT_SRC="$HERE/guest-init.sh"
 
+# Serialize concurrent runs (parallel test files on a cold cache) on one lock next to the cache.
+mkdir -p "$(dirname "$CACHE")" 2>/dev/null || true
+if command -v flock >/dev/null 2>&1 && { exec 9>"${CACHE%/}.lock"; } 2>/dev/null; then
+  flock -w 900 9 || true
+fi
+
 unavailable() {
   echo "UNAVAILABLE $*"
   exit 3

@@ -15,9 +15,9 @@ import { openTarget } from '../conformance/targets/remote.js';
 import type { DeviceKind, TransportKind } from '../conformance/check.js';
 
 const FLAGS: readonly FlagSpec[] = [
-  { name: 'target', type: 'string', valueName: 'TARGET', description: 'inproc (default), vfio-user:SOCKET or vhost-user:SOCKET' },
+  { name: 'target', type: 'string', valueName: 'TARGET', description: 'inproc (default), vfio-user:SOCKET or vhost-user:SOCKET[,device=blk][,disk=FILE]' },
   { name: 'device', type: 'choice', choices: ['blk', 'net', 'rng', 'console'], description: 'only this device type (default: all the target has)' },
-  { name: 'transport', type: 'choice', choices: ['pci', 'mmio'], description: 'only this transport (default: both)' },
+  { name: 'transport', type: 'choice', choices: ['pci', 'mmio', 'vhost-user'], description: 'only this transport (default: all the target has)' },
   { name: 'swiotlb', type: 'choice', choices: ['on', 'off'], description: 'only with / without a SWIOTLB window (default: both)' },
   { name: 'clauses', type: 'string', valueName: 'PATTERN', description: "only checks covering a matching clause id ('*' wildcard, else substring)" },
   { name: 'timeout', type: 'int', valueName: 'MS', min: 50, max: 600000, description: 'time limit per check (default 3000)' },

@@ -10,7 +10,7 @@
  */
 import { logger } from '../log.js';
 import { isVirtioError } from '../errors.js';
-import type { Check, CheckContext, DeviceKind, Dut, TransportKind } from './check.js';
+import { TRANSPORT_KINDS, type Check, type CheckContext, type DeviceKind, type Dut, type TransportKind } from './check.js';
 import { RawDriver } from './raw.js';
 import type { Target } from './targets/target.js';
 import type { CheckResult, ClauseOutcome, Verdict } from './verdict.js';
@@ -78,7 +78,11 @@ export function clauseMatcher(pattern: string | undefined): (id: string) => bool
 /** Why `check` does not apply to `cfg`, or undefined when it does. */
 export function notApplicable(check: Check, cfg: SuiteConfig): string | undefined {
   if (check.devices !== undefined && !check.devices.includes(cfg.device)) return `device type differs (check is for ${check.devices.join('/')}, device is ${cfg.device})`;
-  if (check.transports !== undefined && !check.transports.includes(cfg.transport)) return `transport differs (check is for ${check.transports.join('/')}, transport is ${cfg.transport})`;
+  const transports = check.transports ?? TRANSPORT_KINDS;
+  if (cfg.transport === 'vhost-user' && !transports.includes('vhost-user')) {
+    return `not observable over vhost-user: the check needs ${transports.join('/')} registers (device status, queue or interrupt registers, capabilities) that a vhost-user back-end does not have`;
+  }
+  if (!transports.includes(cfg.transport)) return `transport differs (check is for ${transports.join('/')}, transport is ${cfg.transport})`;
   if (check.swiotlb !== undefined && check.swiotlb !== cfg.swiotlb) return check.swiotlb ? 'needs a SWIOTLB window (run with --swiotlb on)' : 'applies only without a SWIOTLB window';
   return undefined;
 }

@@ -13,8 +13,11 @@
  * (DeviceQueue.getBase) and closes the ring's kick and call fds. SET_VRING_ENABLE is recorded;
  * like libvhost-user, blk/rng/console rings are processed once started (these devices have no
  * side-effect-free "disabled" processing). Kicks: the kick eventfd is polled through libuv and
- * each wake-up drains it and calls `model.notify(q)`; `ctx.interrupt(q)` writes the call eventfd
- * when `queue.needsInterrupt()` says so.
+ * each wake-up drains it and calls `model.notify(q)`; `ctx.interrupt(q)` marks the ring, and once
+ * per event-loop turn (setImmediate, after every completion of that turn was pushed) the call
+ * eventfd is written for each marked ring whose `queue.needsInterrupt()` says so — one wake-up of
+ * the front-end per batch of completions instead of one per completion (needsInterrupt covers
+ * every used entry since the last check, so none is missed).
  *
  * Addresses: SET_VRING_ADDR carries front-end user addresses (QEMU virtual addresses), translated
  * to guest-physical through the memory table's `userspace_addr`; descriptors carry guest-physical
@@ -270,6 +273,10 @@ export class VhostUserSession {
   private mapped: MappedSpace | null = null;
   private active = false;
   private backendReqFd = -1;
+  /** Rings that asked for an interrupt since the last {@link flushInterrupts} (1 = pending). */
+  private readonly irqPending: Uint8Array;
+  private irqScheduled = false;
+  private readonly flushInterruptsBound = (): void => this.flushInterrupts();
 
   constructor(be: VhostUserBackend, fd: number) {
     this.be = be;
@@ -278,6 +285,7 @@ export class VhostUserSession {
     this.done = new Promise((r) => (this.resolveDone = r));
     this.rings = [];
     this.live = [];
+    this.irqPending = new Uint8Array(this.model.numQueues);
     for (let i = 0; i < this.model.numQueues; i++) {
       this.rings.push({ index: i, num: 0, addr: null, base: 0, kickFd: -1, callFd: -1, errFd: -1, enabled: false, started: false, parked: false, queue: null, poll: undefined });
       this.live.push(null);
@@ -821,13 +829,30 @@ export class VhostUserSession {
     }
   }
 
+  /** The model completed something on ring q: signal it at the end of this event-loop turn. */
   private interrupt(q: number): void {
-    const r = this.rings[q];
-    const queue = this.live[q];
-    if (r === undefined || queue === null || queue === undefined || !this.active) return;
-    if (queue.needsInterrupt() && r.callFd >= 0) {
-      this.be.stats.calls++;
-      this.signal(r.callFd);
+    if (q < 0 || q >= this.irqPending.length || this.live[q] === null || !this.active) return;
+    this.irqPending[q] = 1;
+    if (!this.irqScheduled) {
+      this.irqScheduled = true;
+      setImmediate(this.flushInterruptsBound);
+    }
+  }
+
+  /** Write the call eventfd of every pending ring that wants a used-buffer notification. */
+  private flushInterrupts(): void {
+    this.irqScheduled = false;
+    const pending = this.irqPending;
+    for (let q = 0; q < pending.length; q++) {
+      if (pending[q] === 0) continue;
+      pending[q] = 0;
+      const r = this.rings[q];
+      const queue = this.live[q];
+      if (r === undefined || queue === null || queue === undefined || !this.active) continue;
+      if (queue.needsInterrupt() && r.callFd >= 0) {
+        this.be.stats.calls++;
+        this.signal(r.callFd);
+      }
     }
   }
 

@@ -3,6 +3,7 @@
  * runs `virtiokit serve blk --vhost-user` as a child process, boots QEMU (TCG) against it with a hard
  * timeout, and returns the serial log and the back-end's log.
  */
+import { acquireQemuLock } from './qemu-lock.js';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, openSync, readSync, closeSync, rmSync, writeFileSync, ftruncateSync } from 'node:fs';
@@ -176,6 +177,15 @@ export async function bootGuest(o: BootOptions): Promise<BootResult> {
     '-kernel', join(o.env.cache, 'vmlinuz'), '-initrd', join(o.env.cache, 'initramfs.cpio'),
     '-append', `console=ttyS0 panic=-1 loglevel=4 gtest=blk gsize=4 ${o.append ?? ''}`.trim(),
   ];
+  const release = await acquireQemuLock();
+  try {
+    return await runQemu(o, args);
+  } finally {
+    release();
+  }
+}
+
+async function runQemu(o: BootOptions, args: string[]): Promise<BootResult> {
   const t0 = Date.now();
   const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let serial = '';

@@ -64,31 +64,8 @@ export function vfuScratch(diskMiB = 64): { dir: string; disk: string; sock: str
 /** Guest RAM backends: memfd shared (QEMU passes the fd → mmap DMA) or anonymous (no fd → message DMA). */
 export type RamKind = 'memfd-shared' | 'anonymous';
 
-/**
- * Hold a machine-wide lock (flock(1) on {@link QEMU_LOCK}) while a QEMU runs, so guest test files
- * running in parallel vitest workers do not boot TCG guests at the same time on a small machine.
- * Resolves with a release function; without flock(1) it resolves at once (no lock).
- */
-export const QEMU_LOCK = join(tmpdir(), 'virtiokit-qemu.lock');
-export function acquireQemuLock(waitMs = 600_000): Promise<() => void> {
-  return new Promise((res) => {
-    let held = false;
-    const p = spawn('flock', ['-w', String(Math.ceil(waitMs / 1000)), QEMU_LOCK, 'sh', '-c', 'echo held; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
-    const release = (): void => {
-      p.stdin?.end();
-    };
-    p.stdout!.on('data', (b: Buffer) => {
-      if (!held && b.toString().includes('held')) {
-        held = true;
-        res(release);
-      }
-    });
-    p.on('error', () => res(() => undefined)); // no flock(1): run without the lock
-    p.on('exit', () => {
-      if (!held) res(() => undefined); // timed out waiting: run anyway
-    });
-  });
-}
+import { acquireQemuLock } from './qemu-lock.js';
+export { QEMU_LOCK, acquireQemuLock } from './qemu-lock.js';
 
 /** Options of one QEMU 11 boot. */
 export interface VfuBootOptions {

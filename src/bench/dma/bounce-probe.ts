@@ -32,7 +32,7 @@ function heap(): { used: number; total: number; gcs: number } {
 async function main(): Promise<void> {
   let run: (n: number) => void;
   let close: () => Promise<void> | void = () => undefined;
-  if (mode === 'map4k' || mode === 'mapreq' || mode === 'copy') {
+  if (mode === 'map4k' || mode === 'mapreq' || mode === 'copy' || mode === 'qmap4k' || mode === 'qmapreq') {
     const cop = nativeCopiers(native);
     const ram = createGuestRam([{ base: RAM_BASE, size: 8 << 20, name: 'ram' }], { backing: 'memfd' });
     const win = await SwiotlbWindow.allocate(4 << 20, { backing: 'auto', base: 0x1_0000_0000 });
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     const sgs: SgList[] = [];
     for (let b = 0; b < 32; b++) {
       const sg = new SgList(3);
-      if (mode === 'map4k') sg.out(RAM_BASE + b * 8192, 4096);
+      if (mode.endsWith('map4k')) sg.out(RAM_BASE + b * 8192, 4096);
       else sg.out(RAM_BASE + b * 8192 + 4096, 16).in(RAM_BASE + b * 8192, 4096).in(RAM_BASE + b * 8192 + 4096 + 16, 1);
       sgs.push(sg);
     }
@@ -60,6 +60,17 @@ async function main(): Promise<void> {
           ops[3] = region.offset + b * 8192;
           cop.copyBatch(bufs, ops, 1);
           if (++b === 32) b = 0;
+        }
+      };
+    } else if (mode.startsWith('q')) {
+      const outs: SgList[] = [];
+      for (let b = 0; b < 32; b++) outs.push(new SgList(3));
+      run = (n) => {
+        for (let i = 0; i < n; i += 32) {
+          for (let b = 0; b < 32; b++) bp.queueMapSg(sgs[b]!, outs[b]!);
+          bp.flush();
+          for (let b = 0; b < 32; b++) bp.queueUnmapSg(outs[b]!);
+          bp.flush();
         }
       };
     } else {

@@ -1,7 +1,7 @@
 /**
  * Devices in another process: `vfio-user:SOCKET` (a vfio-user server such as `virtiokit serve`,
- * reached with the vfio-user client in src/vfio-user/) and `vhost-user:SOCKET` (a vhost-user
- * back-end; needs a front-end that is not part of virtiokit yet).
+ * reached with the vfio-user client in src/vfio-user/) and `vhost-user:SOCKET[,device=K][,disk=F]`
+ * (a vhost-user back-end, driven through the front-end adapter in `vhost-user.ts`).
  *
  * One fixed configuration per socket: variants are not built (checks that need other features
  * SKIP), the device type is read from the PCI device id, and a fresh connection is opened for
@@ -83,11 +83,6 @@ export class VfioUserTarget implements Target {
   }
 }
 
-/** vhost-user: not available until a register-view adapter over VhostUserFrontend exists. */
-export function vhostUserTarget(socketPath: string): never {
-  throw new VirtioError('INVALID_ARGUMENT', `vhost-user target ${socketPath}: not available yet — the conformance suite needs a register-level adapter over the vhost-user front-end (src/vhost-user/frontend.ts), which is not written; use --target inproc or vfio-user:SOCKET`);
-}
-
 /** Parse a --target value into a target. */
 export async function openTarget(spec: string): Promise<Target> {
   if (spec === 'inproc') {
@@ -95,6 +90,10 @@ export async function openTarget(spec: string): Promise<Target> {
     return new InprocTarget();
   }
   if (spec.startsWith('vfio-user:')) return VfioUserTarget.create(spec.slice('vfio-user:'.length));
-  if (spec.startsWith('vhost-user:')) return vhostUserTarget(spec.slice('vhost-user:'.length));
+  if (spec.startsWith('vhost-user:')) {
+    const { VhostUserTarget, parseVhostUserSpec } = await import('./vhost-user.js');
+    const { socketPath, opts } = parseVhostUserSpec(spec.slice('vhost-user:'.length));
+    return VhostUserTarget.create(socketPath, opts);
+  }
   throw new VirtioError('INVALID_ARGUMENT', `unknown target '${spec}': use inproc, vfio-user:SOCKET or vhost-user:SOCKET`);
 }

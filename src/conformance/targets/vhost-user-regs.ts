@@ -113,7 +113,7 @@ export async function probeVhostUser(socketPath: string, opts: VhostUserRegsOpti
       await fe.setProtocolFeatures(protocol);
     }
     const numQueues = maskHas(protocol, VHOST_USER_PROTOCOL_F_MQ) ? Math.max(1, Math.min(64, await fe.getQueueNum())) : 1;
-    let config = new Uint8Array(0);
+    let config: Uint8Array = new Uint8Array(0);
     if (maskHas(protocol, VHOST_USER_PROTOCOL_F_CONFIG)) {
       for (const size of CONFIG_SIZES) {
         try {
@@ -169,7 +169,7 @@ export class VhostUserRegs implements TransportRegs, VhostUserLink {
   private readonly kicks = new Map<number, number>();
   /** fds to close at the end. */
   private readonly retired: number[] = [];
-  private config: Uint8Array;
+  private config: Uint8Array<ArrayBufferLike>;
   private broken: string | undefined;
   private featuresRefused: string | undefined;
   private readonly listeners: Array<(kind: 'queue' | 'error', q: number) => void> = [];
