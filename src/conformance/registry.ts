@@ -7,6 +7,7 @@ import { packedChecks } from './checks/basic-packed.js';
 import { splitChecks } from './checks/basic-split.js';
 import { statusChecks } from './checks/basic-status.js';
 import { blkChecks } from './checks/blk.js';
+import { blkOpsChecks } from './checks/blk-ops.js';
 import { consoleChecks } from './checks/console.js';
 import { driverChecks } from './checks/driver.js';
 import { initChecks } from './checks/init.js';
@@ -27,6 +28,7 @@ export const CHECKS: readonly Check[] = [
   ...mmioChecks,
   ...swiotlbChecks,
   ...blkChecks,
+  ...blkOpsChecks,
   ...netChecks,
   ...consoleChecks,
   ...rngChecks,

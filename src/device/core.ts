@@ -730,9 +730,15 @@ export class VirtioDeviceCore {
   private park(q: number): void {
     if (q >= 0) {
       const r = this.regs[q];
-      if (r !== undefined) r.parked = true;
+      if (r !== undefined) {
+        r.parked = true;
+        r.queue?.park(); // the model sees it too: pop() returns false from now on
+      }
     } else {
-      for (const r of this.regs) r.parked = true;
+      for (const r of this.regs) {
+        r.parked = true;
+        r.queue?.park();
+      }
     }
   }
 

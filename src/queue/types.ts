@@ -186,6 +186,12 @@ export interface DeviceQueue {
   readonly size: number;
   /** True after a guest error: pop returns false until {@link reset}. */
   readonly parked: boolean;
+  /**
+   * Park the queue from outside (the device's choke point, after an error the model or another
+   * queue found): pop and notification calls then return at once without touching memory, until
+   * {@link reset}. Chains already popped may still be pushed used, so heads are not leaked.
+   */
+  park(): void;
   /** Chains popped and not yet pushed used. */
   readonly inFlight: number;
 

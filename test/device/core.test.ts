@@ -563,3 +563,25 @@ describe('trace', () => {
     ]);
   });
 });
+
+describe('choke point parks the live queues', () => {
+  it('[basic.dev-status-field.device.2] an error a model reports parks every DeviceQueue, so later pops stop', () => {
+    const r = rig();
+    bringUp(r, [VIRTIO_F_VERSION_1]);
+    const q0 = r.core.queue(0)!;
+    const q1 = r.core.queue(1)!;
+    expect(q0.parked).toBe(false);
+    r.model.ctx!.sink.guestError({ code: 'DEVICE_REQUEST_INVALID', clause: undefined, message: 'test', queue: -1 });
+    expect(q0.parked).toBe(true);
+    expect(q1.parked).toBe(true);
+    expect(r.core.status & 64).toBe(64);
+  });
+
+  it('[basic.dev-status-field.device.2] an error on one queue parks that queue only', () => {
+    const r = rig();
+    bringUp(r, [VIRTIO_F_VERSION_1]);
+    r.model.ctx!.sink.guestError({ code: 'CHAIN_LOOP', clause: undefined, message: 'test', queue: 1 });
+    expect(r.core.queue(1)!.parked).toBe(true);
+    expect(r.core.queue(0)!.parked).toBe(false);
+  });
+});

@@ -11,6 +11,9 @@ export class FakeQueue implements DeviceQueue {
   readonly index: number;
   readonly size: number;
   parked = false;
+  park(): void {
+    this.parked = true;
+  }
   inFlight = 0;
   wantInterrupt = true;
   resets = 0;

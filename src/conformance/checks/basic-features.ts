@@ -1,10 +1,10 @@
 /** Feature-bit checks (virtio 1.4 §2.2, §6): what the device offers and how it treats the ack. */
 import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_ADMIN_VQ, VIRTIO_F_IN_ORDER, VIRTIO_F_NOTIF_CONFIG_DATA, VIRTIO_F_SR_IOV, VIRTIO_F_VERSION_1, featureDefs, featureDependencies, featureName } from '../../features/bits.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from '../../features/status.js';
-import { DEVICE_IDS, defineCheck, type Check } from '../check.js';
+import { ANY_TRANSPORT, DEVICE_IDS, defineCheck, type Check } from '../check.js';
 import { RawDriver, waitFor, type UsedElem } from '../raw.js';
 import { fail, pass, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, buildWork, rawInit } from './util.js';
+import { acceptWith, buildWork, rawInit, settleTransport } from './util.js';
 
 export const featureChecks: readonly Check[] = [
   defineCheck({
@@ -12,6 +12,7 @@ export const featureChecks: readonly Check[] = [
     title: 'VIRTIO_F_VERSION_1 is offered',
     clauses: ['reserved.reserved-feature-bits.device.1'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const raw = RawDriver.open(ctx);
       try {
@@ -26,6 +27,7 @@ export const featureChecks: readonly Check[] = [
     title: 'offered bits are defined for this device/transport, with their dependencies; SWIOTLB only with a region',
     clauses: ['basic.feature-bits.device.1', 'basic.feature-bits.device.3', 'reserved.reserved-feature-bits.device.9', 'rfc-swiotlb.feature.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const raw = RawDriver.open(ctx);
       try {
@@ -63,6 +65,7 @@ export const featureChecks: readonly Check[] = [
     title: 'device config is readable before FEATURES_OK and matches what is read after DRIVER_OK',
     clauses: ['basic.dev-cfg-space.device.1'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: ['blk', 'net', 'console'],
     async run(ctx) {
       const raw = RawDriver.open(ctx);
@@ -75,6 +78,7 @@ export const featureChecks: readonly Check[] = [
         const early = f.map(([o, w]) => raw.regs.readConfig(o, w));
         if (early.every((v) => v === 0)) return fail('every device config field read 0 before FEATURES_OK');
         raw.init();
+        await settleTransport(ctx);
         const late = f.map(([o, w]) => raw.regs.readConfig(o, w));
         const diff = f.findIndex((_, i) => early[i] !== late[i] && !(ctx.dut.kind === 'net' && f[i]![0] === 6));
         if (diff >= 0) return fail(`config at ${f[diff]![0]} read 0x${early[diff]!.toString(16)} before FEATURES_OK, 0x${late[diff]!.toString(16)} after DRIVER_OK`);
@@ -89,6 +93,7 @@ export const featureChecks: readonly Check[] = [
     title: 'IN_ORDER: buffers are used in the order they were made available',
     clauses: ['reserved.reserved-feature-bits.device.5'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     variant: { inOrder: true },
     needs: [VIRTIO_F_IN_ORDER],
     async run(ctx) {

@@ -1,7 +1,7 @@
 /** Packed virtqueue checks (virtio 1.4 §2.8). */
 import { VIRTIO_F_RING_PACKED } from '../../features/bits.js';
 import { VIRTQ_DESC_F_USED } from '../../queue/types.js';
-import { defineCheck, type Check, type CheckContext } from '../check.js';
+import { ANY_TRANSPORT, defineCheck, type Check, type CheckContext } from '../check.js';
 import { RawPackedQueue, settle, waitFor, type UsedElem } from '../raw.js';
 import { fail, pass, type CheckResult } from '../verdict.js';
 import { acceptWith, buildWork, rawInit, runWork } from './util.js';
@@ -48,6 +48,7 @@ export const packedChecks: readonly Check[] = [
     title: 'packed: descriptors handled in ring order, NEXT lists in order, used written in completion order',
     clauses: ['basic.packed-vq.vq.device.1', 'basic.packed-vq.vq.device.2', 'basic.packed-vq.scatter-gather-support.device.1'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     variant: { packed: true },
     needs: [VIRTIO_F_RING_PACKED],
     run: order,
@@ -57,6 +58,7 @@ export const packedChecks: readonly Check[] = [
     title: 'packed: device-readable buffers are never written',
     clauses: ['basic.packed-vq.vq-desc-table.device.1'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     variant: { packed: true },
     needs: [VIRTIO_F_RING_PACKED],
     async run(ctx) {
@@ -77,6 +79,7 @@ export const packedChecks: readonly Check[] = [
     title: 'packed: a descriptor is consumed only once its AVAIL flag marks it available',
     clauses: ['basic.packed-vq.vq-desc-table.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     variant: { packed: true },
     needs: [VIRTIO_F_RING_PACKED],
     async run(ctx) {
@@ -107,6 +110,7 @@ export const packedChecks: readonly Check[] = [
     title: 'packed: a descriptor marked used is not written again by the device',
     clauses: ['basic.packed-vq.vq-desc-table.device.3'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     variant: { packed: true },
     needs: [VIRTIO_F_RING_PACKED],
     async run(ctx) {

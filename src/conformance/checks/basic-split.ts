@@ -1,7 +1,7 @@
 /** Split virtqueue checks (virtio 1.4 §2.7): device-side behaviour on valid and broken rings. */
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED } from '../../features/bits.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../queue/types.js';
-import { defineCheck, type Check, type CheckContext } from '../check.js';
+import { ANY_TRANSPORT, defineCheck, type Check, type CheckContext } from '../check.js';
 import { RawSplitQueue, settle, waitFor } from '../raw.js';
 import { fail, pass, type CheckResult } from '../verdict.js';
 import { acceptWith, buildWork, judgeMalformed, rawInit, runWork, workOk } from './util.js';
@@ -37,6 +37,7 @@ export const splitChecks: readonly Check[] = [
     title: 'used element len is filled before used idx moves and covers bytes really written',
     clauses: ['basic.split-vq.vq-used-ring.device.1', 'basic.split-vq.vq-used-ring.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const raw = rawInit(ctx, { accept: SPLIT_ONLY });
       try {
@@ -72,6 +73,7 @@ export const splitChecks: readonly Check[] = [
     title: 'device accepts a request whose readable part is split arbitrarily across descriptors',
     clauses: ['basic.split-vq.message-framing.device.1'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: ['blk', 'net', 'console'],
     run: framing,
   }),
@@ -80,6 +82,7 @@ export const splitChecks: readonly Check[] = [
     title: 'device writes neither device-readable buffers nor the descriptor table',
     clauses: ['basic.split-vq.vq-desc-table.device.1', 'basic.split-vq.vq-desc-table.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const raw = rawInit(ctx, { accept: SPLIT_ONLY });
       try {
@@ -113,6 +116,7 @@ export const splitChecks: readonly Check[] = [
     title: 'WRITE on the descriptor that points to an indirect table is ignored',
     clauses: ['basic.split-vq.indirect-desc.device.1'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     needs: [VIRTIO_F_INDIRECT_DESC],
     async run(ctx) {
       const raw = rawInit(ctx, { accept: SPLIT_ONLY });
@@ -136,6 +140,7 @@ export const splitChecks: readonly Check[] = [
     title: 'a chain of direct descriptors ending in an indirect one is processed',
     clauses: ['basic.split-vq.indirect-desc.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: ['blk', 'net', 'console'],
     needs: [VIRTIO_F_INDIRECT_DESC],
     async run(ctx) {
@@ -160,6 +165,7 @@ export const splitChecks: readonly Check[] = [
     title: 'without EVENT_IDX: notifies when avail flags is 0, ignoring used_event',
     clauses: ['basic.split-vq.used-buffer-notif-suppression.device.1'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const raw = rawInit(ctx, { accept: acceptWith({ drop: [VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED] }) });
       try {
@@ -183,6 +189,7 @@ export const splitChecks: readonly Check[] = [
     title: 'with EVENT_IDX: ignores NO_INTERRUPT and notifies when reaching used_event',
     clauses: ['basic.split-vq.used-buffer-notif-suppression.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     needs: [VIRTIO_F_EVENT_IDX],
     async run(ctx) {
       const raw = rawInit(ctx, { accept: acceptWith({ add: [VIRTIO_F_EVENT_IDX], drop: [VIRTIO_F_RING_PACKED] }) });
@@ -207,6 +214,7 @@ export const splitChecks: readonly Check[] = [
     title: 'used flags are 0/1 without EVENT_IDX and stay 0 with it',
     clauses: ['basic.split-vq.available-buffer-notif-suppression.device.1', 'basic.split-vq.available-buffer-notif-suppression.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const seen: string[] = [];
       for (const ev of [false, true]) {
@@ -239,6 +247,7 @@ export const splitChecks: readonly Check[] = [
     title: 'kicks without new buffers are harmless',
     clauses: ['basic.split-vq.available-buffer-notif-suppression.device.3'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const raw = rawInit(ctx, { accept: SPLIT_ONLY });
       try {
@@ -263,6 +272,7 @@ export const splitChecks: readonly Check[] = [
     title: 'a descriptor chain that loops is refused or dropped, never spun on',
     clauses: ROBUST,
     role: 'device',
+    transports: ANY_TRANSPORT,
     run: (ctx) =>
       judgeMalformed(
         ctx,
@@ -283,6 +293,7 @@ export const splitChecks: readonly Check[] = [
     title: 'a next index beyond the queue size is refused or dropped',
     clauses: ROBUST,
     role: 'device',
+    transports: ANY_TRANSPORT,
     run: (ctx) =>
       judgeMalformed(
         ctx,
@@ -302,6 +313,7 @@ export const splitChecks: readonly Check[] = [
     title: 'an avail entry naming a head beyond the queue size is refused or dropped',
     clauses: ROBUST,
     role: 'device',
+    transports: ANY_TRANSPORT,
     run: (ctx) =>
       judgeMalformed(
         ctx,
@@ -319,6 +331,7 @@ export const splitChecks: readonly Check[] = [
     title: 'avail idx more than a queue size ahead is refused, not processed as garbage',
     clauses: ROBUST,
     role: 'device',
+    transports: ANY_TRANSPORT,
     run: (ctx) =>
       judgeMalformed(
         ctx,
@@ -335,6 +348,7 @@ export const splitChecks: readonly Check[] = [
     title: 'an indirect descriptor inside an indirect table is refused or dropped',
     clauses: ROBUST,
     role: 'device',
+    transports: ANY_TRANSPORT,
     needs: [VIRTIO_F_INDIRECT_DESC],
     run: (ctx) =>
       judgeMalformed(
@@ -362,6 +376,7 @@ export const splitChecks: readonly Check[] = [
     title: 'an indirect table whose length is not a multiple of 16 is refused or dropped',
     clauses: ROBUST,
     role: 'device',
+    transports: ANY_TRANSPORT,
     needs: [VIRTIO_F_INDIRECT_DESC],
     run: (ctx) =>
       judgeMalformed(
@@ -382,6 +397,7 @@ export const splitChecks: readonly Check[] = [
     title: 'a buffer address outside guest memory is refused; nothing is written anywhere',
     clauses: ROBUST,
     role: 'device',
+    transports: ANY_TRANSPORT,
     run: (ctx) =>
       judgeMalformed(
         ctx,
@@ -400,6 +416,7 @@ export const splitChecks: readonly Check[] = [
     title: 'a readable descriptor after a writable one does not make the device write readable memory',
     clauses: ROBUST,
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: ['blk', 'net', 'console'],
     run: (ctx) =>
       judgeMalformed(

@@ -4,10 +4,10 @@ import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_FEATURES_OK } from '../../fea
 import { CC } from '../../driver/pci-regs.js';
 import { MR } from '../../driver/mmio/regs.js';
 import { VIRTQ_DESC_F_NEXT } from '../../queue/types.js';
-import { defineCheck, type Check } from '../check.js';
+import { ANY_TRANSPORT, defineCheck, type Check } from '../check.js';
 import { RawDriver, RawSplitQueue, settle, waitFor } from '../raw.js';
 import { fail, pass, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, buildWork, rawInit, workOk, workQueue } from './util.js';
+import { acceptWith, buildWork, rawInit, settleTransport, workOk, workQueue } from './util.js';
 
 const SPLIT_ONLY = acceptWith({ drop: [VIRTIO_F_RING_PACKED] });
 
@@ -86,12 +86,14 @@ export const statusChecks: readonly Check[] = [
     title: 'after reset the device neither uses buffers nor notifies until re-initialized',
     clauses: ['basic.dev-reset.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const raw = rawInit(ctx);
       try {
         const w = buildWork(raw, ctx.dut.kind);
         const rq = raw.queue(w.q);
         if (!raw.reset()) return fail('status did not read 0 after reset');
+        await settleTransport(ctx); // vhost-user: the reset's GET_VRING_BASE is answered, as a front-end waits for it
         const irq = raw.irq.queue + raw.irq.config;
         const usedBefore = raw.mem.read(rq.deviceArea, 8);
         rq.post(w.bufs);
@@ -146,6 +148,7 @@ export const statusChecks: readonly Check[] = [
     title: 'FEATURES_OK stays clear when the driver acks a bit the device did not offer',
     clauses: ['basic.feature-bits.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     async run(ctx) {
       const raw = RawDriver.open(ctx);
       try {
@@ -158,10 +161,13 @@ export const statusChecks: readonly Check[] = [
         if (bad < 0) return pass('no unoffered bit found to ack (nothing to refuse)');
         for (let i = 0; i < 4; i++) raw.regs.setDriverFeatures(i, offered.word(i) | (Math.floor(bad / 32) === i ? 1 << (bad % 32) : 0));
         raw.regs.setStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
+        await settleTransport(ctx);
         const st = raw.regs.status();
         if ((st & STATUS_FEATURES_OK) !== 0) return fail(`FEATURES_OK reads set after acking unoffered bit ${bad}`);
         raw.reset();
-        const ok = raw.negotiate();
+        let ok = raw.negotiate();
+        await settleTransport(ctx);
+        ok = ok && (raw.regs.status() & STATUS_FEATURES_OK) !== 0;
         if (!ok) return fail('FEATURES_OK refused for the offered set (minus unknown bits) a driver may ack');
         return pass(`unoffered bit ${bad} → FEATURES_OK clear; a valid subset → FEATURES_OK set`);
       } finally {

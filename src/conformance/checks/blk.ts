@@ -8,10 +8,10 @@ import {
   VIRTIO_BLK_F_WRITE_ZEROES,
   VIRTIO_BLK_F_ZONED,
 } from '../../device/blk/constants.js';
-import { defineCheck, type Check, type CheckContext } from '../check.js';
+import { ANY_TRANSPORT, defineCheck, type Check, type CheckContext } from '../check.js';
 import { RawDriver, type RawDriver as RD } from '../raw.js';
 import { fail, pass, skip, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, blkHeader, pattern, rawInit } from './util.js';
+import { acceptWith, blkHeader, pattern, rawInit, settleTransport } from './util.js';
 
 const BLK: readonly ('blk' | 'net' | 'rng' | 'console')[] = ['blk'];
 
@@ -49,6 +49,7 @@ export const blkChecks: readonly Check[] = [
     title: 'FLUSH offered with CONFIG_WCE; config padding bytes are zero',
     clauses: ['blk.dev-init.device.1', 'blk.dev-init.device.3'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: BLK,
     variant: { blk: { configWce: true } },
     async run(ctx) {
@@ -71,13 +72,16 @@ export const blkChecks: readonly Check[] = [
     title: 'CONFIG_WCE negotiated without FLUSH: writeback reads 0',
     clauses: ['blk.dev-init.device.2'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: BLK,
     variant: { blk: { configWce: true, writeback: true } },
     needs: [VIRTIO_BLK_F_CONFIG_WCE],
     async run(ctx) {
       const raw = RawDriver.open(ctx);
       try {
-        if (!raw.negotiate(acceptWith({ drop: [VIRTIO_BLK_F_FLUSH] }))) return pass('FEATURES_OK refused for CONFIG_WCE without FLUSH (the device cannot run so; allowed)');
+        const ok = raw.negotiate(acceptWith({ drop: [VIRTIO_BLK_F_FLUSH] }));
+        await settleTransport(ctx);
+        if (!ok || (raw.regs.status() & 8) === 0) return pass('FEATURES_OK refused for CONFIG_WCE without FLUSH (the device cannot run so; allowed)');
         const wb = raw.regs.readConfig(32, 1);
         return wb === 0 ? pass('writeback reads 0') : fail(`writeback reads ${wb} with CONFIG_WCE but not FLUSH negotiated`);
       } finally {
@@ -90,6 +94,7 @@ export const blkChecks: readonly Check[] = [
     title: 'without ZONED every zone command completes with UNSUPP',
     clauses: ['blk.dev-op.device.16'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: BLK,
     async run(ctx) {
       const raw = rawInit(ctx, { accept: acceptWith({ drop: [VIRTIO_BLK_F_ZONED] }) });
@@ -110,6 +115,7 @@ export const blkChecks: readonly Check[] = [
     title: 'zoned block device clauses (need VIRTIO_BLK_F_ZONED)',
     clauses: ZONED_CLAUSES,
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: BLK,
     needs: [VIRTIO_BLK_F_ZONED],
     async run() {
@@ -121,6 +127,7 @@ export const blkChecks: readonly Check[] = [
     title: 'RO: writes fail with IOERR and change nothing',
     clauses: ['blk.dev-op.device.3'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: BLK,
     variant: { blk: { readOnly: true } },
     needs: [VIRTIO_BLK_F_RO],
@@ -144,6 +151,7 @@ export const blkChecks: readonly Check[] = [
     title: 'unknown/unmap flags on discard → UNSUPP; write-zeroes reads back zeroes',
     clauses: ['blk.dev-op.device.4', 'blk.dev-op.device.5', 'blk.dev-op.device.8'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: BLK,
     async run(ctx) {
       const raw = rawInit(ctx);
@@ -183,6 +191,7 @@ export const blkChecks: readonly Check[] = [
     title: 'a persistent backend commits stable writes before completion',
     clauses: ['blk.dev-op.device.11'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: BLK,
     async run(ctx) {
       if (ctx.dut.io.readDisk === undefined) return skip('no view of the backend');
@@ -195,7 +204,7 @@ export const blkChecks: readonly Check[] = [
         const disk = ctx.dut.io.readDisk(4 * 512, 512);
         const want = pattern(512, 11);
         if (!disk.every((b, i) => b === want[i])) return fail('data not in the backend when write + flush completed');
-        return pass('written and flushed data is in the backend at completion (RAM backend: volatile by nature)');
+        return pass(`written and flushed data is in the backend at completion (${ctx.dut.transport === 'vhost-user' ? 'read back from the disk image' : 'RAM backend: volatile by nature'})`);
       } finally {
         raw.close();
       }
@@ -206,6 +215,7 @@ export const blkChecks: readonly Check[] = [
     title: 'LIFETIME offered only with real wear metrics; reported values not reserved',
     clauses: ['blk.dev-op.device.14', 'blk.dev-op.device.15'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: BLK,
     async run(ctx) {
       const raw = RawDriver.open(ctx);

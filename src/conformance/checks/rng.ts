@@ -1,5 +1,5 @@
 /** virtio-rng checks (virtio 1.4 §5.4). */
-import { defineCheck, type Check } from '../check.js';
+import { ANY_TRANSPORT, defineCheck, type Check } from '../check.js';
 import { fail, pass } from '../verdict.js';
 import { rawInit } from './util.js';
 
@@ -9,6 +9,7 @@ export const rngChecks: readonly Check[] = [
     title: 'every request gets at least one random byte, never more than the buffer',
     clauses: ['rng.dev-op.device.1'],
     role: 'device',
+    transports: ANY_TRANSPORT,
     devices: ['rng'],
     async run(ctx) {
       const raw = rawInit(ctx);

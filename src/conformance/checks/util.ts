@@ -5,8 +5,8 @@
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED } from '../../features/bits.js';
 import type { FeatureSet } from '../../features/set.js';
 import type { CheckContext, DeviceKind } from '../check.js';
-import { defaultAccept, RawDriver, settle, waitFor, type RawBuf, type RawInitOptions, type UsedElem } from '../raw.js';
-import { fail, pass, reject, skip, wedged, type CheckResult } from '../verdict.js';
+import { defaultAccept, RawDriver, RawSplitQueue, settle, waitFor, type RawBuf, type RawInitOptions, type UsedElem } from '../raw.js';
+import { fail, pass, reject, skip, wedged, type CheckResult, type ClauseOutcome } from '../verdict.js';
 
 /** Queue the workload goes to: blk/rng request queue 0, net transmitq 1, console port 0 transmitq 1. */
 export function workQueue(kind: DeviceKind): number {
@@ -156,6 +156,14 @@ export function acceptWith(opts: { add?: number[]; drop?: number[] } = {}): (o: 
 /** Default acceptance without EVENT_IDX / packed, for checks that read split-ring fields. */
 export const acceptSplitNoEvent = acceptWith({ drop: [VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED] });
 
+/**
+ * Make register reads current where the transport answers asynchronously (vhost-user: wait for
+ * the outstanding replies, refresh the config cache); a no-op for PCI and MMIO.
+ */
+export async function settleTransport(ctx: CheckContext, ms = Math.min(ctx.waitMs, 1000)): Promise<void> {
+  await ctx.dut.vhostUser?.sync(ms);
+}
+
 /** Open and initialize a raw driver on the check's DUT. */
 export function rawInit(ctx: CheckContext, o: RawInitOptions & { interrupts?: 'msix' | 'intx' } = {}): RawDriver {
   const raw = RawDriver.open(ctx, o.interrupts !== undefined ? { interrupts: o.interrupts } : {});
@@ -200,12 +208,18 @@ export async function workOk(ctx: CheckContext, raw: RawDriver, seed = 1): Promi
  * notification is due, basic.dev-status-field.device.3) → REJECT; or the chain is dropped /
  * completed without harm → PASS. Either way the device must come back after a reset and complete
  * a valid request (else WEDGED), and must not have written `guard` memory (else FAIL).
+ *
+ * Over vhost-user the back-end refuses by signalling its error eventfd, NACKing or closing the
+ * connection (all read as NEEDS_RESET) → REJECT; the status field and its notification belong to
+ * the front-end, so basic.dev-status-field.device.3 is SKIP there. A back-end that silently stops
+ * the ring (a valid request on the same ring is not served either) is REJECT too.
  */
 export async function judgeMalformed(
   ctx: CheckContext,
   corrupt: (raw: RawDriver, q: number) => { guard?: Array<{ addr: number; len: number; inRam?: boolean }> } | void,
   init: RawInitOptions = {},
 ): Promise<CheckResult> {
+  const vu = ctx.dut.vhostUser;
   const raw = rawInit(ctx, init);
   try {
     const q = workQueue(ctx.dut.kind);
@@ -218,13 +232,26 @@ export async function judgeMalformed(
     // Out-of-process devices answer asynchronously: give NEEDS_RESET and its notification time.
     await waitFor(() => raw.needsReset(), Math.min(ctx.waitMs, 300), ctx.signal);
     const nr = raw.needsReset();
-    if (nr) await waitFor(() => raw.irq.config > 0, ctx.waitMs, ctx.signal);
+    if (nr && vu === undefined) await waitFor(() => raw.irq.config > 0, ctx.waitMs, ctx.signal);
     const cfgIrq = raw.irq.config;
     for (const g of guards) {
       const now = g.m.read(g.addr, g.len);
       if (!now.every((b, i) => b === g.before[i])) return fail(`the device wrote ${g.len} bytes at 0x${g.addr.toString(16)} that the malformed request did not give it to write`);
     }
-    if (nr && cfgIrq === 0) return fail('the device set DEVICE_NEEDS_RESET but sent no configuration-change notification');
+    if (nr && cfgIrq === 0 && vu === undefined) return fail('the device set DEVICE_NEEDS_RESET but sent no configuration-change notification');
+    let stopped = false;
+    const signal = vu?.errorReason;
+    if (vu !== undefined && !nr) {
+      // Did the back-end skip the bad chain, or stop the ring? A valid request on the same ring tells.
+      const rq = raw.queue(q);
+      if (rq instanceof RawSplitQueue) rq.nextDesc = rq.size >> 1;
+      const w = buildWork(raw, ctx.dut.kind, { seed: 5 });
+      const u = await runWork(ctx, raw, w);
+      stopped = u === undefined;
+    }
+    const vuSkip = (how: string): Record<string, ClauseOutcome> => ({
+      'basic.dev-status-field.device.3': { verdict: 'SKIP', detail: `not observable over vhost-user: the front-end owns the status field and its notification (the back-end ${how})` },
+    });
     raw.reset();
     if (raw.regs.status() !== 0) return fail(`status reads 0x${raw.regs.status().toString(16)} after writing 0 (reset)`);
     const raw2 = rawInit(ctx, init);
@@ -234,9 +261,11 @@ export async function judgeMalformed(
     } finally {
       raw2.close();
     }
+    if (vu !== undefined && nr) return { verdict: 'REJECT', detail: `refused: ${signal ?? 'error state'}; working again after reset`, perClause: vuSkip(`signalled: ${signal ?? 'an error'}`) };
+    if (stopped) return { verdict: 'REJECT', detail: 'the back-end stopped the ring without an error signal (a valid request on it was not served); working again after reset', perClause: vuSkip('stopped the ring silently') };
     if (nr) return reject(`DEVICE_NEEDS_RESET set, ${cfgIrq} config-change notification(s), working again after reset`);
     return pass('request dropped or completed without harm; device keeps working after reset', {
-      'basic.dev-status-field.device.3': { verdict: 'SKIP', detail: 'the device did not set DEVICE_NEEDS_RESET for this input' },
+      'basic.dev-status-field.device.3': { verdict: 'SKIP', detail: vu !== undefined ? 'the back-end signalled no error for this input' : 'the device did not set DEVICE_NEEDS_RESET for this input' },
     });
   } finally {
     raw.close();

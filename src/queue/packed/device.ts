@@ -139,6 +139,10 @@ export class PackedDeviceQueue implements DeviceQueue {
     return this.isParked;
   }
 
+  park(): void {
+    this.isParked = true;
+  }
+
   get inFlight(): number {
     return this.nInFlight;
   }

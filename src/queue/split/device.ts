@@ -163,6 +163,10 @@ export class SplitDeviceQueue implements DeviceQueue {
   get parked(): boolean {
     return this.isParked;
   }
+
+  park(): void {
+    this.isParked = true;
+  }
   get inFlight(): number {
     return this.inFlightCount;
   }

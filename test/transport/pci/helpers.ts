@@ -61,6 +61,9 @@ export class FakeModel implements VirtioDeviceModel {
 export class FakeQueue implements DeviceQueue {
   readonly kind = 'split' as const;
   parked = false;
+  park(): void {
+    this.parked = true;
+  }
   inFlight = 0;
   constructor(
     readonly index: number,
