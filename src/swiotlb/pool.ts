@@ -62,11 +62,21 @@ import { logger } from '../log.js';
 import type { AddressSpace } from '../memory/space.js';
 import type { MemoryRegion } from '../memory/region.js';
 import type { SgList } from '../queue/types.js';
-import { type BatchCopier, type Copier, jsCopy, OP_STRIDE, runBatch } from './copy.js';
-import { IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE, isAlignMask, MAX_ALIGN_MASK, MAX_MAPPING_SIZE, maxMappingSize, PAGE_SIZE } from './constants.js';
+import * as copyMod from './copy.js';
+import { type BatchCopier, type Copier, jsCopy, runBatch } from './copy.js';
+import * as C from './constants.js';
+import { isAlignMask, MAX_ALIGN_MASK, MAX_MAPPING_SIZE, maxMappingSize } from './constants.js';
 import type { SwiotlbWindow } from './window.js';
 
 const log = logger('swiotlb');
+
+// Module-local copies of the numbers the hot paths use: TurboFan folds a module's own constants
+// into the code, while every use of an imported binding loads a cell and checks it for the TDZ hole.
+const IO_TLB_SHIFT = C.IO_TLB_SHIFT;
+const IO_TLB_SIZE = C.IO_TLB_SIZE;
+const IO_TLB_SEGSIZE = C.IO_TLB_SEGSIZE;
+const PAGE_SIZE = C.PAGE_SIZE;
+const OP_STRIDE = copyMod.OP_STRIDE;
 
 /** DMA direction of a streaming mapping (Linux DMA_TO_DEVICE / DMA_FROM_DEVICE / DMA_BIDIRECTIONAL). */
 export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';

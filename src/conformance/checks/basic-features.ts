@@ -3,7 +3,7 @@ import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_ADMIN_VQ, VIRTIO_F_IN_ORDER, VIRTIO_F_NOT
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from '../../features/status.js';
 import { ANY_TRANSPORT, DEVICE_IDS, defineCheck, type Check } from '../check.js';
 import { RawDriver, waitFor, type UsedElem } from '../raw.js';
-import { fail, pass, type ClauseOutcome } from '../verdict.js';
+import { fail, pass, type CheckResult, type ClauseOutcome } from '../verdict.js';
 import { acceptWith, buildWork, rawInit, settleTransport } from './util.js';
 
 export const featureChecks: readonly Check[] = [
@@ -35,6 +35,10 @@ export const featureChecks: readonly Check[] = [
         const dev = DEVICE_IDS[ctx.dut.kind];
         const hasRegion = ctx.dut.transport === 'pci' ? raw.probe?.swiotlb !== undefined : ctx.dut.mmio?.platform.pool !== undefined;
         const swBit = offered.has(DEFAULT_SWIOTLB_BIT) ? DEFAULT_SWIOTLB_BIT : null;
+        const per: Record<string, ClauseOutcome> = {};
+        // The SWIOTLB clause holds on its own when the bit is not offered, whatever else fails.
+        if (swBit === null) per['rfc-swiotlb.feature.device.2'] = { verdict: 'PASS', detail: `VIRTIO_F_SWIOTLB not offered${hasRegion ? ' (a region exists)' : ' and no region'}` };
+        const fail = (detail: string): CheckResult => ({ verdict: 'FAIL', detail, perClause: per });
         for (const b of offered.toBits()) {
           if (b === swBit) continue;
           const defs = featureDefs(b, dev, { swiotlbBit: null }).filter((d) => d.legacyOnly !== true);
@@ -52,8 +56,6 @@ export const featureChecks: readonly Check[] = [
           if (d.any.length > 0 && !d.any.some((x) => offered.has(x))) return fail(`${d.name} offered without any of ${d.any.join(', ')}`);
         }
         if (swBit !== null && !hasRegion) return fail('VIRTIO_F_SWIOTLB offered but the transport presents no bounce region');
-        const per: Record<string, ClauseOutcome> = {};
-        if (swBit === null) per['rfc-swiotlb.feature.device.2'] = { verdict: 'PASS', detail: `VIRTIO_F_SWIOTLB not offered${hasRegion ? ' (a region exists)' : ' and no region'}` };
         return pass(`${offered.toBits().length} bits offered, all defined, dependencies present${swBit !== null ? ', SWIOTLB with a region' : ''}`, per);
       } finally {
         raw.close();
