@@ -10,6 +10,7 @@ import { DEVICE_KINDS, createDeviceHost, type DeviceKind } from '../vfio-user/de
 import { VfioUserServer } from '../vfio-user/server.js';
 import type { SwiotlbPolicy } from '../device/types.js';
 import type { DeviceHost } from '../vfio-user/device-host.js';
+import { DriverWatch } from '../conformance/driver-watch.js';
 
 const VFIO_FLAGS: readonly FlagSpec[] = [
   { name: 'vfio-user', type: 'string', valueName: 'SOCKET', description: 'UNIX socket path to serve vfio-user on (required)' },
@@ -22,7 +23,9 @@ const VFIO_FLAGS: readonly FlagSpec[] = [
   { name: 'read-only', type: 'boolean', description: 'blk: present the disk read-only' },
   { name: 'no-durable-flush', type: 'boolean', description: 'blk: acknowledge FLUSH without fdatasync' },
   { name: 'console-socket', type: 'string', valueName: 'PATH', description: 'console: UNIX socket for port 0 (default: output discarded)' },
+  { name: 'queue-workers', type: 'boolean', description: 'blk: serve each request queue on its own worker thread (direct DMA and SWIOTLB; message DMA stays on the main thread)' },
   { name: 'max-xfer', type: 'int', valueName: 'BYTES', min: 4096, max: 64 * 1024 * 1024, description: 'max_data_xfer_size to advertise (default 1048576)' },
+  { name: 'check-driver', type: 'string', valueName: 'REPORT.json', description: "judge the client's driver against the driver-side clauses; report written on driver reset, disconnect and SIGTERM" },
 ];
 
 /** vfio-user flags plus the vhost-user ones (`--vhost-user` dispatches to serve-vhost-user.ts). */
@@ -68,15 +71,18 @@ export const serveCommand: Command = {
       readOnly: f['read-only'] === true,
       durableFlush: f['no-durable-flush'] !== true,
       ...(str('console-socket') !== undefined ? { consoleSocket: str('console-socket')! } : {}),
+      ...(f['queue-workers'] === true ? { queueWorkers: true } : {}),
     });
+    const watch = str('check-driver') !== undefined ? new DriverWatch(host, str('check-driver')!, io.err) : undefined;
     let server: VfioUserServer;
     try {
-      server = VfioUserServer.listen({ socketPath: socket, device: host, ...(num('max-xfer') !== undefined ? { maxDataXferSize: num('max-xfer')! } : {}) });
+      server = VfioUserServer.listen({ socketPath: socket, device: watch?.host ?? host, ...(num('max-xfer') !== undefined ? { maxDataXferSize: num('max-xfer')! } : {}) });
     } catch (e) {
       await host.close();
       throw e;
     }
     reportDeviceEvents(host, server, io.err);
+    if (watch !== undefined) server.onClientGone(() => watch.writeReport('disconnect'));
     io.err(`virtiokit serve: ${host.model.name} on vfio-user ${socket} (pid ${process.pid})`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {
@@ -87,6 +93,8 @@ export const serveCommand: Command = {
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
     });
+    watch?.writeReport('sigterm');
+    watch?.close();
     server.close();
     await host.close();
     io.err('virtiokit serve: stopped');
@@ -105,7 +113,10 @@ function reportDeviceEvents(host: DeviceHost, server: VfioUserServer, err: (line
     else if (e.kind === 'features-ok') err(`virtiokit serve: features negotiated: ${e.detail}`);
     else if (e.kind === 'guest-error') err(`guest-error: ${e.detail}${e.clause !== undefined ? ` [${e.clause}]` : ''}`);
   });
+  host.queueWorkers?.onEvent((line) => err(`virtiokit serve: ${line}`));
   server.onClientGone(() => {
+    const qw = host.queueWorkers?.stats();
+    if (qw !== undefined) err(`virtiokit serve: queue workers: ${qw.map((w) => `queue ${w.id}: ${w.requests} requests, ${w.wakeups} wake-ups, ${w.kickWrites}/${w.kicks} kicks signalled, ${w.irqs} + ${w.irqsViaMain} (via main) interrupts`).join('; ')}`);
     const t = host.table.stats;
     const m = host.engine.stats;
     err(

@@ -29,9 +29,6 @@ import { RecordingSink, type GuestErrorSink } from '../device/choke.js';
 import type { AddressSpace } from '../memory/space.js';
 import {
   DEFAULT_SWIOTLB_BIT,
-  VIRTIO_F_EVENT_IDX,
-  VIRTIO_F_IN_ORDER,
-  VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_NOTIF_CONFIG_DATA,
   VIRTIO_F_NOTIFICATION_DATA,
   VIRTIO_F_RING_PACKED,
@@ -40,20 +37,19 @@ import {
 } from '../features/bits.js';
 import { FeatureSet } from '../features/set.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK, describeStatus } from '../features/status.js';
-import type { DriverQueue, DriverQueueOptions, QueueConfig } from '../queue/types.js';
-import { SplitDriverQueue } from '../queue/split/driver.js';
-import { splitAvailBytes, splitDescBytes, splitUsedBytes } from '../queue/split/layout.js';
-import { PackedDriverQueue } from '../queue/packed/driver.js';
+import type { DriverQueue } from '../queue/types.js';
 import { BouncePool, type BouncePoolOptions } from '../swiotlb/pool.js';
 import { SwiotlbWindow } from '../swiotlb/window.js';
+import { PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL, VIRTIO_PCI_ISR_CONFIG, VIRTIO_PCI_ISR_QUEUE } from '../transport/pci/layout-constants.js';
 import type { PciFunctionAccess } from './access.js';
 import { DirectDma, SwiotlbDma, type DriverDma } from './dma.js';
 import { chooseDriverFeatures, type DriverFeatureOptions } from './features.js';
 import { vectorPlans, VIRTIO_MSI_NO_VECTOR, type InterruptMode, type VectorPlan } from './msix-plan.js';
 import { CC, PciConfigIo, VirtioPciRegs, type VirtioRegAddrs } from './pci-regs.js';
 import { barAddress, probeVirtioPci, relocateBar as relocate, type ProbeOptions, type VirtioPciProbe } from './probe.js';
+import { allocRingAreas, buildDriverQueue, chooseQueueSize, type QueueSizeOption } from './queue-setup.js';
 import { GuestRamAllocator } from './ram-alloc.js';
-import { VirtqueueDriver } from './virtqueue.js';
+import { VirtqueueDriver, type NotifyTarget } from './virtqueue.js';
 
 const log = logger('driver');
 
@@ -62,8 +58,6 @@ export const DEFAULT_MSI_ADDRESS = 0xfee0_0000;
 /** First message data value (the "interrupt vector" number of vector 0). */
 export const DEFAULT_MSI_DATA_BASE = 0x40;
 
-const PCI_MSIX_FLAGS_ENABLE = 0x8000;
-const PCI_MSIX_FLAGS_MASKALL = 0x4000;
 
 /** Options of {@link VirtioPciDriver}. */
 export interface VirtioPciDriverOptions {
@@ -76,7 +70,7 @@ export interface VirtioPciDriverOptions {
   /** Feature choice. */
   features?: DriverFeatureOptions;
   /** Queue size: a number (capped at the device maximum) or `(q, max) => size`. Default min(max, 256). */
-  queueSize?: number | ((q: number, max: number) => number);
+  queueSize?: QueueSizeOption;
   /** Set up only the first N queues (default: every available queue). */
   queues?: number;
   /** 'auto' (MSI-X with fallback, default), 'msix' (fail rather than use INTx), 'intx'. */
@@ -336,7 +330,7 @@ export class VirtioPciDriver {
     const nq = this.regs.cc16(CC.NUM_QUEUES);
     const want = Math.min(nq, this.o.queues ?? nq);
     const setUp: number[] = [];
-    const built: Array<{ q: number; ring: DriverQueue; notify: { addr: number; value: number; data32: boolean } }> = [];
+    const built: Array<{ q: number; ring: DriverQueue; notify: NotifyTarget }> = [];
     for (let q = 0; q < want; q++) {
       const b = this.setupQueue(q, accepted);
       if (b !== undefined) {
@@ -386,29 +380,20 @@ export class VirtioPciDriver {
     return new SwiotlbDma(pool);
   }
 
-  private chooseSize(q: number, max: number, packed: boolean): number {
-    const qs = this.o.queueSize;
-    let s = typeof qs === 'function' ? qs(q, max) : Math.min(max, qs ?? 256);
-    if (!(Number.isInteger(s) && s >= 1)) this.fail('QUEUE_SIZE_INVALID', `queue ${q}: queueSize gave ${s}; need an integer 1..${max}`);
-    s = Math.min(s, max);
-    if (!packed) s = 2 ** Math.floor(Math.log2(s)); // pci.common-cfg.driver.3: a power of 2
-    return s; // ≥ 1: pci.common-cfg.driver.2 (never 0)
-  }
-
-  private setupQueue(q: number, feats: FeatureSet): { q: number; ring: DriverQueue; notify: { addr: number; value: number; data32: boolean } } | undefined {
+  private setupQueue(q: number, feats: FeatureSet): { q: number; ring: DriverQueue; notify: NotifyTarget } | undefined {
     const regs = this.regs;
     const dma = this.dmaLayer!;
     regs.selectQueue(q);
     const max = regs.cc16(CC.QUEUE_SIZE);
     if (max === 0) return undefined; // unavailable queue
     const packed = feats.has(VIRTIO_F_RING_PACKED);
-    const size = this.chooseSize(q, max, packed);
+    // pci.common-cfg.driver.3 (a power of 2 for split rings), .2 (never 0)
+    const size = chooseQueueSize(q, max, packed, this.o.queueSize, (m) => this.fail('QUEUE_SIZE_INVALID', m));
     if (size !== max) regs.ccW16(CC.QUEUE_SIZE, size);
     // Ring memory: three separately allocated, aligned parts (inside the window with SWIOTLB).
-    const parts = packed ? [[16 * size, 16], [4, 4], [4, 4]] : [[splitDescBytes(size), 16], [splitAvailBytes(size), 2], [splitUsedBytes(size), 4]];
-    const addrs = parts.map(([bytes, align]) => dma.allocCoherent(bytes!, align!));
+    const addrs = allocRingAreas(dma, size, packed);
     this.rings.push({ parts: addrs });
-    const [desc, driverArea, deviceArea] = addrs as [number, number, number];
+    const [desc, driverArea, deviceArea] = addrs;
     regs.ccW64(CC.QUEUE_DESC, desc);
     regs.ccW64(CC.QUEUE_DRIVER, driverArea);
     regs.ccW64(CC.QUEUE_DEVICE, deviceArea);
@@ -421,20 +406,7 @@ export class VirtioPciDriver {
       this.fail('PROTOCOL', `queue ${q}: queue_notify_off ${notifyOff} × multiplier ${n.multiplier} is outside the ${n.length}-byte notify structure`, 'pci.notify.device.3');
     }
     const value = feats.has(VIRTIO_F_NOTIF_CONFIG_DATA) ? regs.cc16(CC.QUEUE_NOTIF_CONFIG_DATA) : q; // pci.available-buffer-notif.driver.3/.4
-    const cfg: QueueConfig = {
-      index: q,
-      size,
-      maxSize: max,
-      desc,
-      driver: driverArea,
-      device: deviceArea,
-      eventIdx: feats.has(VIRTIO_F_EVENT_IDX),
-      indirect: feats.has(VIRTIO_F_INDIRECT_DESC),
-      inOrder: feats.has(VIRTIO_F_IN_ORDER),
-    };
-    const threshold = cfg.indirect ? (this.o.indirectThreshold ?? 0) : 0;
-    const qo: DriverQueueOptions = threshold > 0 ? { indirectThreshold: threshold, allocIndirect: (bytes) => dma.allocCoherent(bytes, 16), freeIndirect: (a) => dma.freeCoherent(a) } : {};
-    const ring: DriverQueue = packed ? new PackedDriverQueue(dma.ringSpace, cfg, this.sink, qo) : new SplitDriverQueue(dma.ringSpace, cfg, this.sink, qo);
+    const ring = buildDriverQueue(dma, this.sink, feats, { index: q, size, maxSize: max, desc, driver: driverArea, device: deviceArea }, this.o.indirectThreshold);
     return { q, ring, notify: { addr: this.regs.addrs.notify + rel, value, data32 } };
   }
 
@@ -537,8 +509,8 @@ export class VirtioPciDriver {
         this.stats.intx++;
         this.stats.isrReads++;
         const isr = this.regs.readIsr();
-        if ((isr & 1) !== 0) for (const v of this.queueList) v?.service();
-        if ((isr & 2) !== 0) this.configChanged();
+        if ((isr & VIRTIO_PCI_ISR_QUEUE) !== 0) for (const v of this.queueList) v?.service();
+        if ((isr & VIRTIO_PCI_ISR_CONFIG) !== 0) this.configChanged();
       } while (this.intxAgain);
     } finally {
       this.inIntx = false;

@@ -8,5 +8,8 @@ export { GuestRamAllocator, type RamRange } from './ram-alloc.js';
 export { chooseDriverFeatures, type DriverFeatureOptions } from './features.js';
 export { DirectDma, SwiotlbDma, type DriverDma } from './dma.js';
 export { vectorPlans, VIRTIO_MSI_NO_VECTOR, type InterruptMode, type VectorPlan } from './msix-plan.js';
-export { VirtqueueDriver, type NotifyTarget, type SubmitResult, type VirtqueueStats } from './virtqueue.js';
+export { VirtqueueDriver, type NotifyTarget, type QueueNotifier, type SubmitResult, type VirtqueueStats } from './virtqueue.js';
+export type { QueueSizeOption } from './queue-setup.js';
 export { VirtioPciDriver, DEFAULT_MSI_ADDRESS, DEFAULT_MSI_DATA_BASE, type DriverStats, type VirtioPciDriverOptions } from './driver.js';
+// the virtio-mmio twin (also importable on its own from './mmio/index.js')
+export * from './mmio/index.js';

@@ -11,27 +11,19 @@
  * Everything here is synchronous. An asynchronous twin (vfio-user) is this file with
  * Promise-returning methods; the init sequence in driver.ts then awaits each call.
  */
+import { COMMON_CFG } from '../transport/pci/layout-constants.js';
 import type { PciFunctionAccess } from './access.js';
 
-/** `struct virtio_pci_common_cfg` field offsets (transport-pci.tex). */
+/**
+ * `struct virtio_pci_common_cfg` field offsets: the transport's {@link COMMON_CFG} (one source of
+ * truth, `src/transport/pci/layout-constants.ts`), with the 64-bit ring address fields also named
+ * by their low half, as the driver writes them with {@link VirtioPciRegs.ccW64}.
+ */
 export const CC = {
-  DEVICE_FEATURE_SELECT: 0,
-  DEVICE_FEATURE: 4,
-  DRIVER_FEATURE_SELECT: 8,
-  DRIVER_FEATURE: 12,
-  CONFIG_MSIX_VECTOR: 16,
-  NUM_QUEUES: 18,
-  DEVICE_STATUS: 20,
-  CONFIG_GENERATION: 21,
-  QUEUE_SELECT: 22,
-  QUEUE_SIZE: 24,
-  QUEUE_MSIX_VECTOR: 26,
-  QUEUE_ENABLE: 28,
-  QUEUE_NOTIFY_OFF: 30,
-  QUEUE_DESC: 32,
-  QUEUE_DRIVER: 40,
-  QUEUE_DEVICE: 48,
-  QUEUE_NOTIF_CONFIG_DATA: 56,
+  ...COMMON_CFG,
+  QUEUE_DESC: COMMON_CFG.QUEUE_DESC_LO,
+  QUEUE_DRIVER: COMMON_CFG.QUEUE_DRIVER_LO,
+  QUEUE_DEVICE: COMMON_CFG.QUEUE_DEVICE_LO,
 } as const;
 
 const TWO32 = 4294967296;

@@ -19,36 +19,46 @@
  */
 import { VirtioError, requireArg } from '../errors.js';
 import { logger } from '../log.js';
+import {
+  PCI_BASE_ADDRESS_0,
+  PCI_CAP_ID_MSIX,
+  PCI_CAP_ID_VNDR,
+  PCI_CAPABILITY_LIST,
+  PCI_COMMAND,
+  PCI_COMMAND_IO,
+  PCI_COMMAND_MASTER,
+  PCI_COMMAND_MEMORY,
+  PCI_HEADER_TYPE,
+  PCI_REVISION_ID,
+  PCI_STATUS,
+  PCI_STATUS_CAP_LIST,
+  PCI_SUBSYSTEM_ID,
+  PCI_SUBSYSTEM_VENDOR_ID,
+  VIRTIO_PCI_CAP_COMMON_CFG,
+  VIRTIO_PCI_CAP_DEVICE_CFG,
+  VIRTIO_PCI_CAP_ISR_CFG,
+  VIRTIO_PCI_CAP_NOTIFY_CFG,
+  VIRTIO_PCI_CAP_SWIOTLB_DEFAULT,
+  VIRTIO_PCI_VENDOR_ID,
+} from '../transport/pci/layout-constants.js';
 import type { PciFunctionAccess } from './access.js';
 import { MmioAllocator } from './mmio-alloc.js';
 import { PciConfigIo } from './pci-regs.js';
 
 const log = logger('driver:probe');
 
-export const PCI_VENDOR_ID_VIRTIO = 0x1af4;
-const PCI_COMMAND = 0x04;
-const PCI_STATUS = 0x06;
-const PCI_HEADER_TYPE = 0x0e;
-const PCI_BAR0 = 0x10;
-const PCI_SUBSYSTEM_ID = 0x2e;
-const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
-const PCI_REVISION_ID = 0x08;
-const PCI_CAPABILITY_LIST = 0x34;
-const PCI_STATUS_CAP_LIST = 0x10;
-export const PCI_COMMAND_MEMORY = 0x2;
-export const PCI_COMMAND_MASTER = 0x4;
-const PCI_COMMAND_IO = 0x1;
-const PCI_CAP_ID_VNDR = 0x09;
-const PCI_CAP_ID_MSIX = 0x11;
+/** PCI vendor id of virtio functions. */
+export const PCI_VENDOR_ID_VIRTIO = VIRTIO_PCI_VENDOR_ID;
+export { PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY };
 const TWO32 = 4294967296;
 
 /** virtio cfg_type values the driver uses. */
-export const CAP_COMMON = 1;
-export const CAP_NOTIFY = 2;
-export const CAP_ISR = 3;
-export const CAP_DEVICE = 4;
+export const CAP_COMMON = VIRTIO_PCI_CAP_COMMON_CFG;
+export const CAP_NOTIFY = VIRTIO_PCI_CAP_NOTIFY_CFG;
+export const CAP_ISR = VIRTIO_PCI_CAP_ISR_CFG;
+export const CAP_DEVICE = VIRTIO_PCI_CAP_DEVICE_CFG;
 /** Default cfg_type of the SWIOTLB capability (2025 RFC). */
-export const CAP_SWIOTLB_DEFAULT = 10;
+export const CAP_SWIOTLB_DEFAULT = VIRTIO_PCI_CAP_SWIOTLB_DEFAULT;
 
 /** Minimum structure lengths the driver needs (pci.caps.driver.6: it MAY check this). */
 const MIN_LEN: Readonly<Record<number, number>> = { [CAP_COMMON]: 56, [CAP_NOTIFY]: 2, [CAP_ISR]: 1, [CAP_DEVICE]: 0 };
@@ -288,7 +298,7 @@ function readVirtioCap(cfg: PciConfigIo, ptr: number, swType: number, barSize: (
 function sizeBars(cfg: PciConfigIo): ProbedBar[] {
   const out: ProbedBar[] = [];
   for (let i = 0; i < 6; i++) {
-    const off = PCI_BAR0 + 4 * i;
+    const off = PCI_BASE_ADDRESS_0 + 4 * i;
     const lo = cfg.r32(off);
     if ((lo & 1) !== 0) {
       log('BAR %d is an I/O BAR; not used', i);
@@ -317,7 +327,7 @@ function sizeBars(cfg: PciConfigIo): ProbedBar[] {
 }
 
 function writeBar(cfg: PciConfigIo, b: ProbedBar, address: number): void {
-  const off = PCI_BAR0 + 4 * b.index;
+  const off = PCI_BASE_ADDRESS_0 + 4 * b.index;
   cfg.w32(off, address >>> 0);
   if (b.is64) cfg.w32(off + 4, Math.floor(address / TWO32) >>> 0);
 }

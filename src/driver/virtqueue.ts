@@ -22,7 +22,6 @@ import { VirtioError, isVirtioError } from '../errors.js';
 import { logger } from '../log.js';
 import { SgList, type DriverQueue } from '../queue/types.js';
 import type { DriverDma } from './dma.js';
-import type { VirtioPciRegs } from './pci-regs.js';
 import type { GuestRamAllocator } from './ram-alloc.js';
 
 const log = logger('driver:vq');
@@ -33,6 +32,17 @@ export interface SubmitResult {
   len: number;
   /** Per writable buffer, the bytes written into it (in order, `len` spread over them). */
   data: Uint8Array[];
+}
+
+/**
+ * Writes a queue notification to the device: the 16-bit value (vq index or
+ * queue_notif_config_data) or, with VIRTIO_F_NOTIFICATION_DATA, the 32-bit notification data, at
+ * the queue's notify address ({@link NotifyTarget.addr}). `VirtioPciRegs` is one (bus-address
+ * writes); the MMIO driver's `MmioQueueNotifier` writes QueueNotify and ignores `addr`.
+ */
+export interface QueueNotifier {
+  notify16(addr: number, v: number): void;
+  notify32(addr: number, v: number): void;
 }
 
 /** How the queue notifies the device. */
@@ -75,7 +85,7 @@ export class VirtqueueDriver {
   lastToken = -1;
   lastLen = 0;
 
-  private readonly regs: VirtioPciRegs;
+  private readonly notifier: QueueNotifier;
   private readonly dma: DriverDma;
   private readonly ram: GuestRamAllocator;
   private readonly notifyAddr: number;
@@ -105,10 +115,10 @@ export class VirtqueueDriver {
   private dead = false;
 
   /** @internal built by the driver */
-  constructor(index: number, ring: DriverQueue, regs: VirtioPciRegs, dma: DriverDma, ram: GuestRamAllocator, notify: NotifyTarget) {
+  constructor(index: number, ring: DriverQueue, notifier: QueueNotifier, dma: DriverDma, ram: GuestRamAllocator, notify: NotifyTarget) {
     this.index = index;
     this.ring = ring;
-    this.regs = regs;
+    this.notifier = notifier;
     this.dma = dma;
     this.ram = ram;
     this.notifyAddr = notify.addr;
@@ -236,10 +246,10 @@ export class VirtqueueDriver {
     this.stats.kicks++;
     if (this.data32) {
       // pci.available-buffer-notif.driver.2/.3/.4: 32-bit, vq index (or config data) | next_off/next_wrap.
-      this.regs.notify32(this.notifyAddr, (this.notifyValue | this.ring.notificationData()) >>> 0);
+      this.notifier.notify32(this.notifyAddr, (this.notifyValue | this.ring.notificationData()) >>> 0);
     } else {
       // pci.available-buffer-notif.driver.1/.3/.4: 16-bit vq index (or queue_notif_config_data).
-      this.regs.notify16(this.notifyAddr, this.notifyValue);
+      this.notifier.notify16(this.notifyAddr, this.notifyValue);
     }
     return true;
   }

@@ -677,13 +677,7 @@ export class BouncePool {
     if (!queued) this.settle();
     const k0 = this.nops;
     this.ensureBatch(count, k0 + count);
-    if (queued && this.qfree.length < this.nfree + count) {
-      let cap = this.qfree.length;
-      while (cap < this.nfree + count) cap *= 2;
-      const q = new Int32Array(cap);
-      q.set(this.qfree.subarray(0, this.nfree));
-      this.qfree = q;
-    }
+    if (queued && this.qfree.length < this.nfree + count) this.growFree(this.nfree + count);
     const slots = this.slots;
     const pending = this.pending;
     const mdir = this.mdir;
@@ -696,7 +690,7 @@ export class BouncePool {
       for (; i < count; i++) {
         const d = dirs === null ? (i < readable ? DIR_TO_DEVICE : DIR_FROM_DEVICE) : typeof dirs === 'string' ? one : dirCode((dirs as ArrayLike<DmaDirection>)[i]!);
         const s = this.startSlotOf(addrs[i]!);
-        if (s < 0 || mdir[s] === KIND_COHERENT || pending[s] !== 0) this.badUnmap(addrs[i]!, s);
+        if (s < 0 || mdir[s] === KIND_COHERENT || pending[s] !== 0) this.badUnmap(addrs[i]!);
         const size = msize[s]!;
         if (sizes[i] !== size || d !== mdir[s]) this.unmapMismatch(s, sizes[i]!, d);
         pending[s] = 1;
@@ -728,8 +722,9 @@ export class BouncePool {
     this.live -= count;
   }
 
-  /** Cold path of unmapMany: `s` = startSlotOf(addr). */
-  private badUnmap(addr: number, s: number): never {
+  /** Cold path of the unmaps: `addr` is no live mapping's handle, or is being unmapped already. */
+  private badUnmap(addr: number): never {
+    const s = this.startSlotOf(addr);
     if (s < 0 || this.mdir[s] === KIND_COHERENT) this.badHandle('bounce unmap', addr, 'is not a live mapping returned by map()');
     this.badHandle('bounce unmap', addr, 'is already being unmapped (it appears twice in one batch, or was queued by queueUnmapSg and not flushed yet)');
   }
@@ -779,7 +774,7 @@ export class BouncePool {
 
   /** Unmap a list filled by {@link mapSg}: copies writable segments back to RAM, then frees all. */
   unmapSg(bounced: SgList): void {
-    this.unmapMany(bounced.count, bounced.addr, bounced.len, null, bounced.readable, false);
+    this.unmapSgImpl(bounced, false);
   }
 
   /**
@@ -799,7 +794,7 @@ export class BouncePool {
    * checked now (a second unmap of the same list before the flush is refused).
    */
   queueUnmapSg(bounced: SgList): void {
-    this.unmapMany(bounced.count, bounced.addr, bounced.len, null, bounced.readable, true);
+    this.unmapSgImpl(bounced, true);
   }
 
   /**
@@ -832,15 +827,172 @@ export class BouncePool {
     return this.nops;
   }
 
+  /**
+   * mapSg / queueMapSg. With the pool's own alignment (no `opts`) this is the request hot path:
+   * the steps of {@link allocStreaming} and {@link op} inlined with the tables in locals (same
+   * checks in the same order, same slot choice — test/swiotlb/pool-queue.test.ts compares it with
+   * map()); with `opts` it goes through the general {@link mapMany}.
+   */
   private mapSgImpl(sg: SgList, out: SgList, opts: MapOptions | undefined, queued: boolean): void {
     const n = sg.count;
     if (out.addr.length < n || out.len.length < n) throw new VirtioError('INVALID_ARGUMENT', `bounce mapSg: output list holds ${out.addr.length} segments, needs ${n}`);
-    this.mapMany(n, sg.addr, sg.len, null, sg.readable, out.addr, opts, queued);
-    const sl = sg.len;
+    const addrs = sg.addr;
+    const lens = sg.len;
+    const readable = sg.readable;
+    if (opts !== undefined) {
+      this.mapMany(n, addrs, lens, null, readable, out.addr, opts, queued);
+    } else {
+      if (!queued) this.settle();
+      const k0 = this.nops;
+      if (this.slots.length < n || this.ops.length < (k0 + n) * OP_STRIDE || this.bufs.length !== this.ram.regions.length + 1) this.ensureBatch(n, k0 + n);
+      const slots = this.slots;
+      const ops = this.ops;
+      const ram = this.ram;
+      const msize = this.msize;
+      const moff = this.moff;
+      const mdir = this.mdir;
+      const morig = this.morig;
+      const mramIdx = this.mramIdx;
+      const mramOff = this.mramOff;
+      const minAlign = this.minAlignMask;
+      const max = this.maxMap;
+      const wOff = this.wOff;
+      const offMask = minAlign & (IO_TLB_SIZE - 1); // Linux swiotlb_align_offset()
+      const matchMask = minAlign & ~(IO_TLB_SIZE - 1); // Linux iotlb_align_mask
+      const bigMask = matchMask | ((PAGE_SIZE - 1) & ~(IO_TLB_SIZE - 1) & ~matchMask); // §8: ≥ PAGE_SIZE on page-aligned slots
+      let i = 0;
+      let k = k0 * OP_STRIDE;
+      let bytes = 0;
+      try {
+        for (; i < n; i++) {
+          const orig = addrs[i]!;
+          const size = lens[i]!;
+          const d = i < readable ? DIR_TO_DEVICE : DIR_FROM_DEVICE;
+          if (!(size > 0 && size <= max) || !Number.isSafeInteger(orig) || orig < 0) this.refuseMap(orig, size, d, max, minAlign);
+          const ri = ram.resolve(orig, size, d === DIR_FROM_DEVICE);
+          if (ri < 0) this.refuseRam(orig, size, d === DIR_FROM_DEVICE);
+          const ramOff = ram.off;
+          const offset = orig & offMask;
+          const need = (size + offset + IO_TLB_SIZE - 1) >>> IO_TLB_SHIFT;
+          const s = this.find(need, size >= PAGE_SIZE ? bigMask : matchMask, orig & matchMask);
+          if (s < 0) this.refuse('BOUNCE_POOL_FULL', this.fullMessage('mapping', size, need), true);
+          this.take(s, need);
+          msize[s] = size;
+          moff[s] = offset;
+          mdir[s] = d;
+          morig[s] = orig;
+          mramIdx[s] = ri;
+          mramOff[s] = ramOff;
+          slots[i] = s;
+          // Copy-in record (map always copies in, §8): window ← RAM.
+          ops[k] = 0;
+          ops[k + 1] = wOff + s * IO_TLB_SIZE + offset;
+          ops[k + 2] = ri + 1;
+          ops[k + 3] = ramOff;
+          ops[k + 4] = size;
+          k += OP_STRIDE;
+          bytes += size;
+        }
+        if (!queued) this.runOps(n);
+      } catch (e) {
+        for (let j = 0; j < i; j++) this.release(slots[j]!);
+        throw e;
+      }
+      if (queued) this.nops = k0 + n;
+      this.bytesTo += bytes;
+      this.live += n;
+      this.totalMaps += n;
+      const base = this.wreg.base;
+      const oa = out.addr;
+      for (let j = 0; j < n; j++) {
+        const s = slots[j]!;
+        oa[j] = base + s * IO_TLB_SIZE + moff[s]!; // rfc-swiotlb.feature.driver.1
+      }
+    }
     const ol = out.len;
-    for (let i = 0; i < n; i++) ol[i] = sl[i]!;
+    for (let i = 0; i < n; i++) ol[i] = lens[i]!;
     out.count = n;
-    out.readable = sg.readable;
+    out.readable = readable;
+  }
+
+  /** unmapSg / queueUnmapSg: {@link unmapMany} for an SgList, with the tables in locals. */
+  private unmapSgImpl(b: SgList, queued: boolean): void {
+    if (!queued) this.settle();
+    const n = b.count;
+    const k0 = this.nops;
+    if (this.slots.length < n || this.ops.length < (k0 + n) * OP_STRIDE || this.bufs.length !== this.ram.regions.length + 1) this.ensureBatch(n, k0 + n);
+    if (queued && this.qfree.length < this.nfree + n) this.growFree(this.nfree + n);
+    const addrs = b.addr;
+    const lens = b.len;
+    const readable = b.readable;
+    const slots = this.slots;
+    const ops = this.ops;
+    const owner = this.owner;
+    const pending = this.pending;
+    const msize = this.msize;
+    const moff = this.moff;
+    const mdir = this.mdir;
+    const mramIdx = this.mramIdx;
+    const mramOff = this.mramOff;
+    const base = this.wreg.base;
+    const wSize = this.wSize;
+    const wOff = this.wOff;
+    let i = 0;
+    let k = k0 * OP_STRIDE;
+    let bytes = 0;
+    try {
+      for (; i < n; i++) {
+        const addr = addrs[i]!;
+        const off = addr - base;
+        if (!(off >= 0 && off < wSize)) this.badUnmap(addr);
+        const s = off >>> IO_TLB_SHIFT;
+        const md = mdir[s]!;
+        // The handle is the start address of a live streaming mapping not already being unmapped.
+        if (owner[s] !== s || off !== s * IO_TLB_SIZE + moff[s]! || md === KIND_COHERENT || pending[s] !== 0) this.badUnmap(addr);
+        const d = i < readable ? DIR_TO_DEVICE : DIR_FROM_DEVICE;
+        const size = msize[s]!;
+        if (lens[i] !== size || d !== md) this.unmapMismatch(s, lens[i]!, d);
+        pending[s] = 1;
+        slots[i] = s;
+        if (d === DIR_FROM_DEVICE) {
+          // Copy-back record: RAM ← window.
+          ops[k] = mramIdx[s]! + 1;
+          ops[k + 1] = mramOff[s]!;
+          ops[k + 2] = 0;
+          ops[k + 3] = wOff + off;
+          ops[k + 4] = size;
+          k += OP_STRIDE;
+          bytes += size;
+        }
+      }
+      if (!queued) this.runOps(k / OP_STRIDE);
+    } catch (e) {
+      for (let j = 0; j < i; j++) pending[slots[j]!] = 0;
+      throw e;
+    }
+    this.bytesFrom += bytes;
+    if (queued) {
+      this.nops = k / OP_STRIDE;
+      const q = this.qfree;
+      let f = this.nfree;
+      for (let j = 0; j < n; j++) q[f++] = slots[j]!;
+      this.nfree = f;
+      return;
+    }
+    for (let j = 0; j < n; j++) {
+      const s = slots[j]!;
+      pending[s] = 0;
+      this.release(s);
+    }
+    this.live -= n;
+  }
+
+  private growFree(need: number): void {
+    let cap = this.qfree.length;
+    while (cap < need) cap *= 2;
+    const q = new Int32Array(cap);
+    q.set(this.qfree.subarray(0, this.nfree));
+    this.qfree = q;
   }
 
   // ------------------------------------------------------------------ coherent allocations

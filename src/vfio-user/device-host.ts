@@ -28,6 +28,10 @@ import { VirtioNetDevice } from '../device/net/net-device.js';
 import { DmaTable } from './dma.js';
 import { IrqState } from './irqs.js';
 import { MessageDmaEngine, MessageDmaModel } from './message-dma.js';
+import { QueueWorkerModel, QueueWorkerPool, type WorkerDisk } from './queue-workers.js';
+import { RamBackend } from '../device/blk/ram-backend.js';
+import { MAX_WINDOW } from '../memory/ram.js';
+import { resolve as resolvePath } from 'node:path';
 
 const log = logger('vfio-user:device');
 
@@ -56,6 +60,12 @@ export interface DeviceHostOptions {
   durableFlush?: boolean;
   /** console: UNIX socket path for port 0 (default: output discarded). */
   consoleSocket?: string;
+  /**
+   * blk: serve each request queue on its own worker thread when the queue memory is fd-backed
+   * (direct DMA, SWIOTLB window); see `queue-workers.ts`. A RAM disk is then a memfd shared by all
+   * workers (at most 4 GiB). Default false.
+   */
+  queueWorkers?: boolean;
   native?: NativeApi;
 }
 
@@ -72,6 +82,8 @@ export interface DeviceHost {
   readonly window: SwiotlbWindow | undefined;
   /** The console's socket backend, when one was configured. */
   readonly consoleBackend: UnixSocketBackend | undefined;
+  /** The queue workers (option `queueWorkers`), else undefined. */
+  readonly queueWorkers: QueueWorkerPool | undefined;
   /** Stop the model (flush and close a disk) and release memory. */
   close(): Promise<void>;
 }
@@ -88,9 +100,20 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
   let consoleBackend: UnixSocketBackend | undefined;
   let model: VirtioDeviceModel;
   let closeModel: () => Promise<void> = () => Promise.resolve();
+  let pool: QueueWorkerPool | undefined;
+  let queueModel: QueueWorkerModel | undefined;
+  requireArg(o.queueWorkers !== true || o.kind === 'blk', `queue workers are only implemented for blk (got ${o.kind})`);
   switch (o.kind) {
     case 'blk': {
       const common = { queues: o.queues ?? 1, queueSize, readOnly: o.readOnly === true, durableFlush: o.durableFlush ?? true };
+      if (o.queueWorkers === true) {
+        const q = await openQueueWorkerBlk(o, common, nat);
+        model = q.blk;
+        pool = q.pool;
+        queueModel = new QueueWorkerModel(q.blk, q.pool);
+        closeModel = q.close;
+        break;
+      }
       const blk: BlkDevice =
         o.disk !== undefined
           ? await openBlkDevice({ backend: 'file', path: o.disk, ...(o.diskSize !== undefined ? { size: o.diskSize, create: true } : {}), ...common })
@@ -124,7 +147,7 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
     }
     const table = new DmaTable({ native: nat, name: `${model.name}-dma` });
     const engine = new MessageDmaEngine(table);
-    const wrapped = new MessageDmaModel(model, engine);
+    const wrapped = new MessageDmaModel(queueModel ?? model, engine);
     let irqs: IrqState | undefined;
     let pci: VirtioPciDevice | undefined;
     const hooks: TransportHooks = {
@@ -165,6 +188,22 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
       if (e.kind === 'reset') table.releaseRetired();
     });
     engine.attach(core, (q, message) => core.choke.guestError({ code: 'ADDRESS_OUT_OF_SPACE', clause: undefined, message, queue: q }));
+    if (pool !== undefined && queueModel !== undefined) {
+      const p = pool;
+      const pciDev = pci;
+      queueModel.bindCore(core);
+      p.attach({
+        guestError: (err) => core.choke.guestError(err),
+        raise: (q) => hooks.queueInterrupt(q, core.queueRegs(q)?.msixVector ?? NO_VECTOR),
+        irqSource: (q) => {
+          const v = core.queueRegs(q)?.msixVector ?? NO_VECTOR;
+          return pciDev.msix?.enabled === true && v !== NO_VECTOR ? irqState.msixFd(v) : undefined;
+        },
+      });
+      irqState.onChange(() => p.refreshRoutes());
+      // The choke point parked a queue (or all): the worker stops popping too.
+      core.choke.onError((e) => p.park(e.queue));
+    }
     log('%s: hosted (swiotlb %s, queue size %d)', model.name, policy, queueSize);
     const w = window;
     let closed = false;
@@ -179,6 +218,7 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
       irqs,
       window,
       consoleBackend,
+      queueWorkers: pool,
       async close() {
         if (closed) return;
         closed = true;
@@ -196,4 +236,66 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
     await closeModel().catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * blk with queue workers: the main thread's model (config space, features; it serves the queues
+ * itself only when they cannot go to workers) and the pool, over one disk — a RAM disk in a memfd
+ * that every worker maps, or the image file that every worker opens.
+ */
+async function openQueueWorkerBlk(
+  o: DeviceHostOptions,
+  common: { queues: number; queueSize: number; readOnly: boolean; durableFlush: boolean },
+  nat: NativeApi,
+): Promise<{ blk: BlkDevice; pool: QueueWorkerPool; close: () => Promise<void> }> {
+  if (!nat.available) throw new VirtioError('NATIVE_UNAVAILABLE', `--queue-workers needs the native addon (${nat.unavailableReason ?? 'not loaded'}); build it with \`npm rebuild\``);
+  let disk: WorkerDisk;
+  let blk: BlkDevice;
+  let release: () => void = () => undefined;
+  if (o.disk !== undefined) {
+    blk = await openBlkDevice({ backend: 'file', path: o.disk, ...(o.diskSize !== undefined ? { size: o.diskSize, create: true } : {}), ...common });
+    disk = { kind: 'file', path: resolvePath(o.disk) };
+  } else {
+    const size = o.diskSize ?? 16 * 1024 * 1024;
+    requireArg(Number.isSafeInteger(size) && size >= 512 && size <= MAX_WINDOW, `--queue-workers: a RAM disk must be 512 B .. 4 GiB (got ${size}); use a disk file (--disk) for more`);
+    const fd = nat.memfdCreate('virtiokit-ramdisk', size);
+    let map: ArrayBuffer;
+    try {
+      map = nat.mmap(fd, 0, size, true);
+    } catch (e) {
+      nat.close(fd);
+      throw e;
+    }
+    release = () => {
+      nat.munmap(map);
+      nat.close(fd);
+    };
+    try {
+      blk = await openBlkDevice({ backend: 'custom', instance: new RamBackend(new Uint8Array(map), { readOnly: common.readOnly }), ...common });
+    } catch (e) {
+      release();
+      throw e;
+    }
+    disk = { kind: 'ram', fd, size };
+  }
+  let pool: QueueWorkerPool;
+  try {
+    pool = await QueueWorkerPool.create({ queues: blk.numQueues, disk, blk: common, native: nat });
+  } catch (e) {
+    await blk.close().catch(() => undefined);
+    release();
+    throw e;
+  }
+  return {
+    blk,
+    pool,
+    close: async () => {
+      try {
+        await pool.close();
+        await blk.close();
+      } finally {
+        release();
+      }
+    },
+  };
 }

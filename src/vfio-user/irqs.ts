@@ -58,6 +58,7 @@ export class IrqState {
   private readonly msix: Line[];
   private intxLevel = false;
   private readonly nat: NativeApi;
+  private readonly changeListeners: Array<() => void> = [];
 
   constructor(nat: NativeApi, msixVectors: number) {
     this.nat = nat;
@@ -98,6 +99,7 @@ export class IrqState {
       if (action === IRQ_SET_ACTION_TRIGGER && data === IRQ_SET_DATA_NONE && m.count === 0) {
         // Disable every interrupt of the index.
         for (const l of lines) this.assign(l, undefined);
+        this.changed();
         return;
       }
       if (m.start + m.count > lines.length || m.count === 0) throw protoError(Errno.EINVAL, `DEVICE_SET_IRQS: start ${m.start} + count ${m.count} outside the ${lines.length} interrupts of index ${m.index}`);
@@ -106,6 +108,7 @@ export class IrqState {
         if (fds.length !== 0 && fds.length !== m.count) throw protoError(Errno.EINVAL, `DEVICE_SET_IRQS: ${fds.length} fds for ${m.count} interrupts`);
         for (let i = 0; i < m.count; i++) this.assign(lines[m.start + i]!, fds.length === 0 ? undefined : fds[i]);
         fds.length = 0;
+        this.changed();
         return;
       }
       for (let i = 0; i < m.count; i++) {
@@ -129,6 +132,7 @@ export class IrqState {
           this.fire(l, m.index === PCI_INTX_IRQ_INDEX);
         }
       }
+      if (action === IRQ_SET_ACTION_MASK || action === IRQ_SET_ACTION_UNMASK) this.changed();
     } finally {
       for (const fd of fds) this.safeClose(fd);
     }
@@ -193,6 +197,30 @@ export class IrqState {
     return this.msix[v]?.fd !== undefined;
   }
 
+  /**
+   * The eventfd of MSI-X vector `v` when a signal would go straight to it (assigned and not
+   * masked), else undefined — what a queue worker may write itself (`queue-workers.ts`).
+   */
+  msixFd(v: number): number | undefined {
+    const l = this.msix[v];
+    return l !== undefined && !l.masked ? l.fd : undefined;
+  }
+
+  /** Be told after every change of eventfds or masks (SET_IRQS, {@link closeAll}). */
+  onChange(fn: () => void): void {
+    this.changeListeners.push(fn);
+  }
+
+  private changed(): void {
+    for (const l of this.changeListeners) {
+      try {
+        l();
+      } catch (e) {
+        log('irq change listener threw: %O', e);
+      }
+    }
+  }
+
   /** Close every eventfd (client gone). */
   closeAll(): void {
     this.assign(this.intx, undefined);
@@ -201,6 +229,7 @@ export class IrqState {
       this.assign(l, undefined);
       l.masked = false;
     }
+    this.changed();
   }
 
   private safeClose(fd: number): void {

@@ -45,8 +45,8 @@ function ensureQsd(): { path?: string; why: string } {
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!root || !existsSync('/etc/debian_version') || which('apt-get') === undefined) return { why: 'qemu-storage-daemon not installed (Debian: apt-get install qemu-system-common) and cannot install it here (needs root on Debian)' };
   try {
-    execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', timeout: 180_000 });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'qemu-system-common'], { stdio: 'ignore', timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=180', 'update', '-qq'], { stdio: 'ignore', timeout: 180_000 });
+    execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=180', 'install', '-y', '-qq', '--no-install-recommends', 'qemu-system-common'], { stdio: 'ignore', timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   } catch (e) {
     return { why: `apt-get install qemu-system-common failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}` };
   }

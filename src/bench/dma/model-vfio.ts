@@ -93,6 +93,7 @@ function vfioModel(name: VfioName): DmaModel {
       const socketPath = join(dir, 'blk.sock');
       const args = ['blk', '--disk-size', String(sizing.diskSize), '--queues', String(DEVICE_QUEUES), '--queue-size', String(QUEUE_SIZE), '--no-durable-flush'];
       if (name === 'swiotlb') args.push('--swiotlb', 'required', '--swiotlb-size', String(sizing.windowSize));
+      if (opts.queueWorkers === true) args.push('--queue-workers');
       let proc: DeviceProc | undefined;
       const ram = createGuestRam([{ base: RAM_BASE, size: sizing.ramSize, name: 'guest-ram' }], { backing: 'memfd' });
       try {

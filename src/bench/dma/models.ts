@@ -87,6 +87,8 @@ export interface OwnDriver {
 export interface OpenOptions {
   /** Write a V8 CPU profile of the device process into this directory (vfio-user models). */
   deviceProfileDir?: string;
+  /** vfio-user models: start the device with `--queue-workers` (one worker thread per queue). */
+  queueWorkers?: boolean;
 }
 
 /** One implementation of the model dimension. */

@@ -15,6 +15,9 @@ import { DMA_MODELS } from './registry.js';
 import type { DriverConfig, ModelName, PointMeasure, PointSpec, SessionPlan } from './scenario.js';
 import { LATENCY_CAPACITY, runPoint, SlotBuffers, type PointRaw } from './workload.js';
 
+/** Models whose multi-queue steps run on a device with `--queue-workers` (fd-backed DMA memory). */
+const QUEUE_WORKER_MODELS: readonly ModelName[] = ['direct', 'swiotlb'];
+
 /** Negotiation result of one driver configuration. */
 export interface NegotiatedInfo {
   /** Feature bits as a hex string. */
@@ -92,9 +95,27 @@ export async function runSession(plan: SessionPlan, m: PointMeasure, opts: OpenO
   const failures: Array<{ driver: DriverConfig; point?: PointSpec; error: string }> = [];
   const lat = new Float64Array(LATENCY_CAPACITY);
   let done = 0;
+  // Multi-queue steps of the vfio-user models with fd-backed memory run on a second device
+  // process started with --queue-workers (one worker thread per queue); the other steps keep the
+  // plain device, so the queues comparison is "2 queues on 2 workers" vs "1 queue, main thread".
+  const main = sess;
+  let withWorkers: ModelSession | undefined;
   try {
     await hooks?.start();
     for (const step of plan.steps) {
+      if (step.driver.queues > 1 && QUEUE_WORKER_MODELS.includes(plan.model)) {
+        try {
+          withWorkers ??= await model.open(sizingFor(plan), { ...opts, queueWorkers: true });
+        } catch (e) {
+          failures.push({ driver: step.driver, error: `device with --queue-workers: ${errText(e)}` });
+          done += step.points.length;
+          progress?.(done);
+          continue;
+        }
+        sess = withWorkers;
+      } else {
+        sess = main;
+      }
       let drv: VirtioPciDriver | undefined;
       let own: OwnDriver | undefined;
       try {
@@ -157,7 +178,9 @@ export async function runSession(plan: SessionPlan, m: PointMeasure, opts: OpenO
     }
     await hooks?.stop();
   } finally {
+    sess = main;
+    await withWorkers?.close();
     await sess.close();
   }
-  return { model: plan.model, info: sess.info, points, failures };
+  return { model: plan.model, info: withWorkers !== undefined ? { ...sess.info, multiQueueDevice: withWorkers.info.deviceArgs ?? 'queue workers' } : sess.info, points, failures };
 }

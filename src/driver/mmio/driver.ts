@@ -30,17 +30,16 @@ import { VirtioError, requireArg } from '../../errors.js';
 import { logger } from '../../log.js';
 import { RecordingSink, type GuestErrorSink } from '../../device/choke.js';
 import type { AddressSpace } from '../../memory/space.js';
-import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_RING_RESET, VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, describeFeatures } from '../../features/bits.js';
+import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_RING_RESET, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, describeFeatures } from '../../features/bits.js';
 import { FeatureSet } from '../../features/set.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK, describeStatus } from '../../features/status.js';
-import type { DriverQueue, DriverQueueOptions, QueueConfig } from '../../queue/types.js';
-import { SplitDriverQueue } from '../../queue/split/driver.js';
-import { splitAvailBytes, splitDescBytes, splitUsedBytes } from '../../queue/split/layout.js';
-import { PackedDriverQueue } from '../../queue/packed/driver.js';
+import type { DriverQueue } from '../../queue/types.js';
 import { BouncePool, type BouncePoolOptions } from '../../swiotlb/pool.js';
 import { SwiotlbWindow } from '../../swiotlb/window.js';
+import { VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING } from '../../transport/mmio/registers.js';
 import { DirectDma, SwiotlbDma, type DriverDma } from '../dma.js';
 import { chooseDriverFeatures, type DriverFeatureOptions } from '../features.js';
+import { allocRingAreas, buildDriverQueue, chooseQueueSize, type QueueSizeOption } from '../queue-setup.js';
 import { GuestRamAllocator, type RamRange } from '../ram-alloc.js';
 import { VirtqueueDriver } from '../virtqueue.js';
 import type { MmioDeviceAccess, MmioPlatformDescription } from './access.js';
@@ -48,10 +47,6 @@ import { probeVirtioMmio, type VirtioMmioProbe } from './probe.js';
 import { MmioQueueNotifier, MR, VirtioMmioRegs } from './regs.js';
 
 const log = logger('driver:mmio');
-
-/** InterruptStatus bits. */
-const INT_VRING = 1;
-const INT_CONFIG = 2;
 
 /** Options of {@link VirtioMmioDriver}. */
 export interface VirtioMmioDriverOptions {
@@ -71,7 +66,7 @@ export interface VirtioMmioDriverOptions {
    */
   preferPool?: boolean;
   /** Queue size: a number (capped at the device maximum) or `(q, max) => size`. Default min(max, 256). */
-  queueSize?: number | ((q: number, max: number) => number);
+  queueSize?: QueueSizeOption;
   /** Queues to set up (default: queues 0, 1, ... until QueueSizeMax reads 0). */
   queues?: number;
   /** Upper bound of the queue scan (default 64). */
@@ -387,15 +382,6 @@ export class VirtioMmioDriver {
     return new SwiotlbDma(new BouncePool({ ...(this.o.bounce ?? {}), window: this.driverWindow, ram: space }));
   }
 
-  private chooseSize(q: number, max: number, packed: boolean, override?: number): number {
-    const qs = override ?? this.o.queueSize;
-    let s = typeof qs === 'function' ? qs(q, max) : Math.min(max, qs ?? 256);
-    if (!(Number.isInteger(s) && s >= 1)) this.fail('QUEUE_SIZE_INVALID', `queue ${q}: queueSize gave ${s}; need an integer 1..${max}`);
-    s = Math.min(s, max); // mmio.regs.driver.9
-    if (!packed) s = 2 ** Math.floor(Math.log2(s)); // split rings: a power of 2
-    return s;
-  }
-
   private setupQueue(q: number, feats: FeatureSet, sizeOverride?: number): DriverQueue | undefined {
     const regs = this.regs;
     const dma = this.dmaLayer!;
@@ -407,30 +393,17 @@ export class VirtioMmioDriver {
     const max = regs.r32(MR.QUEUE_SIZE_MAX);
     if (max === 0) return undefined; // queue unavailable
     const packed = feats.has(VIRTIO_F_RING_PACKED);
-    const size = this.chooseSize(q, Math.min(max, 32768), packed, sizeOverride);
+    // mmio.regs.driver.9: at most QueueSizeMax; a power of 2 for split rings
+    const size = chooseQueueSize(q, Math.min(max, 32768), packed, sizeOverride ?? this.o.queueSize, (m) => this.fail('QUEUE_SIZE_INVALID', m));
     regs.w32(MR.QUEUE_SIZE, size);
-    const parts = packed ? [[16 * size, 16], [4, 4], [4, 4]] : [[splitDescBytes(size), 16], [splitAvailBytes(size), 2], [splitUsedBytes(size), 4]];
-    const addrs = parts.map(([bytes, align]) => dma.allocCoherent(bytes!, align!));
+    const addrs = allocRingAreas(dma, size, packed);
     this.rings.set(q, addrs);
-    const [desc, driverArea, deviceArea] = addrs as [number, number, number];
+    const [desc, driverArea, deviceArea] = addrs;
     regs.w64(MR.QUEUE_DESC, desc);
     regs.w64(MR.QUEUE_DRIVER, driverArea);
     regs.w64(MR.QUEUE_DEVICE, deviceArea);
     regs.w32(MR.QUEUE_READY, 1); // after every other queue field (mmio.regs.driver.10 from here on)
-    const cfg: QueueConfig = {
-      index: q,
-      size,
-      maxSize: max,
-      desc,
-      driver: driverArea,
-      device: deviceArea,
-      eventIdx: feats.has(VIRTIO_F_EVENT_IDX),
-      indirect: feats.has(VIRTIO_F_INDIRECT_DESC),
-      inOrder: feats.has(VIRTIO_F_IN_ORDER),
-    };
-    const threshold = cfg.indirect ? (this.o.indirectThreshold ?? 0) : 0;
-    const qo: DriverQueueOptions = threshold > 0 ? { indirectThreshold: threshold, allocIndirect: (bytes) => dma.allocCoherent(bytes, 16), freeIndirect: (a) => dma.freeCoherent(a) } : {};
-    return packed ? new PackedDriverQueue(dma.ringSpace, cfg, this.sink, qo) : new SplitDriverQueue(dma.ringSpace, cfg, this.sink, qo);
+    return buildDriverQueue(dma, this.sink, feats, { index: q, size, maxSize: max, desc, driver: driverArea, device: deviceArea }, this.o.indirectThreshold);
   }
 
   // ------------------------------------------------------------------ interrupts
@@ -451,14 +424,14 @@ export class VirtioMmioDriver {
         this.irqAgain = false;
         this.stats.irqs++;
         this.stats.statusReads++;
-        const st = this.regs.r32(MR.INTERRUPT_STATUS) & (INT_VRING | INT_CONFIG); // mmio.notif-dev.driver.1; mmio.regs.driver.12
+        const st = this.regs.r32(MR.INTERRUPT_STATUS) & (VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG); // mmio.notif-dev.driver.1; mmio.regs.driver.12
         if (st === 0) {
           this.stats.spurious++;
           continue;
         }
         this.regs.w32(MR.INTERRUPT_ACK, st); // mmio.regs.driver.13, mmio.notif-dev.driver.3: only the handled, defined bits
-        if ((st & INT_CONFIG) !== 0) this.configChanged();
-        if ((st & INT_VRING) !== 0) for (const v of this.queueList) v?.service(); // mmio.notif-dev.driver.2
+        if ((st & VIRTIO_MMIO_INT_CONFIG) !== 0) this.configChanged();
+        if ((st & VIRTIO_MMIO_INT_VRING) !== 0) for (const v of this.queueList) v?.service(); // mmio.notif-dev.driver.2
       } while (this.irqAgain);
     } finally {
       this.inIrq = false;

@@ -11,15 +11,16 @@
  */
 import { VirtioError } from '../../errors.js';
 import { logger } from '../../log.js';
+import { VIRTIO_MMIO_MAGIC, VIRTIO_MMIO_VERSION } from '../../transport/mmio/registers.js';
 import type { MmioDeviceAccess } from './access.js';
 import { MR } from './regs.js';
 
 const log = logger('driver:mmio');
 
 /** MagicValue ("virt", little-endian). */
-export const MMIO_MAGIC = 0x74726976;
+export const MMIO_MAGIC = VIRTIO_MMIO_MAGIC;
 /** The modern interface version. */
-export const MMIO_VERSION = 2;
+export const MMIO_VERSION = VIRTIO_MMIO_VERSION;
 
 /** What the probe found. */
 export interface VirtioMmioProbe {

@@ -4,37 +4,24 @@
  * configuration space per field width (mmio.regs.driver.3), never a read of a write-only register
  * or a write to a read-only one (mmio.regs.driver.1).
  */
-import type { PciFunctionAccess } from '../access.js';
-import { VirtioPciRegs } from '../pci-regs.js';
+import { MMIO, VIRTIO_MMIO_CONFIG } from '../../transport/mmio/registers.js';
+import type { QueueNotifier, VirtqueueDriver } from '../virtqueue.js';
 import type { MmioDeviceAccess } from './access.js';
 
-/** Register offsets (transport-mmio.tex table 4.2.2); the device side has the same table in `src/transport/mmio/registers.ts`. */
+/**
+ * Register offsets (transport-mmio.tex table 4.2.2): the transport's {@link MMIO} table (one
+ * source of truth, `src/transport/mmio/registers.ts`), with the 64-bit pairs also named by their
+ * low half as the driver writes them with {@link VirtioMmioRegs.w64} / reads them with `r64`, and
+ * the configuration space offset.
+ */
 export const MR = {
-  MAGIC_VALUE: 0x000,
-  VERSION: 0x004,
-  DEVICE_ID: 0x008,
-  VENDOR_ID: 0x00c,
-  DEVICE_FEATURES: 0x010,
-  DEVICE_FEATURES_SEL: 0x014,
-  DRIVER_FEATURES: 0x020,
-  DRIVER_FEATURES_SEL: 0x024,
-  QUEUE_SEL: 0x030,
-  QUEUE_SIZE_MAX: 0x034,
-  QUEUE_SIZE: 0x038,
-  QUEUE_READY: 0x044,
-  QUEUE_NOTIFY: 0x050,
-  INTERRUPT_STATUS: 0x060,
-  INTERRUPT_ACK: 0x064,
-  STATUS: 0x070,
-  QUEUE_DESC: 0x080,
-  QUEUE_DRIVER: 0x090,
-  QUEUE_DEVICE: 0x0a0,
-  SHM_SEL: 0x0ac,
-  SHM_LEN: 0x0b0,
-  SHM_BASE: 0x0b8,
-  QUEUE_RESET: 0x0c0,
-  CONFIG_GENERATION: 0x0fc,
-  CONFIG: 0x100,
+  ...MMIO,
+  QUEUE_DESC: MMIO.QUEUE_DESC_LOW,
+  QUEUE_DRIVER: MMIO.QUEUE_DRIVER_LOW,
+  QUEUE_DEVICE: MMIO.QUEUE_DEVICE_LOW,
+  SHM_LEN: MMIO.SHM_LEN_LOW,
+  SHM_BASE: MMIO.SHM_BASE_LOW,
+  CONFIG: VIRTIO_MMIO_CONFIG,
 } as const;
 
 const TWO32 = 4294967296;
@@ -98,38 +85,25 @@ export class VirtioMmioRegs {
   }
 }
 
-/** A PCI access object that must never be used (the MMIO notifier below inherits no PCI behaviour). */
-const NO_PCI: PciFunctionAccess = {
-  configRead: () => 0,
-  configWrite: () => undefined,
-  mmioRead: () => 0,
-  mmioWrite: () => undefined,
-};
-
 /**
  * Queue notifications for {@link VirtqueueDriver} on MMIO: a 32-bit write of the queue index, or
- * with VIRTIO_F_NOTIFICATION_DATA of the le32 notification data, to QueueNotify.
- *
- * `VirtqueueDriver` takes a `VirtioPciRegs` and calls only `notify16` / `notify32` on it; this
- * subclass overrides exactly those (the PCI register methods it inherits are never called and
- * would do nothing). If `VirtqueueDriver` is changed to take a narrow notifier interface, this
- * class becomes a plain object.
+ * with VIRTIO_F_NOTIFICATION_DATA of the le32 notification data, to QueueNotify (the notify
+ * address `VirtqueueDriver` passes is not used: every queue shares the one register).
  */
-export class MmioQueueNotifier extends VirtioPciRegs {
+export class MmioQueueNotifier implements QueueNotifier {
   private readonly mmio: MmioDeviceAccess;
 
   constructor(mmio: MmioDeviceAccess) {
-    super(NO_PCI, { common: 0, isr: 0, device: undefined, deviceLength: 0, notify: MR.QUEUE_NOTIFY, msixTable: undefined });
     this.mmio = mmio;
   }
 
   /** Queue index (16 bits) as a 32-bit QueueNotify write (mmio.regs.driver.2: no 16-bit accesses). */
-  override notify16(_addr: number, v: number): void {
+  notify16(_addr: number, v: number): void {
     this.mmio.write(MR.QUEUE_NOTIFY, 4, v & 0xffff);
   }
 
   /** Notification data (vqn | next_off << 16 | next_wrap << 31). */
-  override notify32(_addr: number, v: number): void {
+  notify32(_addr: number, v: number): void {
     this.mmio.write(MR.QUEUE_NOTIFY, 4, v >>> 0);
   }
 }

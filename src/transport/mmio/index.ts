@@ -15,4 +15,4 @@ export {
 export * from './registers.js';
 export { MmioInterruptState, type MmioInterruptStats } from './interrupt.js';
 export { dtsSnippet, type DtDmaPool, type DtsOptions } from './dt.js';
-export { SwiotlbSpaceSwitch } from './swiotlb.js';
+export { SwiotlbSpaceSwitch } from '../swiotlb-switch.js';

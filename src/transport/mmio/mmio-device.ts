@@ -35,7 +35,7 @@ import type { QueueArea } from '../../device/queue-regs.js';
 import type { StatusWriteResult } from '../../features/status.js';
 import { VIRTIO_F_ADMIN_VQ, VIRTIO_F_NOTIF_CONFIG_DATA, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_SR_IOV } from '../../features/bits.js';
 import type { SwiotlbWindow } from '../../swiotlb/window.js';
-import { LateBoundHooks } from '../pci/virtio-pci-device.js';
+import { bindTransport, type CoreOrFactory, type LateBoundHooks } from '../../device/late-hooks.js';
 import { dtsSnippet, type DtsOptions } from './dt.js';
 import { MmioInterruptState, type MmioInterruptStats } from './interrupt.js';
 import {
@@ -49,9 +49,9 @@ import {
   VIRTIO_MMIO_MAGIC,
   VIRTIO_MMIO_VERSION,
 } from './registers.js';
-import { SwiotlbSpaceSwitch } from './swiotlb.js';
+import { SwiotlbSpaceSwitch } from '../swiotlb-switch.js';
 
-export { LateBoundHooks } from '../pci/virtio-pci-device.js';
+export { LateBoundHooks } from '../../device/late-hooks.js';
 
 const log = logger('mmio');
 
@@ -181,7 +181,7 @@ export class VirtioMmioDevice implements TransportHooks {
     this.shm = [...(o.sharedMemory ?? [])];
     this.interrupts = new MmioInterruptState();
     if (o.onIrq !== undefined) this.interrupts.onLevel(o.onIrq);
-    this.swiotlb = this.window !== undefined ? new SwiotlbSpaceSwitch(core, this.window) : undefined;
+    this.swiotlb = this.window !== undefined ? new SwiotlbSpaceSwitch(core, this.window, 'mmio:swiotlb') : undefined;
     log('%s: virtio-mmio at 0x%s (+0x%s), irq %d, %d queues', model.name, base.toString(16), size.toString(16), this.irq, core.numQueues);
   }
 
@@ -457,16 +457,6 @@ function areaOf(off: number): QueueArea {
  * @throws VirtioError INVALID_ARGUMENT for a bit MMIO does not define, a SWIOTLB offer without a
  *   window, or a bad window
  */
-export function createVirtioMmioDevice(core: VirtioDeviceCore | ((hooks: TransportHooks) => VirtioDeviceCore), options: VirtioMmioOptions & { hooks?: LateBoundHooks } = {}): VirtioMmioDevice {
-  let hooks = options.hooks;
-  let c: VirtioDeviceCore;
-  if (typeof core === 'function') {
-    hooks = hooks ?? new LateBoundHooks();
-    c = core(hooks);
-  } else {
-    c = core;
-  }
-  const dev = new VirtioMmioDevice(c, options);
-  if (hooks !== undefined) hooks.target = dev;
-  return dev;
+export function createVirtioMmioDevice(core: CoreOrFactory, options: VirtioMmioOptions & { hooks?: LateBoundHooks } = {}): VirtioMmioDevice {
+  return bindTransport(core, options.hooks, (c) => new VirtioMmioDevice(c, options));
 }

@@ -11,44 +11,24 @@
  * VIRTIO_PCI_CAP_PCI_CFG window and the MSI-X message control bits, which their modules open up.
  */
 import { requireArg } from '../../errors.js';
-import { PCI_CAPABILITY_LIST, PCI_STATUS, PCI_STATUS_CAP_LIST, type PciConfigSpace } from './config-space.js';
+import type { PciConfigSpace } from './config-space.js';
+import {
+  PCI_STATUS, PCI_CAPABILITY_LIST, PCI_STATUS_CAP_LIST, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_COMMON_CFG,
+  VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_PCI_CFG,
+  VIRTIO_PCI_CAP_SHARED_MEMORY_CFG, VIRTIO_PCI_CAP_VENDOR_CFG, VIRTIO_PCI_CAP_SWIOTLB_DEFAULT,
+  VIRTIO_PCI_VENDOR_ID, VIRTIO_PCI_CAP_LEN, VIRTIO_PCI_CAP64_LEN, VIRTIO_PCI_CFG_CAP_LEN, CAP_NEXT, CAP_LEN,
+  CAP_CFG_TYPE, CAP_BAR, CAP_ID, CAP_OFFSET, CAP_LENGTH, CAP_EXTRA, CAP_LENGTH_HI
+} from './layout-constants.js';
 
-/** PCI capability ids. */
-export const PCI_CAP_ID_VNDR = 0x09;
-export const PCI_CAP_ID_MSIX = 0x11;
-
-/** virtio cfg_type values (transport-pci.tex "cfg_type"). */
-export const VIRTIO_PCI_CAP_COMMON_CFG = 1;
-export const VIRTIO_PCI_CAP_NOTIFY_CFG = 2;
-export const VIRTIO_PCI_CAP_ISR_CFG = 3;
-export const VIRTIO_PCI_CAP_DEVICE_CFG = 4;
-export const VIRTIO_PCI_CAP_PCI_CFG = 5;
-export const VIRTIO_PCI_CAP_SHARED_MEMORY_CFG = 8;
-export const VIRTIO_PCI_CAP_VENDOR_CFG = 9;
-/** SWIOTLB bounce-buffer capability as proposed by the 2025 RFC (never merged; configurable). */
-export const VIRTIO_PCI_CAP_SWIOTLB_DEFAULT = 10;
-
-/** PCI vendor id of virtio devices (pci.discovery.device.1). */
-export const VIRTIO_PCI_VENDOR_ID = 0x1af4;
-
-/** Sizes of the virtio capability structures. */
-export const VIRTIO_PCI_CAP_LEN = 16;
-export const VIRTIO_PCI_CAP64_LEN = 24;
-export const VIRTIO_PCI_NOTIFY_CAP_LEN = 20;
-export const VIRTIO_PCI_CFG_CAP_LEN = 20;
-
-/** Field offsets inside `struct virtio_pci_cap`. */
-export const CAP_VNDR = 0;
-export const CAP_NEXT = 1;
-export const CAP_LEN = 2;
-export const CAP_CFG_TYPE = 3;
-export const CAP_BAR = 4;
-export const CAP_ID = 5;
-export const CAP_OFFSET = 8;
-export const CAP_LENGTH = 12;
-/** `notify_off_multiplier` / `pci_cfg_data` / `offset_hi` sit at 16; `length_hi` at 20. */
-export const CAP_EXTRA = 16;
-export const CAP_LENGTH_HI = 20;
+/** Moved to `layout-constants.ts` (shared with the driver); re-exported here. */
+export {
+  PCI_CAP_ID_VNDR, PCI_CAP_ID_MSIX, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG,
+  VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_PCI_CFG,
+  VIRTIO_PCI_CAP_SHARED_MEMORY_CFG, VIRTIO_PCI_CAP_VENDOR_CFG, VIRTIO_PCI_CAP_SWIOTLB_DEFAULT,
+  VIRTIO_PCI_VENDOR_ID, VIRTIO_PCI_CAP_LEN, VIRTIO_PCI_CAP64_LEN, VIRTIO_PCI_NOTIFY_CAP_LEN,
+  VIRTIO_PCI_CFG_CAP_LEN, CAP_VNDR, CAP_NEXT, CAP_LEN, CAP_CFG_TYPE, CAP_BAR, CAP_ID, CAP_OFFSET, CAP_LENGTH,
+  CAP_EXTRA, CAP_LENGTH_HI
+} from './layout-constants.js';
 
 /** A BAR region named by a capability. */
 export interface CapRegion {

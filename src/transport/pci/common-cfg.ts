@@ -20,38 +20,12 @@ import type { VirtioDeviceCore } from '../../device/core.js';
 import { NO_VECTOR, type QueueArea } from '../../device/queue-regs.js';
 import type { StatusWriteResult } from '../../features/status.js';
 import type { BarHandler } from './bar-router.js';
+import { COMMON_CFG_SIZE, COMMON_CFG } from './layout-constants.js';
+
+/** Moved to `layout-constants.ts` (shared with the driver); re-exported here. */
+export { COMMON_CFG_SIZE, COMMON_CFG } from './layout-constants.js';
 
 const log = logger('pci:common');
-
-/** Size of the structure. */
-export const COMMON_CFG_SIZE = 64;
-
-/** Field offsets (virtio_pci_common_cfg). */
-export const COMMON_CFG = {
-  DEVICE_FEATURE_SELECT: 0,
-  DEVICE_FEATURE: 4,
-  DRIVER_FEATURE_SELECT: 8,
-  DRIVER_FEATURE: 12,
-  CONFIG_MSIX_VECTOR: 16,
-  NUM_QUEUES: 18,
-  DEVICE_STATUS: 20,
-  CONFIG_GENERATION: 21,
-  QUEUE_SELECT: 22,
-  QUEUE_SIZE: 24,
-  QUEUE_MSIX_VECTOR: 26,
-  QUEUE_ENABLE: 28,
-  QUEUE_NOTIFY_OFF: 30,
-  QUEUE_DESC_LO: 32,
-  QUEUE_DESC_HI: 36,
-  QUEUE_DRIVER_LO: 40,
-  QUEUE_DRIVER_HI: 44,
-  QUEUE_DEVICE_LO: 48,
-  QUEUE_DEVICE_HI: 52,
-  QUEUE_NOTIF_CONFIG_DATA: 56,
-  QUEUE_RESET: 58,
-  ADMIN_QUEUE_INDEX: 60,
-  ADMIN_QUEUE_NUM: 62,
-} as const;
 
 /** One field of the structure. */
 export interface CommonCfgField {

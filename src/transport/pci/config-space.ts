@@ -19,46 +19,24 @@
  */
 import { logger } from '../../log.js';
 import { requireArg } from '../../errors.js';
+import {
+  PCI_CONFIG_HEADER_SIZE, PCI_CONFIG_SPACE_SIZE, PCI_VENDOR_ID, PCI_DEVICE_ID, PCI_COMMAND, PCI_STATUS,
+  PCI_REVISION_ID, PCI_CLASS_PROG, PCI_CLASS_DEVICE, PCI_CACHE_LINE_SIZE, PCI_HEADER_TYPE,
+  PCI_SUBSYSTEM_VENDOR_ID, PCI_SUBSYSTEM_ID, PCI_INTERRUPT_LINE, PCI_INTERRUPT_PIN, PCI_COMMAND_MEMORY,
+  PCI_COMMAND_MASTER, PCI_COMMAND_PARITY, PCI_COMMAND_SERR, PCI_COMMAND_INTX_DISABLE, PCI_STATUS_W1C
+} from './layout-constants.js';
+
+/** Moved to `layout-constants.ts` (shared with the driver); re-exported here. */
+export {
+  PCI_CONFIG_HEADER_SIZE, PCI_CONFIG_SPACE_SIZE, PCI_VENDOR_ID, PCI_DEVICE_ID, PCI_COMMAND, PCI_STATUS,
+  PCI_REVISION_ID, PCI_CLASS_PROG, PCI_CLASS_DEVICE, PCI_CACHE_LINE_SIZE, PCI_LATENCY_TIMER, PCI_HEADER_TYPE,
+  PCI_BASE_ADDRESS_0, PCI_SUBSYSTEM_VENDOR_ID, PCI_SUBSYSTEM_ID, PCI_ROM_ADDRESS, PCI_CAPABILITY_LIST,
+  PCI_INTERRUPT_LINE, PCI_INTERRUPT_PIN, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, PCI_COMMAND_MASTER,
+  PCI_COMMAND_PARITY, PCI_COMMAND_SERR, PCI_COMMAND_INTX_DISABLE, PCI_STATUS_INTERRUPT, PCI_STATUS_CAP_LIST,
+  PCI_STATUS_W1C
+} from './layout-constants.js';
 
 const log = logger('pci');
-
-/** Size of the conventional header + capability area. */
-export const PCI_CONFIG_HEADER_SIZE = 256;
-/** Size of the PCIe configuration space (header + extended space). */
-export const PCI_CONFIG_SPACE_SIZE = 4096;
-
-/** Type-0 header offsets. */
-export const PCI_VENDOR_ID = 0x00;
-export const PCI_DEVICE_ID = 0x02;
-export const PCI_COMMAND = 0x04;
-export const PCI_STATUS = 0x06;
-export const PCI_REVISION_ID = 0x08;
-export const PCI_CLASS_PROG = 0x09;
-export const PCI_CLASS_DEVICE = 0x0a;
-export const PCI_CACHE_LINE_SIZE = 0x0c;
-export const PCI_LATENCY_TIMER = 0x0d;
-export const PCI_HEADER_TYPE = 0x0e;
-export const PCI_BASE_ADDRESS_0 = 0x10;
-export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
-export const PCI_SUBSYSTEM_ID = 0x2e;
-export const PCI_ROM_ADDRESS = 0x30;
-export const PCI_CAPABILITY_LIST = 0x34;
-export const PCI_INTERRUPT_LINE = 0x3c;
-export const PCI_INTERRUPT_PIN = 0x3d;
-
-/** Command register bits. */
-export const PCI_COMMAND_IO = 0x1;
-export const PCI_COMMAND_MEMORY = 0x2;
-export const PCI_COMMAND_MASTER = 0x4;
-export const PCI_COMMAND_PARITY = 0x40;
-export const PCI_COMMAND_SERR = 0x100;
-export const PCI_COMMAND_INTX_DISABLE = 0x400;
-
-/** Status register bits. */
-export const PCI_STATUS_INTERRUPT = 0x8;
-export const PCI_STATUS_CAP_LIST = 0x10;
-/** Error bits of the status register that are write-1-to-clear. */
-export const PCI_STATUS_W1C = 0x0100 | 0x0800 | 0x1000 | 0x2000 | 0x4000 | 0x8000;
 
 /** Owner of a config-space range: sees every driver read and write that falls inside it. */
 export interface ConfigIntercept {

@@ -9,12 +9,13 @@
  * kept (as QEMU does) so a driver that reads ISR sees what happened.
  */
 import { logger } from '../../log.js';
-import { PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_STATUS, PCI_STATUS_INTERRUPT, type PciConfigSpace } from './config-space.js';
+import type { PciConfigSpace } from './config-space.js';
+import { PCI_COMMAND, PCI_STATUS, PCI_COMMAND_INTX_DISABLE, PCI_STATUS_INTERRUPT } from './layout-constants.js';
+
+/** Moved to `layout-constants.ts` (shared with the driver); re-exported here. */
+export { VIRTIO_PCI_ISR_QUEUE, VIRTIO_PCI_ISR_CONFIG } from './layout-constants.js';
 
 const log = logger('pci:isr');
-
-export const VIRTIO_PCI_ISR_QUEUE = 0x1;
-export const VIRTIO_PCI_ISR_CONFIG = 0x2;
 
 /** ISR byte + INTx level of one function. */
 export class IsrState {

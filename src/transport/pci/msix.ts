@@ -14,17 +14,16 @@
  */
 import { requireArg } from '../../errors.js';
 import { logger } from '../../log.js';
-import { PCI_CAP_ID_MSIX, type CapabilityList } from './capabilities.js';
+import type { CapabilityList } from './capabilities.js';
 import type { PciConfigSpace } from './config-space.js';
+import {
+  PCI_CAP_ID_MSIX, PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL, PCI_MSIX_ENTRY_SIZE, PCI_MSIX_MAX_VECTORS
+} from './layout-constants.js';
+
+/** Moved to `layout-constants.ts` (shared with the driver); re-exported here. */
+export { PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL, PCI_MSIX_ENTRY_SIZE, PCI_MSIX_MAX_VECTORS } from './layout-constants.js';
 
 const log = logger('pci:msix');
-
-export const PCI_MSIX_FLAGS_ENABLE = 0x8000;
-export const PCI_MSIX_FLAGS_MASKALL = 0x4000;
-/** Bytes per table entry. */
-export const PCI_MSIX_ENTRY_SIZE = 16;
-/** Most vectors a table can have (Table Size field is 11 bits). */
-export const PCI_MSIX_MAX_VECTORS = 2048;
 
 /** Where the table and PBA live, and how many vectors there are. */
 export interface MsixOptions {

@@ -11,13 +11,13 @@
  * - When the driver negotiates VIRTIO_F_SWIOTLB, the device's DMA space becomes the window at
  *   FEATURES_OK (`core.setAddressSpace`); the previous space comes back on reset. From then on every
  *   ring and buffer address must be inside the window (rfc-swiotlb.feature.driver.1,
- *   rfc-swiotlb.pci.driver.2) — anything else fails to resolve and goes to the choke point.
+ *   rfc-swiotlb.pci.driver.2) — anything else fails to resolve and goes to the choke point. That
+ *   switch is shared with MMIO (`../swiotlb-switch.ts`).
  */
 import { logger } from '../../log.js';
 import type { VirtioDeviceCore } from '../../device/core.js';
-import type { StatusWriteResult } from '../../features/status.js';
-import type { AddressSpace } from '../../memory/space.js';
 import type { SwiotlbWindow } from '../../swiotlb/window.js';
+import { SwiotlbSpaceSwitch } from '../swiotlb-switch.js';
 import type { BarChange } from './bar.js';
 import type { BarHandler } from './bar-router.js';
 import type { CapRegion } from './capabilities.js';
@@ -40,22 +40,18 @@ export interface BarMapping {
   readonly fdOffset: number;
 }
 
-/** The window's BAR range, its moves, and the DMA-space switch. */
-export class SwiotlbBar implements BarHandler {
-  readonly window: SwiotlbWindow;
+/**
+ * The window's BAR range and its moves; the DMA-space switch (`afterStatusWrite`, `spaceMismatch`)
+ * is the transport-neutral {@link SwiotlbSpaceSwitch}.
+ */
+export class SwiotlbBar extends SwiotlbSpaceSwitch implements BarHandler {
   /** BAR, offset and length named by the capability. */
   readonly region: CapRegion;
-  private readonly core: VirtioDeviceCore;
   private readonly dv: DataView;
   private readonly base: number;
-  /** Set when, at DRIVER_OK, the core used another SWIOTLB space than this window's (a wiring mistake). */
-  spaceMismatch = false;
-  /** DMA space to restore on reset after the switch. */
-  private savedSpace: AddressSpace | undefined;
 
   constructor(core: VirtioDeviceCore, window: SwiotlbWindow, region: CapRegion) {
-    this.core = core;
-    this.window = window;
+    super(core, window, 'pci:swiotlb');
     this.region = { ...region };
     this.dv = window.region.dv;
     this.base = window.bufferOffset;
@@ -95,32 +91,6 @@ export class SwiotlbBar implements BarHandler {
     } catch (e) {
       log('window cannot follow BAR %d to 0x%s: %s', c.index, c.address.toString(16), (e as Error).message);
       return false;
-    }
-  }
-
-  /** After a device_status write: switch the DMA space at FEATURES_OK, restore it on reset. */
-  afterStatusWrite(res: StatusWriteResult): void {
-    if (res.kind === 'reset') {
-      const s = this.savedSpace;
-      if (s !== undefined) {
-        this.savedSpace = undefined;
-        this.core.setAddressSpace(s);
-      }
-      return;
-    }
-    if (res.kind === 'driver-ok' && this.core.swiotlbNegotiated && this.core.space !== this.window.asAddressSpace()) {
-      // The core was built with a different swiotlb.space: BAR moves would not reach its queues.
-      this.spaceMismatch = true;
-      log('%s: the core DMA space is not window.asAddressSpace(); build the core with swiotlb.space = window.asAddressSpace() (or hasRegion: true)', this.core.model.name);
-      return;
-    }
-    if (res.kind === 'features-ok' && res.accepted && this.core.swiotlbNegotiated) {
-      const ws = this.window.asAddressSpace();
-      if (this.core.space !== ws && this.savedSpace === undefined) {
-        this.savedSpace = this.core.space;
-        this.core.setAddressSpace(ws); // rfc-swiotlb.feature.driver.1: only the window from now on
-        log('%s: VIRTIO_F_SWIOTLB negotiated; DMA space is the window %s', this.core.model.name, this.window.name);
-      }
     }
   }
 }

@@ -30,6 +30,7 @@ import { logger } from '../../log.js';
 import type { VirtioDeviceCore } from '../../device/core.js';
 import type { TransportHooks } from '../../device/types.js';
 import { NO_VECTOR } from '../../device/queue-regs.js';
+import { bindTransport, type CoreOrFactory, type LateBoundHooks } from '../../device/late-hooks.js';
 import type { StatusWriteResult } from '../../features/status.js';
 import type { SwiotlbWindow } from '../../swiotlb/window.js';
 import { VIRTIO_F_NOTIFICATION_DATA } from '../../features/bits.js';
@@ -56,6 +57,8 @@ import { computeLayout, type PciLayout, type PciLayoutOptions } from './layout.j
 import { SwiotlbBar, type BarMapping } from './swiotlb-bar.js';
 
 export type { BarMapping } from './swiotlb-bar.js';
+/** Moved to `src/device/late-hooks.ts` (shared by every transport); re-exported here for compatibility. */
+export { LateBoundHooks } from '../../device/late-hooks.js';
 
 const log = logger('pci');
 
@@ -117,20 +120,6 @@ export interface PciTransportStats {
   noVectorInterrupts: number;
   /** SWIOTLB window moves that failed (BAR at an address the window cannot take). */
   windowMoveFailures: number;
-}
-
-/**
- * Late binding for the core's transport hooks: build the core with `hooks`, then hand it to
- * {@link createVirtioPciDevice}, which binds itself. Calls before binding are dropped.
- */
-export class LateBoundHooks implements TransportHooks {
-  target: TransportHooks | undefined;
-  queueInterrupt(q: number, vector: number): void {
-    this.target?.queueInterrupt(q, vector);
-  }
-  configInterrupt(vector: number): void {
-    this.target?.configInterrupt(vector);
-  }
 }
 
 const TWO32 = 4294967296;
@@ -485,16 +474,6 @@ function remove<T>(arr: T[], x: T): void {
  * @param options identity, layout, SWIOTLB window, interrupt sinks
  * @throws VirtioError INVALID_ARGUMENT for an inconsistent layout or a SWIOTLB offer without window
  */
-export function createVirtioPciDevice(core: VirtioDeviceCore | ((hooks: TransportHooks) => VirtioDeviceCore), options: VirtioPciOptions & { hooks?: LateBoundHooks } = {}): VirtioPciDevice {
-  let hooks = options.hooks;
-  let c: VirtioDeviceCore;
-  if (typeof core === 'function') {
-    hooks = hooks ?? new LateBoundHooks();
-    c = core(hooks);
-  } else {
-    c = core;
-  }
-  const dev = new VirtioPciDevice(c, options);
-  if (hooks !== undefined) hooks.target = dev;
-  return dev;
+export function createVirtioPciDevice(core: CoreOrFactory, options: VirtioPciOptions & { hooks?: LateBoundHooks } = {}): VirtioPciDevice {
+  return bindTransport(core, options.hooks, (c) => new VirtioPciDevice(c, options));
 }

@@ -4,129 +4,15 @@
  * that behaves like a minimal guest driver (posts receive buffers, transmits frames with a
  * virtio_net_hdr, issues control commands, collects received frames incl. mergeable buffers).
  *
- * The generic bring-up ({@link startDevice}) is copied from test/device/blk/harness.ts (split only)
- * so the two device suites do not depend on each other.
+ * The generic bring-up ({@link startDevice}) is the shared device rig (`test/device/harness.ts`),
+ * with split rings (its default).
  */
-import { VirtioDeviceCore } from '../../../src/device/core.js';
-import { RecordingSink } from '../../../src/device/choke.js';
-import type { TransportHooks, VirtioDeviceModel } from '../../../src/device/types.js';
-import { VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED } from '../../../src/features/bits.js';
-import { FeatureSet } from '../../../src/features/set.js';
-import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../../../src/features/status.js';
-import { AddressSpace } from '../../../src/memory/space.js';
-import { createSplitDeviceQueue, layoutSplitRings, SplitDriverQueue } from '../../../src/queue/split/index.js';
-import { SgList, type QueueConfig } from '../../../src/queue/types.js';
+import { SplitDriverQueue } from '../../../src/queue/split/index.js';
+import { SgList } from '../../../src/queue/types.js';
+import { startDevice, type DeviceRig, type RigOptions } from '../harness.js';
 import { VirtioNetDevice, type NetDeviceOptions } from '../../../src/device/net/net-device.js';
 import { NetHdr, netHdrSize } from '../../../src/device/net/header.js';
 import { NET_F } from '../../../src/device/net/features.js';
-
-/** Transport hooks that count interrupts. */
-export class CountingHooks implements TransportHooks {
-  readonly queueIrqs: number[] = [];
-  configIrqs = 0;
-  queueInterrupt(q: number): void {
-    this.queueIrqs[q] = (this.queueIrqs[q] ?? 0) + 1;
-  }
-  configInterrupt(): void {
-    this.configIrqs++;
-  }
-}
-
-/** Options of {@link startDevice}. */
-export interface RigOptions {
-  /** Queue size the driver picks (default min(64, model max)). */
-  queueSize?: number;
-  /** Queues to enable (default all of the model's). */
-  queues?: number[];
-  /** Device-specific bits the driver declines (default: accept everything offered). */
-  decline?: number[];
-  /** Device-independent bits offered besides VERSION_1 (default INDIRECT_DESC, EVENT_IDX). */
-  extraFeatures?: number[];
-  /** Guest RAM size (default 8 MiB). */
-  ramBytes?: number;
-}
-
-/** A running device with its driver side. */
-export interface DeviceRig {
-  core: VirtioDeviceCore;
-  hooks: CountingHooks;
-  space: AddressSpace;
-  ram: Uint8Array;
-  drivers: Array<SplitDriverQueue | undefined>;
-  driverSink: RecordingSink;
-  features: FeatureSet;
-  alloc(bytes: number, align?: number): number;
-}
-
-/** Build the stack and run driver initialization. Throws when the device refuses a step. */
-export function startDevice(model: VirtioDeviceModel, opts: RigOptions = {}): DeviceRig {
-  const ramBytes = opts.ramBytes ?? 8 << 20;
-  const buf = new ArrayBuffer(ramBytes);
-  const space = new AddressSpace([{ base: 0, size: ramBytes, buffer: buf, name: 'ram' }], 'guest-ram');
-  const ram = new Uint8Array(buf);
-  const hooks = new CountingHooks();
-  const core = new VirtioDeviceCore({
-    model,
-    space,
-    hooks,
-    queueFactories: { split: createSplitDeviceQueue },
-    extraFeatures: opts.extraFeatures ?? [VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX],
-  });
-  const offered = new FeatureSet();
-  for (let w = 0; w < 4; w++) {
-    core.writeDeviceFeatureSelect(w);
-    offered.setWord(w, core.readDeviceFeature());
-  }
-  const accepted = offered.clone();
-  for (const b of opts.decline ?? []) accepted.clear(b);
-  accepted.clear(VIRTIO_F_RING_PACKED);
-  core.writeStatus(STATUS_ACKNOWLEDGE);
-  core.writeStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-  for (let w = 0; w < 4; w++) {
-    core.writeDriverFeatureSelect(w);
-    core.writeDriverFeature(accepted.word(w));
-  }
-  const fo = core.writeStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
-  if (!fo.accepted || (core.status & STATUS_FEATURES_OK) === 0) throw new Error(`FEATURES_OK refused: ${fo.reason ?? ''} ${JSON.stringify(core.trace.ofKind('negotiation-refused').map((e) => e.detail))}`);
-
-  let next = 0x1000;
-  const alloc = (bytes: number, align = 16): number => {
-    const a = Math.ceil(next / align) * align;
-    next = a + bytes;
-    if (next > ramBytes) throw new Error(`harness: guest RAM exhausted (${ramBytes} bytes)`);
-    return a;
-  };
-  const driverSink = new RecordingSink();
-  const drivers: Array<SplitDriverQueue | undefined> = [];
-  const queues = opts.queues ?? Array.from({ length: model.numQueues }, (_, i) => i);
-  for (const q of queues) {
-    const size = opts.queueSize ?? Math.min(64, model.maxQueueSize(q));
-    const lay = layoutSplitRings(alloc(0, 4096), size);
-    alloc(lay.bytes);
-    core.writeQueueSelect(q);
-    core.writeQueueSize(size);
-    core.writeQueueAddr('desc', false, lay.desc);
-    core.writeQueueAddr('driver', false, lay.driver);
-    core.writeQueueAddr('device', false, lay.device);
-    core.writeQueueEnable(1);
-    const cfg: QueueConfig = {
-      index: q,
-      size,
-      maxSize: model.maxQueueSize(q),
-      desc: lay.desc,
-      driver: lay.driver,
-      device: lay.device,
-      eventIdx: accepted.has(VIRTIO_F_EVENT_IDX),
-      indirect: accepted.has(VIRTIO_F_INDIRECT_DESC),
-      inOrder: accepted.has(VIRTIO_F_IN_ORDER),
-    };
-    drivers[q] = new SplitDriverQueue(space, cfg, driverSink);
-  }
-  const dok = core.writeStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
-  if (!dok.accepted) throw new Error(`DRIVER_OK refused: ${dok.reason ?? ''}`);
-  next = Math.ceil(next / 4096) * 4096;
-  return { core, hooks, space, ram, drivers, driverSink, features: accepted, alloc };
-}
 
 /** A frame the driver received. */
 export interface RxFrame {
@@ -232,7 +118,9 @@ export class NetDriver {
 
   /** Collect every frame received on queue `q` (mergeable buffers are joined using num_buffers). */
   recv(q = 0): RxFrame[] {
-    const dq = this.rig.drivers[q]!;
+    const dq = this.rig.drivers[q];
+    // The rig builds split rings by default; hasUsed() (peek without taking) is the split driver's.
+    if (!(dq instanceof SplitDriverQueue)) throw new Error(`rx queue ${q}: not a split ring (the net harness drives split rings)`);
     const ram = this.rig.ram;
     const out: RxFrame[] = [];
     const take = (): RxBuf & { used: number } => {
