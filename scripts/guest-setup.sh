@@ -14,6 +14,8 @@ set -euo pipefail
 CACHE=${VIRTIOKIT_GUEST_CACHE:-/var/cache/virtiokit-guests}
 HERE=$(cd "$(dirname "$0")" && pwd)
 INIT_SRC="$HERE/guest-init.sh"
+# shellcheck source=lib-guest.sh
+. "$HERE/lib-guest.sh"
 
 # Serialize concurrent runs (parallel test files on a cold cache) on one lock next to the cache.
 mkdir -p "$(dirname "$CACHE")" 2>/dev/null || true
@@ -95,17 +97,8 @@ fi
 # --- 3. initramfs (rebuilt when /init or busybox changes)
 stamp=$( (cat "$INIT_SRC"; sha256sum /bin/busybox; ls "$CACHE/modules") | sha256sum | cut -c1-16)
 if [ ! -s "$CACHE/initramfs.cpio" ] || [ "$(cat "$CACHE/initramfs.stamp" 2>/dev/null)" != "$stamp" ]; then
-  stage=$(mktemp -d)
-  mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib/modules}
-  cp /bin/busybox "$stage/bin/busybox"
-  cp "$INIT_SRC" "$stage/init"
-  chmod 755 "$stage/init"
-  cp "$CACHE"/modules/*.ko "$stage/lib/modules/"
-  mknod -m 600 "$stage/dev/console" c 5 1 2>/dev/null || true
-  (cd "$stage" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) >"$CACHE/initramfs.cpio.tmp.$$"
-  mv "$CACHE/initramfs.cpio.tmp.$$" "$CACHE/initramfs.cpio"
+  pack_initramfs "$INIT_SRC" "$CACHE/modules" "$CACHE/initramfs.cpio"
   echo "$stamp" >"$CACHE/initramfs.stamp"
-  rm -rf "$stage"
 fi
 
 echo "READY $CACHE"

@@ -20,6 +20,8 @@ SIDROOT="$CACHE/sid-root"
 OUT="$CACHE/vfio-user"
 HERE=$(cd "$(dirname "$0")" && pwd)
 INIT_SRC="$HERE/vfio-user-init.sh"
+# shellcheck source=lib-guest.sh
+. "$HERE/lib-guest.sh"
 T0=$(date +%s.%N)
 
 unavailable() {
@@ -138,17 +140,8 @@ qver=$("$OUT/qemu-system-x86_64" --version 2>&1 | head -n1) || unavailable "QEMU
 stamp=$( (cat "$INIT_SRC"; sha256sum /bin/busybox; ls -l "$CACHE/modules") | sha256sum | cut -c1-16)
 if [ ! -s "$OUT/initramfs.cpio" ] || [ "$(cat "$OUT/initramfs.stamp" 2>/dev/null)" != "$stamp" ]; then
   [ -w "$OUT" ] || unavailable "the initramfs in $OUT is missing or stale and $OUT is not writable (run this script once as root)"
-  stage=$(mktemp -d)
-  mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib/modules}
-  cp /bin/busybox "$stage/bin/busybox"
-  cp "$INIT_SRC" "$stage/init"
-  chmod 755 "$stage/init"
-  cp "$CACHE"/modules/*.ko "$stage/lib/modules/"
-  mknod -m 600 "$stage/dev/console" c 5 1 2>/dev/null || true
-  (cd "$stage" && find . -print0 | sort -z | cpio --null -o -H newc --quiet) >"$OUT/initramfs.cpio.tmp.$$"
-  mv "$OUT/initramfs.cpio.tmp.$$" "$OUT/initramfs.cpio"
+  pack_initramfs "$INIT_SRC" "$CACHE/modules" "$OUT/initramfs.cpio"
   echo "$stamp" >"$OUT/initramfs.stamp"
-  rm -rf "$stage"
   note "initramfs rebuilt"
 fi
 [ "$(readlink "$OUT/vmlinuz" 2>/dev/null)" = ../vmlinuz ] || ln -sfn ../vmlinuz "$OUT/vmlinuz"
