@@ -87,3 +87,103 @@ export interface PumpData {
   /** Reply timeout (ms). */
   timeoutMs: number;
 }
+
+// ---------------------------------------------------------------- slot fields and counters
+// The two sides read and write the same fields; these helpers are the one place that knows the
+// slot layout. State changes (Atomics.store / wait / notify of S_STATE) stay with the callers:
+// they are the protocol.
+
+/** Int32 index of slot `s`'s state word (for Atomics.load / store / wait / notify). */
+export function slotState(s: number): number {
+  return s * SLOT_INTS + S_STATE;
+}
+
+/** Main thread: fill slot `s` with a request (message bytes, fds, whether it wants a reply); the caller then sets READY. */
+export function writeRequest(ctl: Int32Array, data: Uint8Array, s: number, msg: Uint8Array, fds: readonly number[], wantReply: boolean): void {
+  const b = s * SLOT_INTS;
+  data.set(msg, s * SLOT_BYTES);
+  ctl[b + S_LEN] = msg.length;
+  ctl[b + S_NFDS] = fds.length;
+  fds.forEach((fd, k) => (ctl[b + S_FDS + k] = fd));
+  ctl[b + S_WANT_REPLY] = wantReply ? 1 : 0;
+  ctl[b + S_REPLY_ERR] = 0;
+}
+
+/** Pump: the request in READY slot `s` (a copy of its bytes), its fds, and whether it wants a reply. */
+export function readRequest(ctl: Int32Array, data: Uint8Array, s: number): { msg: Uint8Array; fds: number[]; wantReply: boolean } {
+  const b = s * SLOT_INTS;
+  const len = ctl[b + S_LEN]!;
+  const nfds = ctl[b + S_NFDS]!;
+  const fds: number[] = [];
+  for (let k = 0; k < nfds; k++) fds.push(ctl[b + S_FDS + k]!);
+  return { msg: data.slice(s * SLOT_BYTES, s * SLOT_BYTES + len), fds, wantReply: ctl[b + S_WANT_REPLY] !== 0 };
+}
+
+/** True when a reply of `bytes` payload bytes and `nfds` fds fits in a slot. */
+export function replyFits(bytes: number, nfds: number): boolean {
+  return bytes <= SLOT_BYTES && nfds <= SLOT_FDS;
+}
+
+/**
+ * Pump: store the outcome of slot `s` — `err` (see {@link S_REPLY_ERR}) and, when given, the reply
+ * payload and fds (which must {@link replyFits}); the caller then sets DONE.
+ */
+export function writeReply(ctl: Int32Array, data: Uint8Array, s: number, err: number, reply?: { payload: Uint8Array; fds: readonly number[] }): void {
+  const b = s * SLOT_INTS;
+  if (reply !== undefined) {
+    data.set(reply.payload, s * SLOT_BYTES);
+    ctl[b + S_REPLY_LEN] = reply.payload.length;
+    ctl[b + S_REPLY_NFDS] = reply.fds.length;
+    reply.fds.forEach((fd, k) => (ctl[b + S_RFDS + k] = fd));
+  }
+  ctl[b + S_REPLY_ERR] = err;
+}
+
+/** Main thread: the outcome of DONE slot `s`: `err`, and with err 0 the reply payload (a copy) and fds. */
+export function readReply(ctl: Int32Array, data: Uint8Array, s: number): { err: number; payload: Uint8Array; fds: number[] } {
+  const b = s * SLOT_INTS;
+  const err = ctl[b + S_REPLY_ERR]!;
+  if (err !== 0) return { err, payload: new Uint8Array(0), fds: [] };
+  const len = ctl[b + S_REPLY_LEN]!;
+  const fds: number[] = [];
+  for (let k = 0; k < ctl[b + S_REPLY_NFDS]!; k++) fds.push(ctl[b + S_RFDS + k]!);
+  return { err, payload: data.slice(s * SLOT_BYTES, s * SLOT_BYTES + len), fds };
+}
+
+/** Connection traffic counts (the pump's `VfioUserConnection.stats`). */
+export interface ConnCounts {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Everything the pump counts, under the names the client's stats use. */
+export interface PumpCounts extends ConnCounts {
+  dmaReads: number;
+  dmaWrites: number;
+  dmaBytesRead: number;
+  dmaBytesWritten: number;
+  dmaRefused: number;
+}
+
+/** Pump: publish the connection's counts. */
+export function writeConnCounts(c: Float64Array, s: ConnCounts): void {
+  c[C_MESSAGES_IN] = s.messagesIn;
+  c[C_MESSAGES_OUT] = s.messagesOut;
+  c[C_BYTES_IN] = s.bytesIn;
+  c[C_BYTES_OUT] = s.bytesOut;
+}
+
+/** Main thread: copy the pump's counts into `out`. */
+export function readPumpCounts(c: Float64Array, out: PumpCounts): void {
+  out.dmaReads = c[C_DMA_READS]!;
+  out.dmaWrites = c[C_DMA_WRITES]!;
+  out.dmaBytesRead = c[C_DMA_BYTES_READ]!;
+  out.dmaBytesWritten = c[C_DMA_BYTES_WRITTEN]!;
+  out.dmaRefused = c[C_DMA_REFUSED]!;
+  out.messagesIn = c[C_MESSAGES_IN]!;
+  out.messagesOut = c[C_MESSAGES_OUT]!;
+  out.bytesIn = c[C_BYTES_IN]!;
+  out.bytesOut = c[C_BYTES_OUT]!;
+}

@@ -42,32 +42,17 @@ import {
 } from './codec.js';
 import {
   allocMailbox,
-  C_BYTES_IN,
-  C_BYTES_OUT,
-  C_DMA_BYTES_READ,
-  C_DMA_BYTES_WRITTEN,
-  C_DMA_READS,
-  C_DMA_REFUSED,
-  C_DMA_WRITES,
-  C_MESSAGES_IN,
-  C_MESSAGES_OUT,
   G_CLOSED,
-  S_FDS,
-  S_LEN,
-  S_NFDS,
-  S_REPLY_ERR,
-  S_REPLY_LEN,
-  S_REPLY_NFDS,
-  S_RFDS,
-  S_STATE,
-  S_WANT_REPLY,
+  readPumpCounts,
+  readReply,
   SLOT_BYTES,
   SLOT_FDS,
-  SLOT_INTS,
   SLOTS,
+  slotState,
   ST_DONE,
   ST_FREE,
   ST_READY,
+  writeRequest,
   type MailboxBuffers,
   type PumpData,
 } from './client-shared.js';
@@ -248,41 +233,30 @@ export class VfioUserClient implements PciFunctionAccess {
     if (fds.length > SLOT_FDS) throw new VirtioError('INVALID_ARGUMENT', `${fds.length} fds (at most ${SLOT_FDS})`);
     const ctl = this.ctl;
     const s = this.slot;
-    const b = s * SLOT_INTS;
+    const st0 = slotState(s);
     const deadline = Date.now() + this.timeoutMs;
-    while (Atomics.load(ctl, b + S_STATE) !== ST_FREE) {
-      if (Atomics.load(ctl, G_CLOSED) !== 0 && Atomics.load(ctl, b + S_STATE) === ST_DONE) break;
+    while (Atomics.load(ctl, st0) !== ST_FREE) {
+      if (Atomics.load(ctl, G_CLOSED) !== 0 && Atomics.load(ctl, st0) === ST_DONE) break;
       const left = deadline - Date.now();
       if (left <= 0) throw new VirtioError('TIMEOUT', 'vfio-user client: mailbox slot still busy');
-      Atomics.wait(ctl, b + S_STATE, Atomics.load(ctl, b + S_STATE), Math.min(left, 50));
+      Atomics.wait(ctl, st0, Atomics.load(ctl, st0), Math.min(left, 50));
     }
     if (Atomics.load(ctl, G_CLOSED) !== 0) throw new VirtioError('CLOSED', 'vfio-user connection closed (the device process went away?)');
     this.slot = (s + 1) % SLOTS;
-    this.data.set(msg, s * SLOT_BYTES);
-    ctl[b + S_LEN] = msg.length;
-    ctl[b + S_NFDS] = fds.length;
-    fds.forEach((fd, k) => (ctl[b + S_FDS + k] = fd));
-    ctl[b + S_WANT_REPLY] = posted ? 0 : 1;
-    ctl[b + S_REPLY_ERR] = 0;
-    Atomics.store(ctl, b + S_STATE, ST_READY);
+    writeRequest(ctl, this.data, s, msg, fds, !posted);
+    Atomics.store(ctl, st0, ST_READY);
     this.nat.eventfdWrite(this.doorbell, 1);
     if (posted) return { payload: new Uint8Array(0), fds: [] };
     for (;;) {
-      const st = Atomics.load(ctl, b + S_STATE);
+      const st = Atomics.load(ctl, st0);
       if (st === ST_DONE) break;
       const left = deadline - Date.now();
       if (left <= 0) throw new VirtioError('TIMEOUT', `vfio-user client: no reply within ${this.timeoutMs} ms`);
-      Atomics.wait(ctl, b + S_STATE, st, left);
+      Atomics.wait(ctl, st0, st, left);
     }
-    const err = ctl[b + S_REPLY_ERR]!;
-    let out: { payload: Uint8Array; fds: number[] } = { payload: new Uint8Array(0), fds: [] };
-    if (err === 0) {
-      const len = ctl[b + S_REPLY_LEN]!;
-      const rf: number[] = [];
-      for (let k = 0; k < ctl[b + S_REPLY_NFDS]!; k++) rf.push(ctl[b + S_RFDS + k]!);
-      out = { payload: this.data.slice(s * SLOT_BYTES, s * SLOT_BYTES + len), fds: rf };
-    }
-    Atomics.store(ctl, b + S_STATE, ST_FREE);
+    const { err, payload, fds: rfds } = readReply(ctl, this.data, s);
+    const out = { payload, fds: rfds };
+    Atomics.store(ctl, st0, ST_FREE);
     if (err === -1) throw new VirtioError('CLOSED', 'vfio-user connection closed (the device process went away?)');
     if (err === -2) throw new VirtioError('TIMEOUT', `vfio-user client: no reply within ${this.timeoutMs} ms`);
     if (err === -3) throw new VirtioError('PROTOCOL', 'vfio-user reply too large for the mailbox');
@@ -582,18 +556,8 @@ export class VfioUserClient implements PciFunctionAccess {
 
   /** Counters, including what the pump served. */
   snapshot(): ClientStats {
-    const c = this.counters;
-    const s = this.stats;
-    s.dmaReads = c[C_DMA_READS]!;
-    s.dmaWrites = c[C_DMA_WRITES]!;
-    s.dmaBytesRead = c[C_DMA_BYTES_READ]!;
-    s.dmaBytesWritten = c[C_DMA_BYTES_WRITTEN]!;
-    s.dmaRefused = c[C_DMA_REFUSED]!;
-    s.messagesIn = c[C_MESSAGES_IN]!;
-    s.messagesOut = c[C_MESSAGES_OUT]!;
-    s.bytesIn = c[C_BYTES_IN]!;
-    s.bytesOut = c[C_BYTES_OUT]!;
-    return { ...s };
+    readPumpCounts(this.counters, this.stats);
+    return { ...this.stats };
   }
 
   /** True when the connection is gone (device process exited). */
