@@ -14,33 +14,23 @@ import { POLL_READABLE } from '../native/types.js';
 import { buildMessage, decodeDmaAccess, encodeDmaAccess, getU64 } from './codec.js';
 import { VfioUserConnection, type IncomingMessage } from './connection.js';
 import {
-  C_BYTES_IN,
-  C_BYTES_OUT,
   C_DMA_BYTES_READ,
   C_DMA_BYTES_WRITTEN,
   C_DMA_READS,
   C_DMA_REFUSED,
   C_DMA_WRITES,
-  C_MESSAGES_IN,
-  C_MESSAGES_OUT,
   G_CLOSED,
-  S_FDS,
-  S_LEN,
-  S_NFDS,
-  S_REPLY_ERR,
-  S_REPLY_LEN,
-  S_REPLY_NFDS,
-  S_RFDS,
-  S_STATE,
-  S_WANT_REPLY,
-  SLOT_BYTES,
-  SLOT_FDS,
-  SLOT_INTS,
+  readRequest,
+  replyFits,
   SLOTS,
+  SLOT_FDS,
+  slotState,
   ST_DONE,
   ST_FREE,
   ST_READY,
   ST_SENT,
+  writeConnCounts,
+  writeReply,
   type PumpData,
 } from './client-shared.js';
 import { Cmd, DMA_FLAG_WRITE, Errno, FLAG_TYPE_REPLY, HEADER_SIZE, SIZES } from './protocol.js';
@@ -80,12 +70,11 @@ const conn = new VfioUserConnection(data.socketFd, {
     Atomics.store(ctl, G_CLOSED, 1);
     // Wake anyone waiting on a slot.
     for (let i = 0; i < SLOTS; i++) {
-      const b = i * SLOT_INTS;
-      const st = Atomics.load(ctl, b + S_STATE);
+      const st = Atomics.load(ctl, slotState(i));
       if (st === ST_READY || st === ST_SENT) {
-        ctl[b + S_REPLY_ERR] = -1;
-        Atomics.store(ctl, b + S_STATE, ST_DONE);
-        Atomics.notify(ctl, b + S_STATE);
+        writeReply(ctl, bytes, i, -1);
+        Atomics.store(ctl, slotState(i), ST_DONE);
+        Atomics.notify(ctl, slotState(i));
       }
     }
     updateCounters();
@@ -93,10 +82,7 @@ const conn = new VfioUserConnection(data.socketFd, {
 });
 
 function updateCounters(): void {
-  counters[C_MESSAGES_IN] = conn.stats.messagesIn;
-  counters[C_MESSAGES_OUT] = conn.stats.messagesOut;
-  counters[C_BYTES_IN] = conn.stats.bytesIn;
-  counters[C_BYTES_OUT] = conn.stats.bytesOut;
+  writeConnCounts(counters, conn.stats);
 }
 
 function refuse(m: IncomingMessage, errno: number): void {
@@ -159,21 +145,17 @@ function serveDevice(m: IncomingMessage): void {
 /** Send every READY slot, in ring order. */
 function pumpSlots(): void {
   for (;;) {
-    const b = next * SLOT_INTS;
-    if (Atomics.load(ctl, b + S_STATE) !== ST_READY) return;
+    const st = slotState(next);
+    if (Atomics.load(ctl, st) !== ST_READY) return;
     const slot = next;
     next = (next + 1) % SLOTS;
-    const len = ctl[b + S_LEN]!;
-    const nfds = ctl[b + S_NFDS]!;
-    const fds: number[] = [];
-    for (let k = 0; k < nfds; k++) fds.push(ctl[b + S_FDS + k]!);
-    const msg = bytes.slice(slot * SLOT_BYTES, slot * SLOT_BYTES + len);
+    const { msg, fds, wantReply } = readRequest(ctl, bytes, slot);
     const command = msg[2]! | (msg[3]! << 8);
     if (closed) {
       finish(slot, -1, undefined);
       continue;
     }
-    if (ctl[b + S_WANT_REPLY] === 0) {
+    if (!wantReply) {
       msg[0] = 0; // posted: id 0 is as good as any (no reply will come)
       msg[1] = 0;
       try {
@@ -181,11 +163,11 @@ function pumpSlots(): void {
       } catch {
         /* closed: nothing to report for a posted write */
       }
-      Atomics.store(ctl, b + S_STATE, ST_FREE);
-      Atomics.notify(ctl, b + S_STATE);
+      Atomics.store(ctl, st, ST_FREE);
+      Atomics.notify(ctl, st);
       continue;
     }
-    Atomics.store(ctl, b + S_STATE, ST_SENT);
+    Atomics.store(ctl, st, ST_SENT);
     conn
       .request(
         (id) => {
@@ -222,22 +204,15 @@ function pumpSlots(): void {
 }
 
 function finish(slot: number, err: number, reply: IncomingMessage | undefined): void {
-  const b = slot * SLOT_INTS;
-  if (reply !== undefined) {
-    if (reply.payload.length > SLOT_BYTES || reply.fds.length > SLOT_FDS) {
-      for (const fd of reply.fds) native.close(fd);
-      err = -3;
-    } else {
-      bytes.set(reply.payload, slot * SLOT_BYTES);
-      ctl[b + S_REPLY_LEN] = reply.payload.length;
-      ctl[b + S_REPLY_NFDS] = reply.fds.length;
-      reply.fds.forEach((fd, k) => (ctl[b + S_RFDS + k] = fd));
-    }
+  if (reply !== undefined && !replyFits(reply.payload.length, reply.fds.length)) {
+    for (const fd of reply.fds) native.close(fd);
+    err = -3;
+    reply = undefined;
   }
-  ctl[b + S_REPLY_ERR] = err;
+  writeReply(ctl, bytes, slot, err, reply);
   updateCounters();
-  Atomics.store(ctl, b + S_STATE, ST_DONE);
-  Atomics.notify(ctl, b + S_STATE);
+  Atomics.store(ctl, slotState(slot), ST_DONE);
+  Atomics.notify(ctl, slotState(slot));
 }
 
 const doorbell = native.poll(data.doorbellFd, POLL_READABLE, () => {
