@@ -23,6 +23,9 @@ const VFIO_FLAGS: readonly FlagSpec[] = [
   { name: 'read-only', type: 'boolean', description: 'blk: present the disk read-only' },
   { name: 'no-durable-flush', type: 'boolean', description: 'blk: acknowledge FLUSH without fdatasync' },
   { name: 'console-socket', type: 'string', valueName: 'PATH', description: 'console: UNIX socket for port 0 (default: output discarded)' },
+  { name: 'net-listen', type: 'string', valueName: 'PATH', description: 'net: listen on a UNIX socket for one peer; frames carry a 4-byte big-endian length prefix (QEMU -netdev stream)' },
+  { name: 'net-connect', type: 'string', valueName: 'PATH', description: 'net: connect to a peer listening on a UNIX socket (retried for up to 10 s)' },
+  { name: 'mac', type: 'string', valueName: 'XX:XX:XX:XX:XX:XX', description: 'net: MAC address (default a locally administered 02:76:6b:xx:xx:xx)' },
   { name: 'queue-workers', type: 'boolean', description: 'blk: serve each request queue on its own worker thread (direct DMA and SWIOTLB; message DMA stays on the main thread)' },
   { name: 'max-xfer', type: 'int', valueName: 'BYTES', min: 4096, max: 64 * 1024 * 1024, description: 'max_data_xfer_size to advertise (default 1048576)' },
   { name: 'check-driver', type: 'string', valueName: 'REPORT.json', description: "judge the client's driver against the driver-side clauses; report written on driver reset, disconnect and SIGTERM" },
@@ -60,6 +63,8 @@ export const serveCommand: Command = {
     const str = (k: string): string | undefined => (typeof f[k] === 'string' ? (f[k] as string) : undefined);
     const qs = num('queue-size');
     if (qs !== undefined && (qs & (qs - 1)) !== 0) throw new UsageError(`--queue-size must be a power of two (got ${qs})`);
+    if (str('net-listen') !== undefined && str('net-connect') !== undefined) throw new UsageError('give either --net-listen or --net-connect, not both');
+    for (const k of ['net-listen', 'net-connect', 'mac']) if (str(k) !== undefined && kind !== 'net') throw new UsageError(`--${k} applies to net only`);
     const host = await createDeviceHost({
       kind: kind as DeviceKind,
       swiotlb: (str('swiotlb') ?? 'off') as SwiotlbPolicy,
@@ -71,6 +76,9 @@ export const serveCommand: Command = {
       readOnly: f['read-only'] === true,
       durableFlush: f['no-durable-flush'] !== true,
       ...(str('console-socket') !== undefined ? { consoleSocket: str('console-socket')! } : {}),
+      ...(str('net-listen') !== undefined ? { netListen: str('net-listen')! } : {}),
+      ...(str('net-connect') !== undefined ? { netConnect: str('net-connect')! } : {}),
+      ...(str('mac') !== undefined ? { mac: str('mac')! } : {}),
       ...(f['queue-workers'] === true ? { queueWorkers: true } : {}),
     });
     const watch = str('check-driver') !== undefined ? new DriverWatch(host, str('check-driver')!, io.err) : undefined;
@@ -117,6 +125,8 @@ function reportDeviceEvents(host: DeviceHost, server: VfioUserServer, err: (line
   server.onClientGone(() => {
     const qw = host.queueWorkers?.stats();
     if (qw !== undefined) err(`virtiokit serve: queue workers: ${qw.map((w) => `queue ${w.id}: ${w.requests} requests, ${w.wakeups} wake-ups, ${w.kickWrites}/${w.kicks} kicks signalled, ${w.irqs} + ${w.irqsViaMain} (via main) interrupts`).join('; ')}`);
+    const nb = host.netBackend?.stats;
+    if (nb !== undefined) err(`virtiokit serve: net socket: ${nb.txFrames} frames out (${nb.txDropped} dropped full, ${nb.txNoPeer} without a peer), ${nb.rxFrames} in (${nb.rxBadLength} bad length prefixes), ${nb.connections} connections`);
     const t = host.table.stats;
     const m = host.engine.stats;
     err(

@@ -87,6 +87,9 @@ export const DIR_FROM_DEVICE = 2;
 export const DIR_BIDIRECTIONAL = 3;
 /** Slot-table marker for a coherent allocation. */
 const KIND_COHERENT = 4;
+// Non-exported copies for the hot paths (exported bindings are cells, like imports; see above).
+const TO_DEV = 1;
+const FROM_DEV = 2;
 
 /** Per-mapping alignment options (Linux `dma_get_min_align_mask()` and `alloc_align_mask`). */
 export interface MapOptions {
@@ -867,10 +870,10 @@ export class BouncePool {
         for (; i < n; i++) {
           const orig = addrs[i]!;
           const size = lens[i]!;
-          const d = i < readable ? DIR_TO_DEVICE : DIR_FROM_DEVICE;
+          const d = i < readable ? TO_DEV : FROM_DEV;
           if (!(size > 0 && size <= max) || !Number.isSafeInteger(orig) || orig < 0) this.refuseMap(orig, size, d, max, minAlign);
-          const ri = ram.resolve(orig, size, d === DIR_FROM_DEVICE);
-          if (ri < 0) this.refuseRam(orig, size, d === DIR_FROM_DEVICE);
+          const ri = ram.resolve(orig, size, d === FROM_DEV);
+          if (ri < 0) this.refuseRam(orig, size, d === FROM_DEV);
           const ramOff = ram.off;
           const offset = orig & offMask;
           const need = (size + offset + IO_TLB_SIZE - 1) >>> IO_TLB_SHIFT;
@@ -949,12 +952,12 @@ export class BouncePool {
         const md = mdir[s]!;
         // The handle is the start address of a live streaming mapping not already being unmapped.
         if (owner[s] !== s || off !== s * IO_TLB_SIZE + moff[s]! || md === KIND_COHERENT || pending[s] !== 0) this.badUnmap(addr);
-        const d = i < readable ? DIR_TO_DEVICE : DIR_FROM_DEVICE;
+        const d = i < readable ? TO_DEV : FROM_DEV;
         const size = msize[s]!;
         if (lens[i] !== size || d !== md) this.unmapMismatch(s, lens[i]!, d);
         pending[s] = 1;
         slots[i] = s;
-        if (d === DIR_FROM_DEVICE) {
+        if (d === FROM_DEV) {
           // Copy-back record: RAM ← window.
           ops[k] = mramIdx[s]! + 1;
           ops[k + 1] = mramOff[s]!;

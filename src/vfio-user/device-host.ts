@@ -25,6 +25,8 @@ import { RngDevice } from '../device/rng/rng-device.js';
 import { ConsoleDevice } from '../device/console/console-device.js';
 import { UnixSocketBackend } from '../device/console/backends.js';
 import { VirtioNetDevice } from '../device/net/net-device.js';
+import { SocketNetBackend } from '../device/net/socket-backend.js';
+import { parseMac } from '../device/net/config.js';
 import { DmaTable } from './dma.js';
 import { IrqState } from './irqs.js';
 import { MessageDmaEngine, MessageDmaModel } from './message-dma.js';
@@ -60,6 +62,12 @@ export interface DeviceHostOptions {
   durableFlush?: boolean;
   /** console: UNIX socket path for port 0 (default: output discarded). */
   consoleSocket?: string;
+  /** net: listen on this UNIX socket for one peer (frames with a 4-byte big-endian length prefix, as QEMU's `-netdev stream`). */
+  netListen?: string;
+  /** net: connect to a peer listening on this UNIX socket (retried until it exists, bounded). */
+  netConnect?: string;
+  /** net: MAC address ("52:54:00:12:34:56"; default a locally administered 02:76:6b:xx:xx:xx). */
+  mac?: string;
   /**
    * blk: serve each request queue on its own worker thread when the queue memory is fd-backed
    * (direct DMA, SWIOTLB window); see `queue-workers.ts`. A RAM disk is then a memfd shared by all
@@ -82,6 +90,8 @@ export interface DeviceHost {
   readonly window: SwiotlbWindow | undefined;
   /** The console's socket backend, when one was configured. */
   readonly consoleBackend: UnixSocketBackend | undefined;
+  /** The net device's socket backend, when one was configured. */
+  readonly netBackend: SocketNetBackend | undefined;
   /** The queue workers (option `queueWorkers`), else undefined. */
   readonly queueWorkers: QueueWorkerPool | undefined;
   /** Stop the model (flush and close a disk) and release memory. */
@@ -98,6 +108,7 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
   const policy = o.swiotlb ?? 'off';
   const queueSize = o.queueSize ?? 256;
   let consoleBackend: UnixSocketBackend | undefined;
+  let netBackend: SocketNetBackend | undefined;
   let model: VirtioDeviceModel;
   let closeModel: () => Promise<void> = () => Promise.resolve();
   let pool: QueueWorkerPool | undefined;
@@ -132,9 +143,21 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
       closeModel = () => con.close();
       break;
     }
-    case 'net':
-      model = new VirtioNetDevice({ queueSize, queuePairs: o.queues ?? 1 });
+    case 'net': {
+      requireArg(o.netListen === undefined || o.netConnect === undefined, 'net: give either a listen or a connect socket, not both');
+      const mac = o.mac !== undefined ? parseMac(o.mac) : undefined; // before any socket is opened
+      if (o.netListen !== undefined) netBackend = await SocketNetBackend.listen(o.netListen);
+      else if (o.netConnect !== undefined) netBackend = await SocketNetBackend.connect(o.netConnect);
+      const nb = netBackend;
+      // A stream socket carries plain frames (no virtio_net_hdr): offer no offloads then, as QEMU
+      // does for a peer without a vnet header, so the driver checksums and never sends GSO frames.
+      model = new VirtioNetDevice({ queueSize, queuePairs: o.queues ?? 1, ...(mac !== undefined ? { mac } : {}), ...(nb !== undefined ? { backend: nb, offloads: false } : {}) });
+      closeModel = () => {
+        nb?.close();
+        return Promise.resolve();
+      };
       break;
+    }
     default:
       throw new VirtioError('INVALID_ARGUMENT', `unknown device kind ${String(o.kind)}`);
   }
@@ -218,6 +241,7 @@ export async function createDeviceHost(o: DeviceHostOptions): Promise<DeviceHost
       irqs,
       window,
       consoleBackend,
+      netBackend,
       queueWorkers: pool,
       async close() {
         if (closed) return;

@@ -91,7 +91,7 @@ export async function runChild(req: ChildRequest, progress?: (done: number) => v
   if (prof !== undefined) {
     await prof.start();
     const js = await runBounceCopyBench(req.sizes, req.ms, req.reps, 'pool');
-    profile = await prof.stop('benchmark process, bounce pool mapSg/unmapSg loop only');
+    profile = await prof.stop('benchmark process, bounce pool queueMapSg/flush/queueUnmapSg loop only');
     return { copy: { pool: js.pool, copyBatch: js.copyBatch, c: {} }, profile };
   }
   let c: CopyRates;

@@ -1,8 +1,10 @@
 /**
- * Bounce-copy bandwidth: what the driver's {@link BouncePool} achieves when bouncing one buffer
- * per request (`mapSg` + `unmapSg` of a one-segment to-device list: slot search + one native
- * `copyBatch` call + release — the path every SWIOTLB request takes), and the bare native
- * `copyBatch` call on the same buffers. Same rotation as the C reference (bench/c/memcpy_bench.c):
+ * Bounce-copy bandwidth: what the driver's {@link BouncePool} achieves when bouncing buffers the
+ * way the SWIOTLB request path does (src/driver/virtqueue.ts): {@link POOL_BATCH} one-segment
+ * to-device lists mapped with `queueMapSg` (slot search + a queued copy record each), one `flush`
+ * (one native `copyBatch` call for all copies — as `kick` does), then `queueUnmapSg` each and one
+ * `flush` (release — as the interrupt handler does); and the bare native `copyBatch` call on the
+ * same buffers, one buffer per call. Same rotation as the C reference (bench/c/memcpy_bench.c):
  * buffer i of guest RAM → the window, over `nbuf` buffers (8 MiB working set, 1..32 buffers),
  * stride = size rounded up to 4 KiB.
  */
@@ -20,6 +22,8 @@ import { RAM_BASE } from './models.js';
 const WORKING_SET = 8 << 20;
 const MAX_NBUF = 32;
 const WINDOW_BASE = 0x1_0000_0000;
+/** Buffers bounced per flush in the pool loop: the benchmark's base queue depth (requests per kick). */
+export const POOL_BATCH = 32;
 
 /** Buffers in the rotation for `size` (same rule as the C program). */
 export function nbufFor(size: number): number {
@@ -48,7 +52,7 @@ export async function runBounceCopyBench(sizes: readonly number[], ms: number, r
   for (const s of sizes) {
     const stride = Math.ceil(s / 4096) * 4096;
     ramBytes = Math.max(ramBytes, stride * nbufFor(s));
-    winBytes = Math.max(winBytes, pow2AtLeast(stride * nbufFor(s)));
+    winBytes = Math.max(winBytes, pow2AtLeast(2 * stride * Math.max(nbufFor(s), POOL_BATCH)));
   }
   const ram = createGuestRam([{ base: RAM_BASE, size: ramBytes, name: 'copy-ram' }], { backing: 'memfd' });
   const win = await SwiotlbWindow.allocate(winBytes, { backing: 'auto', name: 'copy-window', base: WINDOW_BASE });
@@ -58,8 +62,12 @@ export async function runBounceCopyBench(sizes: readonly number[], ms: number, r
     const region = ram.space.regions[0]!;
     region.u8.fill(0x5a, region.offset, region.offset + ramBytes);
     const bp = new BouncePool({ window: win, ram: ram.space, copy: cop.copy, copyBatch: cop.copyBatch });
-    const sg = new SgList(1);
-    const out = new SgList(1);
+    const sgs: SgList[] = [];
+    const outs: SgList[] = [];
+    for (let j = 0; j < POOL_BATCH; j++) {
+      sgs.push(new SgList(1));
+      outs.push(new SgList(1));
+    }
     const wr = win.asAddressSpace().regions[0]!;
     const bufs: ArrayBufferLike[] = [wr.buffer, region.buffer];
     const ops = new Float64Array(OP_STRIDE);
@@ -73,13 +81,14 @@ export async function runBounceCopyBench(sizes: readonly number[], ms: number, r
         let t1 = t0;
         const stop = t0 + durMs;
         while (t1 < stop) {
-          for (let j = 0; j < 64; j++) {
-            sg.clear().out(RAM_BASE + b * stride, size);
-            bp.mapSg(sg, out);
-            bp.unmapSg(out);
+          for (let j = 0; j < POOL_BATCH; j++) {
+            bp.queueMapSg(sgs[j]!.clear().out(RAM_BASE + b * stride, size), outs[j]!);
             if (++b === nbuf) b = 0;
           }
-          copies += 64;
+          bp.flush();
+          for (let j = 0; j < POOL_BATCH; j++) bp.queueUnmapSg(outs[j]!);
+          bp.flush();
+          copies += POOL_BATCH;
           t1 = performance.now();
         }
         return (copies * size) / ((t1 - t0) * 1e6);

@@ -87,7 +87,7 @@ export function formatDmaReport(rep: DmaBenchReport): string {
     );
   }
   if (rep.copy.length > 0) {
-    out.push('', 'Bounce copy bandwidth vs C memcpy (GB/s; pool = mapSg+unmapSg with native copyBatch; ratio = same-round median [min-max]):');
+    out.push('', 'Bounce copy bandwidth vs C memcpy (GB/s; pool = queueMapSg+queueUnmapSg, one native copyBatch per 32 buffers; ratio = same-round median [min-max]):');
     out.push(
       table(
         ['size', 'pool', 'copyBatch', 'C memcpy', 'pool / C', 'copyBatch / C'],

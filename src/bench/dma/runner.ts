@@ -114,7 +114,7 @@ export function evaluateTargets(rows: DmaRow[], copy: DmaBenchReport['copy']): T
   const worst = big.length > 0 ? big.reduce((a, b) => (b.pool_vs_c < a.pool_vs_c ? b : a)) : undefined;
   out.push({
     id: 'bounce-copy-vs-memcpy',
-    description: 'bounce copies (BouncePool mapSg/unmapSg, native copyBatch) >= 0.9x C memcpy GB/s for requests >= 4 KiB',
+    description: 'bounce copies (BouncePool queueMapSg/queueUnmapSg, one native copyBatch per 32 buffers as per kick) >= 0.9x C memcpy GB/s for requests >= 4 KiB',
     target: 0.9,
     measured: worst !== undefined ? r2(worst.pool_vs_c) : null,
     met: worst !== undefined && worst.pool_vs_c >= 0.9,

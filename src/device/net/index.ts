@@ -10,3 +10,4 @@ export { NetSwitch, SwitchPort, type SwitchStats, type NetSwitchOptions } from '
 export * from './capture.js';
 export { type NetStats, newNetStats, MAX_FRAME_LEN, ETH_HLEN } from './stats.js';
 export { completeChecksum, onesSum, foldSum } from './checksum.js';
+export { SocketNetBackend, STREAM_PREFIX_LEN, type SocketNetBackendOptions, type SocketNetStats } from './socket-backend.js';

@@ -63,6 +63,34 @@ const TWO_POW_32 = 4294967296;
 const USED_AND_AVAIL = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
 /** Marks an id already seen in the batch being checked by pushUsedBatch (above any slot count). */
 const BATCH_MARK = 0x10000;
+// Module-local copies of the flag bits: V8 folds these into the fast loops (imported bindings are
+// re-loaded and hole-checked on every use).
+const F_NEXT = VIRTQ_DESC_F_NEXT;
+const F_WRITE = VIRTQ_DESC_F_WRITE;
+const F_INDIRECT = VIRTQ_DESC_F_INDIRECT;
+const F_AVAIL = VIRTQ_DESC_F_AVAIL;
+const F_USED = VIRTQ_DESC_F_USED;
+const AVAIL_USED = USED_AND_AVAIL;
+/** Slots of PackedDeviceQueue.fs (fast-path scalars in and out). */
+const FS_SIZE = 0;
+const FS_MAXDIRECT = 1;
+const FS_ATOMIC = 2;
+const FS_OFF = 3;
+const FS_WRAP = 4;
+const FS_N = 5;
+const FS_SEG = 6;
+const FS_MAX = 7;
+const FS_SEGCAP = 8;
+const FS_DIF = 9;
+const FS_REGION = 10;
+const FS_STOP = 11;
+const FS_USED_OFF = 12;
+const FS_USED_WRAP = 13;
+const FS_SLOTS = 14;
+/** popFast stopped: nothing more available (or the batch is full). */
+const STOP_EMPTY = 0;
+/** popFast stopped at a buffer the complete walker must handle. */
+const STOP_SLOW = 1;
 
 /** Device side of a packed virtqueue. Build it with {@link createPackedDeviceQueue}. */
 export class PackedDeviceQueue implements DeviceQueue {
@@ -133,6 +161,10 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.idDescs = new Uint32Array(cfg.size);
     this.idWritable = new Float64Array(cfg.size);
     this.idSeq = new Float64Array(cfg.size);
+    this.fastOk = !cfg.inOrder;
+    this.fs[FS_SIZE] = cfg.size;
+    this.fs[FS_MAXDIRECT] = this.maxDirect;
+    this.fs[FS_ATOMIC] = this.atomic ? 1 : 0;
   }
 
   get parked(): boolean {
@@ -156,6 +188,19 @@ export class PackedDeviceQueue implements DeviceQueue {
    */
   pop(chain: DescChain): boolean {
     if (this.isParked) return false;
+    return this.walk(chain, chain.region.length, false) === 1;
+  }
+
+  /**
+   * The complete walker behind {@link pop} and {@link popBatch}, and the one place that reports
+   * guest errors about available buffers: pops the buffer at the avail position into `chain` with
+   * every check, taking at most `limit` segments.
+   * @param canDefer a list longer than `limit` (or an indirect table with more entries) that could
+   *   still fit an empty batch is left in the ring (returns 0) instead of being an error.
+   * @returns 1 popped; 0 nothing available, the rest of the list not available yet, or deferred;
+   *   -1 guest error (reported, queue parked).
+   */
+  private walk(chain: DescChain, limit: number, canDefer: boolean): number {
     const d16 = this.desc16;
     const d32 = this.desc32;
     const size = this.size;
@@ -164,7 +209,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     // basic.packed-vq.vq-desc-table.device.2: read flags first; use the descriptor only when AVAIL
     // matches our wrap counter and USED does not.
     let flags = this.atomic ? Atomics.load(d16, off * 8 + 7) : d16[off * 8 + 7]!;
-    if (((flags >>> 7) & 1) !== wrap || flags >>> 15 === wrap) return false;
+    if (((flags >>> 7) & 1) !== wrap || flags >>> 15 === wrap) return 0;
 
     const space = this.space;
     const cRegion = chain.region;
@@ -172,7 +217,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     const cAddr = chain.addr;
     const cLen = chain.len;
     let maxSeg = this.maxDirect;
-    if (cRegion.length < maxSeg) maxSeg = cRegion.length;
+    if (limit < maxSeg) maxSeg = limit;
     let count = 0;
     let readable = 0;
     let rBytes = 0;
@@ -188,19 +233,28 @@ export class PackedDeviceQueue implements DeviceQueue {
       id = d16[off * 8 + 6]!; // the last descriptor's id is the buffer id
       descs++;
       if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        return this.popIndirect(chain, cRegion.length, flags, lo, hi, len, id, descs, off, wrap);
+        // An indirect table that does not fit the batch room left but may fit an empty batch: next call.
+        if (canDefer && descs === 1 && len !== 0 && (len & 15) === 0 && len >>> 4 > limit) return 0;
+        return this.popIndirect(chain, limit, flags, lo, hi, len, id, descs, off, wrap) ? 1 : -1;
       }
       if (count >= maxSeg) {
+        if (canDefer && count < this.maxDirect) return 0; // may fit an empty batch: next call
         // basic.packed-vq.scatter-gather-support.driver.1 (device limit; scatter-gather-support.device.2)
-        return this.fail('CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.1', `descriptor list at offset ${this.availOff} has more than ${maxSeg} descriptors (the device's limit)`);
+        this.fail('CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.1', `descriptor list at offset ${this.availOff} has more than ${maxSeg} descriptors (the device's limit)`);
+        return -1;
       }
       const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       if (!write && readable !== count) {
         // basic.packed-vq.scatter-gather-support.driver.3
-        return this.fail('READABLE_AFTER_WRITABLE', 'basic.packed-vq.scatter-gather-support.driver.3', `descriptor at offset ${off} is device-readable but follows a device-writable one`);
+        this.fail('READABLE_AFTER_WRITABLE', 'basic.packed-vq.scatter-gather-support.driver.3', `descriptor at offset ${off} is device-readable but follows a device-writable one`);
+        return -1;
       }
+      // basic.packed-vq.vq-desc-table.device.1: buffers must lie inside the device's space.
       const r = space.resolveHiLo(lo, hi, len, write);
-      if (r < 0) return this.failAddress(r, lo, hi, len, write, off);
+      if (r < 0) {
+        this.failAddress(r, lo, hi, len, write, off);
+        return -1;
+      }
       cRegion[count] = r;
       cOff[count] = space.off;
       cAddr[count] = hi * TWO_POW_32 + lo;
@@ -220,225 +274,313 @@ export class PackedDeviceQueue implements DeviceQueue {
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       if (descs >= size) {
         // basic.packed-vq.scatter-gather-support.driver.2 (loops are forbidden)
-        return this.fail('CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.2', `descriptor list at offset ${this.availOff} is longer than the queue size ${size}`);
+        this.fail('CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.2', `descriptor list at offset ${this.availOff} is longer than the queue size ${size}`);
+        return -1;
       }
       flags = d16[off * 8 + 7]!; // ordered by the head's acquire (the driver wrote the head last)
       // Rest of the list not available yet: leave it for later (scatter-gather-support.driver.6 says
       // the head is exposed last, so a conforming driver never shows a partial list).
-      if (((flags >>> 7) & 1) !== wrap || flags >>> 15 === wrap) return false;
+      if (((flags >>> 7) & 1) !== wrap || flags >>> 15 === wrap) return 0;
     }
     if (rBytes + wBytes > TWO_POW_32) {
       // The 2^32 total-length rule is stated for split rings (basic.split-vq.vq-desc-table.driver.1); applied here too.
-      return this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `buffer at offset ${this.availOff} totals ${rBytes + wBytes} bytes (more than 2^32)`);
+      this.fail('CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `buffer at offset ${this.availOff} totals ${rBytes + wBytes} bytes (more than 2^32)`);
+      return -1;
     }
-    return this.commit(chain, id, descs, off, wrap, count, readable, rBytes, wBytes);
+    return this.commit(chain, id, descs, off, wrap, count, readable, rBytes, wBytes) ? 1 : -1;
   }
 
   /**
    * Batch form of {@link pop}: pop up to `min(max, batch.maxChains)` buffers into `batch` with the
-   * same validation, ring state in locals. Stops at the first buffer that is not (completely)
-   * available, or that does not fit in the batch's remaining segment room (left for the next call),
-   * or that is invalid (reported, queue parked; the buffers before it are returned and in flight).
+   * same validation. Stops at the first buffer that is not (completely) available, or that does not
+   * fit in the batch's remaining segment room (left for the next call), or that is invalid (reported,
+   * queue parked; the buffers before it are returned and in flight).
+   *
+   * {@link popFast} takes the regular buffers (direct descriptors, buffers in the cached region,
+   * nothing to report) with no calls in its loop; it stops — consuming nothing — at anything else,
+   * which {@link walk} then pops (or reports) alone.
    */
   popBatch(batch: ChainBatch, max: number): number {
     batch.count = 0;
     if (this.isParked) return 0;
-    const d16 = this.desc16;
-    const d32 = this.desc32;
-    const size = this.size;
-    const space = this.space;
-    const heads = batch.head;
-    const chains = batch.chain;
-    const bytes = batch.bytes;
-    const seg = batch.seg;
-    const pos = batch.pos;
-    const idDescs = this.idDescs;
-    const inOrder = this.inOrder;
-    const segCap = seg.length >>> 1;
-    const maxC = max < heads.length ? max : heads.length;
-    const maxDirect = this.maxDirect;
-    let off = this.availOff;
-    let wrap = this.availWrap;
-    let descsInFlight = this.descsInFlight;
-    let nInFlight = this.nInFlight;
-    const regions = space.regions;
-    let cIdx = -1;
-    let cBase = 0;
-    let cEnd = -1;
-    let cOffB = 0;
-    let cRO = true;
-    let c = 0;
+    const m = max < batch.head.length ? max : batch.head.length;
+    const segCap = batch.seg.length >>> 1;
+    let n = 0;
     let s = 0;
-    outer: while (c < maxC) {
-      let flags = this.atomic ? Atomics.load(d16, off * 8 + 7) : d16[off * 8 + 7]!;
-      if (((flags >>> 7) & 1) !== wrap || flags >>> 15 === wrap) break; // basic.packed-vq.vq-desc-table.device.2
-      const room = segCap - s;
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        // Cold path: one indirect table. Leave it for the next call when it would fit an empty batch only.
-        const tl = d32[off * 4 + 2]!;
-        if (c > 0 && tl !== 0 && (tl & 15) === 0 && tl >>> 4 > room) break;
-        this.availOff = off;
-        this.availWrap = wrap;
-        this.descsInFlight = descsInFlight;
-        this.nInFlight = nInFlight;
-        const sc = this.scratchChain();
-        const b = off * 4;
-        if (!this.popIndirect(sc, room, flags, d32[b]!, d32[b + 1]!, tl, d16[off * 8 + 6]!, 1, off, wrap)) {
-          batch.count = c;
-          return c;
+    // Refresh the region cache from the live region (it may have moved since the last call).
+    this.setRegionCache(this.lastRegion);
+    while (n < m) {
+      if (this.fastOk) {
+        const fs = this.fs;
+        fs[FS_OFF] = this.availOff;
+        fs[FS_WRAP] = this.availWrap;
+        fs[FS_N] = n;
+        fs[FS_SEG] = s;
+        fs[FS_MAX] = m;
+        fs[FS_SEGCAP] = segCap;
+        fs[FS_DIF] = this.descsInFlight;
+        fs[FS_REGION] = this.lastRegion;
+        const n1 = this.popFast(batch);
+        this.nInFlight += n1 - n;
+        n = n1;
+        s = fs[FS_SEG]!;
+        this.availOff = fs[FS_OFF]!;
+        this.availWrap = fs[FS_WRAP]!;
+        this.descsInFlight = fs[FS_DIF]!;
+        if (n === m || fs[FS_STOP] === STOP_EMPTY) break;
+      }
+      // The next buffer needs the complete walker (or is invalid, or does not fit).
+      const sc = this.scratchChain();
+      if (this.walk(sc, segCap - s, n > 0) !== 1) break;
+      const k = sc.count;
+      const seg = batch.seg;
+      const pos = batch.pos;
+      for (let i = 0; i < k; i++) {
+        const q = 2 * (s + i);
+        seg[q] = sc.region[i]!;
+        seg[q + 1] = sc.len[i]!;
+        pos[q] = sc.offset[i]!;
+        pos[q + 1] = sc.addr[i]!;
+      }
+      batch.head[n] = sc.head;
+      const co = 4 * n;
+      batch.chain[co] = s;
+      batch.chain[co + 1] = k;
+      batch.chain[co + 2] = sc.readable;
+      batch.chain[co + 3] = sc.descCount;
+      batch.bytes[2 * n] = sc.readableBytes;
+      batch.bytes[2 * n + 1] = sc.writableBytes;
+      s += k;
+      n++;
+      if (k > 0 && sc.region[k - 1] !== this.lastRegion) this.setRegionCache(sc.region[k - 1]!);
+    }
+    batch.count = n;
+    return n;
+  }
+
+  /** popFast's inputs and outputs (FS_* slots; an Int32Array so V8 keeps them untagged). */
+  private readonly fs = new Int32Array(FS_SLOTS);
+  /** Region cache (from {@link lastRegion}): base, end, buffer offset, writable (1/0). */
+  private readonly rgc = new Float64Array(4);
+  /** Index of the region the last buffer resolved into (fast-path cache). */
+  private lastRegion = 0;
+  /** popFast / pushFast are used unless IN_ORDER (whose bookkeeping the complete paths do); tests may turn them off. */
+  private fastOk: boolean;
+
+  private setRegionCache(r: number): void {
+    this.lastRegion = r;
+    const rg = this.space.regions[r];
+    const c = this.rgc;
+    if (rg === undefined) {
+      // An empty space: nothing can hit.
+      c[0] = 1;
+      c[1] = 0;
+      c[2] = 0;
+      c[3] = 0;
+      return;
+    }
+    c[0] = rg.base;
+    c[1] = rg.base + rg.size;
+    c[2] = rg.offset;
+    c[3] = rg.readOnly ? 0 : 1;
+  }
+
+  /**
+   * Pop regular buffers into `batch` from chain fs[FS_N] / segment fs[FS_SEG] on: direct
+   * descriptors only, every buffer inside the cached region (writable ones in a writable region),
+   * readable before writable, at most maxDirect descriptors, within the batch room, 2^32 bytes, an
+   * id below the queue size and not in flight, no more than `size` descriptors in flight.
+   *
+   * Ordering: first the flags words of the available run are scanned with plain loads (up to the
+   * batch's chain and segment room), then ONE `Atomics.load` (when the ring is shared) reads the
+   * flags of the last available head — the driver exposes heads in ring order, each after its list —
+   * and only then are descriptor bodies read, never beyond the scanned run.
+   *
+   * Stops without consuming at the first buffer it does not take: fs[FS_STOP] = STOP_EMPTY when
+   * nothing more is available, STOP_SLOW when {@link walk} must decide (pop, defer or report).
+   * No calls inside the loop.
+   * @returns chains in the batch so far
+   */
+  private popFast(batch: ChainBatch): number {
+    const fs = this.fs;
+    const size = fs[FS_SIZE]!;
+    const maxDirect = fs[FS_MAXDIRECT]!;
+    const m = fs[FS_MAX]!;
+    const ri = fs[FS_REGION]!;
+    let off = fs[FS_OFF]!;
+    let n = fs[FS_N]!;
+    let s = fs[FS_SEG]!;
+    let dif = fs[FS_DIF]!;
+    // (flags & 0x8080) of an available descriptor: AVAIL = wrap, USED = !wrap.
+    let av = fs[FS_WRAP] !== 0 ? F_AVAIL : F_USED;
+    const d32 = this.desc32;
+    // Scan: consecutive available slots, at most the segment room (and the ring), stopping before
+    // the head of chain m (prevNext: the previous slot continues a list).
+    let room = fs[FS_SEGCAP]! - s;
+    if (room > size) room = size;
+    let o = off;
+    let a = av;
+    let k = 0;
+    let heads = n;
+    let lastHead = -1;
+    let prevNext = 0;
+    while (k < room) {
+      const fl = d32[(o << 2) | 3]! >>> 16;
+      if ((fl & AVAIL_USED) !== a) break;
+      if (prevNext === 0) {
+        if (heads === m) break;
+        heads++;
+        lastHead = o;
+      }
+      prevNext = fl & F_NEXT;
+      k++;
+      o++;
+      if (o === size) {
+        o = 0;
+        a ^= AVAIL_USED;
+      }
+    }
+    if (lastHead < 0) {
+      fs[FS_STOP] = STOP_EMPTY;
+      return n;
+    }
+    // basic.packed-vq.vq-desc-table.device.2: acquire before reading descriptor bodies.
+    if (fs[FS_ATOMIC] !== 0) Atomics.load(this.desc16, (lastHead << 3) | 7);
+    const sEnd = s + k;
+    const rgc = this.rgc;
+    const rgBase = rgc[0]!;
+    const rgEnd = rgc[1]!;
+    const rgOff = rgc[2]!;
+    const rgWritable = rgc[3]!;
+    const idDescs = this.idDescs;
+    const bHead = batch.head;
+    const bChain = batch.chain;
+    const bBytes = batch.bytes;
+    const bSeg = batch.seg;
+    const bPos = batch.pos;
+    let stop = STOP_SLOW;
+    chains: while (n < m) {
+      const b0 = off << 2;
+      const word0 = d32[b0 | 3]!;
+      const fl0 = word0 >>> 16;
+      if ((fl0 & AVAIL_USED) !== av) {
+        stop = STOP_EMPTY;
+        break;
+      }
+      if (s === sEnd) break;
+      if ((fl0 & (F_NEXT | F_INDIRECT)) === 0) {
+        // One descriptor: straight-line code (the common single-buffer request).
+        const lo = d32[b0]!;
+        const hi = d32[b0 | 1]!;
+        const len = d32[b0 | 2]!;
+        const addr = hi * TWO_POW_32 + lo;
+        if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break;
+        const id = word0 & 0xffff;
+        if (id >= size || idDescs[id] !== 0 || dif >= size) break;
+        const c = n << 2;
+        const nb = n << 1;
+        if ((fl0 & F_WRITE) !== 0) {
+          if (rgWritable === 0) break;
+          bChain[c | 2] = 0;
+          bBytes[nb] = 0;
+          bBytes[nb | 1] = len;
+        } else {
+          bChain[c | 2] = 1;
+          bBytes[nb] = len;
+          bBytes[nb | 1] = 0;
         }
-        off = this.availOff;
-        wrap = this.availWrap;
-        descsInFlight = this.descsInFlight;
-        nInFlight = this.nInFlight;
-        const n = sc.count;
-        for (let k = 0; k < n; k++) {
-          const q = 2 * (s + k);
-          seg[q] = sc.region[k]!;
-          seg[q + 1] = sc.len[k]!;
-          pos[q] = sc.offset[k]!;
-          pos[q + 1] = sc.addr[k]!;
+        const q = s << 1;
+        bSeg[q] = ri;
+        bSeg[q | 1] = len;
+        bPos[q] = rgOff + (addr - rgBase);
+        bPos[q | 1] = addr;
+        bHead[n] = id;
+        bChain[c] = s;
+        bChain[c | 1] = 1;
+        bChain[c | 3] = 1;
+        idDescs[id] = 1;
+        dif = (dif + 1) | 0;
+        s = (s + 1) | 0;
+        n = (n + 1) | 0;
+        off = (off + 1) | 0;
+        if (off === size) {
+          off = 0;
+          av ^= AVAIL_USED;
         }
-        heads[c] = sc.head;
-        const co = 4 * c;
-        chains[co] = s;
-        chains[co + 1] = n;
-        chains[co + 2] = sc.readable;
-        chains[co + 3] = 1;
-        bytes[2 * c] = sc.readableBytes;
-        bytes[2 * c + 1] = sc.writableBytes;
-        s += n;
-        c++;
         continue;
       }
-      const limit = maxDirect < room ? maxDirect : room;
-      let o = off;
-      let w = wrap;
+      // A NEXT-linked list of direct descriptors.
+      let o2 = off;
+      let a2 = av;
+      let word = word0;
+      let fl = fl0;
       let count = 0;
       let readable = 0;
       let rBytes = 0;
       let wBytes = 0;
-      let descs = 0;
-      let id = 0;
       for (;;) {
-        const b = o * 4;
+        if ((fl & F_INDIRECT) !== 0) break chains;
+        const b = o2 << 2;
         const lo = d32[b]!;
-        const hi = d32[b + 1]!;
-        const len = d32[b + 2]!;
-        id = d16[o * 8 + 6]!;
-        descs++;
-        if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-          // basic.packed-vq.indirect-desc.driver.4 (an INDIRECT descriptor after NEXT ones)
-          this.failAt(off, wrap, descsInFlight, nInFlight, 'INDIRECT_WITH_NEXT', 'basic.packed-vq.indirect-desc.driver.4', `descriptor at offset ${o} has INDIRECT set inside a NEXT-linked list (list position ${descs})`);
-          break outer;
-        }
-        if (count >= limit) {
-          if (c > 0 && count < maxDirect) break outer; // may fit an empty batch: next call
-          // basic.packed-vq.scatter-gather-support.driver.1
-          this.failAt(off, wrap, descsInFlight, nInFlight, 'CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.1', `descriptor list at offset ${off} has more than ${count} descriptors (the device's limit)`);
-          break outer;
-        }
-        const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-        if (!write && readable !== count) {
-          this.failAt(off, wrap, descsInFlight, nInFlight, 'READABLE_AFTER_WRITABLE', 'basic.packed-vq.scatter-gather-support.driver.3', `descriptor at offset ${o} is device-readable but follows a device-writable one`);
-          break outer;
-        }
-        // Same answer as space.resolveHiLo, with the last region hit cached in locals for this call.
+        const hi = d32[b | 1]!;
+        const len = d32[b | 2]!;
         const addr = hi * TWO_POW_32 + lo;
-        let r = cIdx;
-        let boff = 0;
-        if (hi < 0x200000 && addr >= cBase && addr + len <= cEnd && (!write || !cRO)) {
-          boff = cOffB + (addr - cBase);
-        } else {
-          r = space.resolveHiLo(lo, hi, len, write);
-          if (r < 0) {
-            this.availOff = off;
-            this.availWrap = wrap;
-            this.descsInFlight = descsInFlight;
-            this.nInFlight = nInFlight;
-            this.failAddress(r, lo, hi, len, write, o);
-            break outer;
-          }
-          boff = space.off;
-          const rg = regions[r]!;
-          cIdx = r;
-          cBase = rg.base;
-          cEnd = rg.base + rg.size;
-          cOffB = rg.offset;
-          cRO = rg.readOnly;
-        }
-        const q = 2 * (s + count);
-        seg[q] = r;
-        seg[q + 1] = len;
-        pos[q] = boff;
-        pos[q + 1] = addr;
-        count++;
-        if (write) {
+        if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
+        if ((fl & F_WRITE) !== 0) {
+          if (rgWritable === 0) break chains;
           wBytes += len;
         } else {
-          rBytes += len;
+          if (count !== readable) break chains;
           readable++;
+          rBytes += len;
         }
-        o++;
-        if (o === size) {
-          o = 0;
-          w ^= 1;
+        const q = (s + count) << 1;
+        bSeg[q] = ri;
+        bSeg[q | 1] = len;
+        bPos[q] = rgOff + (addr - rgBase);
+        bPos[q | 1] = addr;
+        count++;
+        o2++;
+        if (o2 === size) {
+          o2 = 0;
+          a2 ^= AVAIL_USED;
         }
-        if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
-        if (descs >= size) {
-          this.failAt(off, wrap, descsInFlight, nInFlight, 'CHAIN_LOOP', 'basic.packed-vq.scatter-gather-support.driver.2', `descriptor list at offset ${off} is longer than the queue size ${size}`);
-          break outer;
+        if ((fl & F_NEXT) === 0) break;
+        // Limits first (walk decides: defer or report), then availability of the rest.
+        if (count === maxDirect || s + count === sEnd) break chains;
+        word = d32[(o2 << 2) | 3]!;
+        fl = word >>> 16;
+        if ((fl & AVAIL_USED) !== a2) {
+          stop = STOP_EMPTY; // the rest of the list is not available yet
+          break chains;
         }
-        flags = d16[o * 8 + 7]!;
-        if (((flags >>> 7) & 1) !== w || flags >>> 15 === w) break outer; // rest not available yet
       }
-      if (rBytes + wBytes > TWO_POW_32) {
-        this.failAt(off, wrap, descsInFlight, nInFlight, 'CHAIN_TOO_LONG_BYTES', 'basic.split-vq.vq-desc-table.driver.1', `buffer at offset ${off} totals ${rBytes + wBytes} bytes (more than 2^32)`);
-        break;
-      }
-      if (id >= size) {
-        this.failAt(off, wrap, descsInFlight, nInFlight, 'PACKED_BAD_ID', undefined, `buffer at offset ${off} has id ${id}, not below the queue size ${size}`);
-        break;
-      }
-      if (idDescs[id] !== 0) {
-        this.failAt(off, wrap, descsInFlight, nInFlight, 'HEAD_IN_FLIGHT', undefined, `buffer at offset ${off} reuses id ${id}, which is still in flight`);
-        break;
-      }
-      if (descsInFlight + descs > size) {
-        this.failAt(off, wrap, descsInFlight, nInFlight, 'HEAD_IN_FLIGHT', 'basic.packed-vq.vq-desc-table.driver.1', `buffer at offset ${off} would put ${descsInFlight + descs} descriptors in flight, more than the queue size ${size}`);
-        break;
-      }
-      idDescs[id] = descs;
-      if (inOrder) {
-        this.idWritable[id] = wBytes;
-        this.idSeq[id] = this.popSeq++;
-      }
-      descsInFlight += descs;
-      nInFlight++;
-      heads[c] = id;
-      const co = 4 * c;
-      chains[co] = s;
-      chains[co + 1] = count;
-      chains[co + 2] = readable;
-      chains[co + 3] = descs;
-      bytes[2 * c] = rBytes;
-      bytes[2 * c + 1] = wBytes;
-      s += count;
-      c++;
-      off = o;
-      wrap = w;
+      const id = word & 0xffff;
+      if (rBytes + wBytes > TWO_POW_32 || id >= size || idDescs[id] !== 0 || dif + count > size) break;
+      bHead[n] = id;
+      const c = n << 2;
+      bChain[c] = s;
+      bChain[c | 1] = count;
+      bChain[c | 2] = readable;
+      bChain[c | 3] = count;
+      bBytes[n << 1] = rBytes;
+      bBytes[(n << 1) | 1] = wBytes;
+      idDescs[id] = count;
+      dif = (dif + count) | 0;
+      s = (s + count) | 0;
+      n = (n + 1) | 0;
+      off = o2;
+      av = a2;
     }
-    if (!this.isParked) {
-      this.availOff = off;
-      this.availWrap = wrap;
-      this.descsInFlight = descsInFlight;
-      this.nInFlight = nInFlight;
-    }
-    batch.count = c;
-    return c;
+    fs[FS_STOP] = n === m ? STOP_EMPTY : stop;
+    fs[FS_OFF] = off;
+    fs[FS_WRAP] = av === F_AVAIL ? 1 : 0;
+    fs[FS_SEG] = s;
+    fs[FS_DIF] = dif;
+    return n;
   }
 
-  /** A DescChain for popBatch's indirect path (allocated on first use, maxSeg segments). */
+  /** A DescChain for popBatch's complete walker (allocated on first use, maxSeg segments). */
   private scratchChain(): DescChain {
     let sc = this.scratch;
     if (sc === undefined) {
@@ -447,16 +589,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     return sc;
   }
-
-  /** popBatch error: write back the state of the buffers already taken, then report. */
-  private failAt(off: number, wrap: number, descsInFlight: number, nInFlight: number, code: VirtioErrorCode, clause: string | undefined, message: string): void {
-    this.availOff = off;
-    this.availWrap = wrap;
-    this.descsInFlight = descsInFlight;
-    this.nInFlight = nInFlight;
-    this.fail(code, clause, message);
-  }
-
   /** The list's last (and only) descriptor refers to an indirect table; at most `limit` segments fit in `chain`. */
   private popIndirect(chain: DescChain, limit: number, flags: number, lo: number, hi: number, len: number, id: number, descs: number, off: number, wrap: number): boolean {
     if (!this.indirectOk) {
@@ -613,6 +745,22 @@ export class PackedDeviceQueue implements DeviceQueue {
       this.pushUsed(heads[0]!, lens[0]!);
       return;
     }
+    if (this.fastOk) {
+      const fs = this.fs;
+      fs[FS_USED_OFF] = this.usedOff;
+      fs[FS_USED_WRAP] = this.usedWrap;
+      fs[FS_N] = n;
+      const crossed = this.pushFast(heads, lens);
+      if (crossed > 0) {
+        this.usedOff = fs[FS_USED_OFF]!;
+        this.usedWrap = fs[FS_USED_WRAP]!;
+        this.descsInFlight -= crossed;
+        this.sinceSignal += crossed;
+        this.nInFlight -= n;
+        return;
+      }
+      // Some id is not in flight (or repeats): the complete code below reports it.
+    }
     const size = this.size;
     const idDescs = this.idDescs;
     for (let k = 0; k < n; k++) {
@@ -680,6 +828,70 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.sinceSignal += crossed;
     this.nInFlight -= n;
     if (this.nInFlight === 0) this.doneSeq = this.popSeq;
+  }
+
+  /**
+   * {@link pushUsedBatch} without IN_ORDER, for `fs[FS_N]` (≥ 2) entries: checks every id (in flight,
+   * not repeated) first, then writes the used descriptors in order with the first one's flags last
+   * (one `Atomics.store` when the ring is shared). No calls inside the loops.
+   * @returns the ring slots passed, or 0 (nothing written) when some id is invalid
+   */
+  private pushFast(heads: ArrayLike<number>, lens: ArrayLike<number>): number {
+    const fs = this.fs;
+    const n = fs[FS_N]!;
+    const size = fs[FS_SIZE]!;
+    const idDescs = this.idDescs;
+    let k = 0;
+    for (; k < n; k++) {
+      const id = heads[k]!;
+      const v = idDescs[id]!;
+      // (undefined for an id that is not an index below the queue size)
+      if (!(v > 0 && v < BATCH_MARK)) break;
+      idDescs[id] = v | BATCH_MARK;
+    }
+    if (k < n) {
+      for (let j = 0; j < k; j++) idDescs[heads[j]!] = idDescs[heads[j]!]! & ~BATCH_MARK;
+      return 0;
+    }
+    const d32 = this.desc32;
+    let uo = fs[FS_USED_OFF]!;
+    // (flags & 0x8080) of a used descriptor: AVAIL = USED = used wrap counter.
+    let ub = fs[FS_USED_WRAP] !== 0 ? AVAIL_USED : 0;
+    const first = uo;
+    const id0 = heads[0]!;
+    const len0 = lens[0]!;
+    d32[(uo << 2) | 2] = len0;
+    this.desc16[(uo << 3) | 6] = id0;
+    const f0 = ub | (len0 > 0 ? F_WRITE : 0);
+    let crossed = idDescs[id0]! & 0xffff;
+    idDescs[id0] = 0;
+    uo += crossed;
+    if (uo >= size) {
+      uo -= size;
+      ub ^= AVAIL_USED;
+    }
+    for (k = 1; k < n; k++) {
+      const id = heads[k]!;
+      const len = lens[k]!;
+      const b = uo << 2;
+      d32[b | 2] = len;
+      // id and flags in one store; ordered by the first descriptor's release below
+      d32[b | 3] = id | ((ub | (len > 0 ? F_WRITE : 0)) << 16);
+      const dn = idDescs[id]! & 0xffff;
+      idDescs[id] = 0;
+      crossed += dn;
+      uo += dn;
+      if (uo >= size) {
+        uo -= size;
+        ub ^= AVAIL_USED;
+      }
+    }
+    // basic.packed-vq.vq-desc-table.device.3: the first descriptor's flags publish the batch.
+    if (fs[FS_ATOMIC] !== 0) Atomics.store(this.desc16, (first << 3) | 7, f0);
+    else this.desc16[(first << 3) | 7] = f0;
+    fs[FS_USED_OFF] = uo;
+    fs[FS_USED_WRAP] = ub !== 0 ? 1 : 0;
+    return crossed;
   }
 
   /** In-order batch: the oldest buffers, consecutive in pop order, all but the last fully used. */
@@ -758,6 +970,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.sinceSignal = 0;
     this.signalPos = 1 << 15;
     this.isParked = false;
+    this.lastRegion = 0;
   }
 
   /** Low 16 bits: avail offset | avail wrap << 15; high 16 bits: used offset | used wrap << 15. */

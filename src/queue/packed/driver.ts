@@ -44,6 +44,33 @@ import { isPackedSetupError, resolvePackedRings, RING_EVENT_FLAGS_DESC, RING_EVE
 const TWO_POW_32 = 4294967296;
 /** 2^-32, exact: `Math.floor(a * INV_TWO_POW_32)` is the high word of `a` without a division. */
 const INV_TWO_POW_32 = 1 / TWO_POW_32;
+// Module-local copies of the flag bits: V8 folds these into the fast loops (imported bindings are
+// re-loaded and hole-checked on every use).
+const F_NEXT = VIRTQ_DESC_F_NEXT;
+const F_WRITE = VIRTQ_DESC_F_WRITE;
+const F_AVAIL = VIRTQ_DESC_F_AVAIL;
+const F_USED = VIRTQ_DESC_F_USED;
+const AVAIL_USED = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
+/** Fields of a per-id record in PackedDriverQueue.rec. */
+const REC_TOKEN = 0;
+const REC_WRITABLE = 1;
+const REC_DESCS = 2;
+const REC_NEXT_FREE = 3;
+/** Slots of PackedDriverQueue.ds (fast-path scalars in and out, untagged int32 for V8). */
+const DS_SIZE = 0;
+const DS_MAXDIRECT = 1;
+const DS_ATOMIC = 2;
+const DS_OFF = 3;
+const DS_WRAP = 4;
+const DS_FREE_DESCS = 5;
+const DS_FREE_HEAD = 6;
+const DS_PENDING = 7;
+const DS_PENDING_FLAGS = 8;
+const DS_K = 9;
+const DS_N = 10;
+const DS_SEG = 11;
+const DS_SLOTS_ADDED = 12;
+const DS_SLOTS = 13;
 
 /** Driver side of a packed virtqueue. */
 export class PackedDriverQueue implements DriverQueue {
@@ -73,12 +100,13 @@ export class PackedDriverQueue implements DriverQueue {
   private usedOff = 0;
   private usedWrap = 1;
   private freeDescs: number;
-  private readonly freeIds: Uint16Array;
-  private freeTop: number;
-  /** Per id: ring slots while in flight, 0 when free. */
-  private readonly idDescs: Uint16Array;
-  private readonly idWritable: Float64Array;
-  private readonly idToken: Float64Array;
+  /** Head of the free-id list (linked through REC_NEXT_FREE), -1 when empty. */
+  private freeHead = 0;
+  /**
+   * Per id, stride 4 (one array, so the hot loops touch one view): token, writable bytes (the most
+   * a used length may say), ring slots while in flight (0 = free), next free id (while free).
+   */
+  private readonly rec: Float64Array;
   /** Indirect table address per id, or -1. */
   private readonly idIndirect: Float64Array;
   private nInFlight = 0;
@@ -129,13 +157,14 @@ export class PackedDriverQueue implements DriverQueue {
     this.maxSeg = cfg.maxChainSegments ?? cfg.size;
     const size = cfg.size;
     this.freeDescs = size;
-    this.freeIds = new Uint16Array(size);
-    // Stack of free ids; pop from the top yields 0, 1, 2, ... first.
-    for (let i = 0; i < size; i++) this.freeIds[i] = size - 1 - i;
-    this.freeTop = size;
-    this.idDescs = new Uint16Array(size);
-    this.idWritable = new Float64Array(size);
-    this.idToken = new Float64Array(size);
+    this.rec = new Float64Array(4 * size);
+    // Free ids as a LIFO list: 0, 1, 2, ... are handed out first.
+    for (let i = 0; i < size; i++) this.rec[(i << 2) | REC_NEXT_FREE] = i + 1 < size ? i + 1 : -1;
+    this.freeHead = 0;
+    this.fastOk = !cfg.inOrder && this.indirectThreshold === 0;
+    this.ds[DS_SIZE] = size;
+    this.ds[DS_MAXDIRECT] = Math.min(this.maxSeg, size);
+    this.ds[DS_ATOMIC] = this.atomic ? 1 : 0;
     this.idIndirect = new Float64Array(size).fill(-1);
     this.fifo = new Uint16Array(size);
     v.desc32.fill(0);
@@ -178,8 +207,11 @@ export class PackedDriverQueue implements DriverQueue {
       // basic.packed-vq.scatter-gather-support.driver.1 / .driver.2
       throw new VirtioError('INVALID_ARGUMENT', `packed queue ${this.index}: a buffer needs 1..${Math.min(this.maxSeg, indirect ? this.maxSeg : this.size)} segments (got ${n})`);
     }
-    if (slots > this.freeDescs || this.freeTop === 0) return -1;
-    const id = this.freeIds[--this.freeTop]!;
+    if (slots > this.freeDescs || this.freeHead < 0) return -1;
+    const id = this.freeHead;
+    const rec = this.rec;
+    const r = id << 2;
+    this.freeHead = rec[r | REC_NEXT_FREE]!;
     const d16 = this.desc16;
     const d32 = this.desc32;
     const size = this.size;
@@ -251,9 +283,9 @@ export class PackedDriverQueue implements DriverQueue {
     this.availWrap = wrap;
     this.freeDescs -= slots;
     this.addedSincePublish += slots;
-    this.idDescs[id] = slots;
-    this.idWritable[id] = writable;
-    this.idToken[id] = token;
+    rec[r | REC_DESCS] = slots;
+    rec[r | REC_WRITABLE] = writable;
+    rec[r | REC_TOKEN] = token;
     this.nInFlight++;
     if (this.inOrder) {
       let p = this.fifoHead + this.fifoCount;
@@ -269,125 +301,178 @@ export class PackedDriverQueue implements DriverQueue {
    * slots or ids); writes each id to `batch.chain[4i+3]` and returns how many were added. Same
    * head-last rule and batching as add; call {@link publish} once afterwards. Throws
    * INVALID_ARGUMENT for an empty or impossible chain (those before it stay added).
+   *
+   * Direct chains go through {@link addFast} (no calls in its loop); indirect tables, IN_ORDER and
+   * anything it does not take go through {@link add}, one chain at a time.
    */
   addBatch(batch: SgBatch): number {
     const ch = batch.chain;
     const sseg = batch.seg;
     const nChains = batch.count;
-    const d16 = this.desc16;
-    const d32 = this.desc32;
-    const size = this.size;
-    const th = this.indirectThreshold;
-    const freeIds = this.freeIds;
-    const idDescs = this.idDescs;
-    const idWritable = this.idWritable;
-    const idToken = this.idToken;
-    let off = this.availOff;
-    let wrap = this.availWrap;
-    let freeDescs = this.freeDescs;
-    let freeTop = this.freeTop;
-    let pending = this.pendingHead;
-    let added = 0;
-    let slotsAdded = 0;
-    let sIdx = 0;
-    for (let c = 0; c < nChains; c++) {
-      const co = SG_CHAIN_STRIDE * c;
-      const n = ch[co + 1]!;
-      if (th > 0 && n >= th) {
-        // Cold path: indirect table through add().
-        this.availOff = off;
-        this.availWrap = wrap;
-        this.freeDescs = freeDescs;
-        this.freeTop = freeTop;
-        this.pendingHead = pending;
-        this.addedSincePublish += slotsAdded;
-        slotsAdded = 0;
-        const sg = this.scratchSg(n);
-        sg.count = 0;
-        sg.readable = 0;
-        const readableN = ch[co + 2]!;
-        for (let k = 0; k < n; k++) {
-          const q = 2 * (sIdx + k);
-          if (k < readableN) sg.out(sseg[q]!, sseg[q + 1]!);
-          else sg.in(sseg[q]!, sseg[q + 1]!);
+    let k = 0;
+    let s = 0;
+    while (k < nChains) {
+      if (this.fastOk) {
+        const ds = this.ds;
+        ds[DS_OFF] = this.availOff;
+        ds[DS_WRAP] = this.availWrap;
+        ds[DS_FREE_DESCS] = this.freeDescs;
+        ds[DS_FREE_HEAD] = this.freeHead;
+        ds[DS_PENDING] = this.pendingHead;
+        ds[DS_PENDING_FLAGS] = this.pendingFlags;
+        ds[DS_K] = k;
+        ds[DS_N] = nChains;
+        ds[DS_SEG] = s;
+        ds[DS_SLOTS_ADDED] = 0;
+        const k1 = this.addFast(batch);
+        this.nInFlight += k1 - k;
+        k = k1;
+        s = ds[DS_SEG]!;
+        this.availOff = ds[DS_OFF]!;
+        this.availWrap = ds[DS_WRAP]!;
+        this.freeDescs = ds[DS_FREE_DESCS]!;
+        this.freeHead = ds[DS_FREE_HEAD]!;
+        if (this.pendingHead < 0 && ds[DS_PENDING]! >= 0) {
+          // addFast held back the first head of this publish batch.
+          this.pendingWrap = (ds[DS_PENDING_FLAGS]! & F_AVAIL) !== 0 ? 1 : 0;
         }
-        const id = this.add(sg, ch[co]!);
-        if (id < 0) break;
-        ch[co + 3] = id;
-        sIdx += n;
-        added++;
-        off = this.availOff;
-        wrap = this.availWrap;
-        freeDescs = this.freeDescs;
-        freeTop = this.freeTop;
-        pending = this.pendingHead;
-        continue;
+        this.pendingHead = ds[DS_PENDING]!;
+        this.pendingFlags = ds[DS_PENDING_FLAGS]!;
+        this.addedSincePublish += ds[DS_SLOTS_ADDED]!;
+        if (k === nChains) break;
       }
-      if (n === 0 || n > this.maxSeg || n > size) {
-        this.availOff = off;
-        this.availWrap = wrap;
-        this.freeDescs = freeDescs;
-        this.freeTop = freeTop;
-        this.pendingHead = pending;
-        this.addedSincePublish += slotsAdded;
-        throw new VirtioError('INVALID_ARGUMENT', `packed queue ${this.index}: batch chain ${c} needs 1..${Math.min(this.maxSeg, size)} segments (got ${n})`);
-      }
-      if (n > freeDescs || freeTop === 0) break;
-      const id = freeIds[--freeTop]!;
-      const readable = ch[co + 2]!;
-      const headSlot = off;
-      const headWrap = wrap;
-      let headFlags = 0;
-      let writable = 0;
+      // The complete writer for one chain: indirect tables, IN_ORDER, no room, invalid chains.
+      const co = SG_CHAIN_STRIDE * k;
+      const n = ch[co + 1]!;
+      const readableN = ch[co + 2]!;
+      if (!(n >= 0)) throw new VirtioError('INVALID_ARGUMENT', `packed queue ${this.index}: batch chain ${k} has ${n} segments`);
+      const sg = this.scratchSg(n);
+      sg.count = 0;
+      sg.readable = 0;
       for (let i = 0; i < n; i++) {
-        const q = 2 * (sIdx + i);
+        const q = 2 * (s + i);
+        if (i < readableN) sg.out(sseg[q]!, sseg[q + 1]!);
+        else sg.in(sseg[q]!, sseg[q + 1]!);
+      }
+      const id = this.add(sg, ch[co]!);
+      if (id < 0) break;
+      ch[co + 3] = id;
+      s += n;
+      k++;
+    }
+    return k;
+  }
+
+  /**
+   * Write direct chains from `ds[DS_K]` on while they are valid (1..maxDirect segments) and fit;
+   * stops at the first other one. The first head of a publish batch is held back (its flags go to
+   * ds[DS_PENDING_FLAGS] for {@link publish}; the slot meanwhile says neither available nor used);
+   * every other head is written after its list, id and flags in one store. No calls in the loop.
+   * @returns the index of the first chain not added
+   */
+  private addFast(batch: SgBatch): number {
+    const ds = this.ds;
+    const size = ds[DS_SIZE]!;
+    const maxDirect = ds[DS_MAXDIRECT]!;
+    const nChains = ds[DS_N]!;
+    let k = ds[DS_K]!;
+    let s = ds[DS_SEG]!;
+    let off = ds[DS_OFF]!;
+    // (flags & 0x8080) of an available descriptor in this lap: AVAIL = wrap, USED = !wrap.
+    let av = ds[DS_WRAP] !== 0 ? F_AVAIL : F_USED;
+    let freeDescs = ds[DS_FREE_DESCS]!;
+    let freeHead = ds[DS_FREE_HEAD]!;
+    let pending = ds[DS_PENDING]!;
+    let pendingFlags = ds[DS_PENDING_FLAGS]!;
+    let slotsAdded = 0;
+    const ch = batch.chain;
+    const sseg = batch.seg;
+    const d32 = this.desc32;
+    const rec = this.rec;
+    while (k < nChains) {
+      const co = k << 2;
+      const n = ch[co | 1]!;
+      if (!(n > 0 && n <= maxDirect && n <= freeDescs) || freeHead < 0) break;
+      const id = freeHead;
+      const r = id << 2;
+      freeHead = rec[r | REC_NEXT_FREE]!;
+      const readable = ch[co | 2]!;
+      const headSlot = off;
+      const headAv = av;
+      let writable = 0;
+      let headFlags: number;
+      if (n === 1) {
+        // One segment: straight-line code.
+        const q = s << 1;
         const a = sseg[q]!;
-        const l = sseg[q + 1]!;
-        const b = off * 4;
+        const l = sseg[q | 1]!;
+        const b = off << 2;
         d32[b] = a >>> 0;
-        d32[b + 1] = Math.floor(a * INV_TWO_POW_32);
-        d32[b + 2] = l;
-        d16[off * 8 + 6] = id;
-        const f = (wrap !== 0 ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED) | (i >= readable ? VIRTQ_DESC_F_WRITE : 0) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
-        if (i >= readable) writable += l;
-        if (i === 0) headFlags = f;
-        else d16[off * 8 + 7] = f;
-        off++;
+        d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+        d32[b | 2] = l;
+        if (readable <= 0) {
+          headFlags = av | F_WRITE;
+          writable = l;
+        } else {
+          headFlags = av;
+        }
+        off = (off + 1) | 0;
         if (off === size) {
           off = 0;
-          wrap ^= 1;
+          av ^= AVAIL_USED;
+        }
+      } else {
+        headFlags = av | F_NEXT | (readable <= 0 ? F_WRITE : 0);
+        for (let i = 0; i < n; i++) {
+          const q = (s + i) << 1;
+          const a = sseg[q]!;
+          const l = sseg[q | 1]!;
+          const b = off << 2;
+          d32[b] = a >>> 0;
+          d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+          d32[b | 2] = l;
+          let f = av;
+          if (i >= readable) {
+            f |= F_WRITE;
+            writable += l;
+          }
+          if (i < n - 1) f |= F_NEXT;
+          // The head (i = 0) is written after the loop; the rest now (ordered by the head's store).
+          if (i > 0) d32[b | 3] = id | (f << 16);
+          off = (off + 1) | 0;
+          if (off === size) {
+            off = 0;
+            av ^= AVAIL_USED;
+          }
         }
       }
+      // basic.packed-vq.scatter-gather-support.driver.6 / updating-flags.driver.1: head flags last.
       if (pending < 0) {
         pending = headSlot;
-        this.pendingFlags = headFlags;
-        this.pendingWrap = headWrap;
+        pendingFlags = headFlags;
+        // Until publish: AVAIL = !wrap, USED = 0 — neither available to the device nor used to us.
+        d32[(headSlot << 2) | 3] = id | ((headAv === F_AVAIL ? 0 : F_AVAIL) << 16);
       } else {
-        d16[headSlot * 8 + 7] = headFlags;
+        d32[(headSlot << 2) | 3] = id | (headFlags << 16);
       }
+      rec[r] = ch[co]!; // REC_TOKEN
+      rec[r | REC_WRITABLE] = writable;
+      rec[r | REC_DESCS] = n;
+      ch[co | 3] = id;
       freeDescs -= n;
       slotsAdded += n;
-      idDescs[id] = n;
-      idWritable[id] = writable;
-      idToken[id] = ch[co]!;
-      this.nInFlight++;
-      if (this.inOrder) {
-        let p = this.fifoHead + this.fifoCount;
-        if (p >= size) p -= size;
-        this.fifo[p] = id;
-        this.fifoCount++;
-      }
-      ch[co + 3] = id;
-      sIdx += n;
-      added++;
+      s += n;
+      k++;
     }
-    this.availOff = off;
-    this.availWrap = wrap;
-    this.freeDescs = freeDescs;
-    this.freeTop = freeTop;
-    this.pendingHead = pending;
-    this.addedSincePublish += slotsAdded;
-    return added;
+    ds[DS_SEG] = s;
+    ds[DS_OFF] = off;
+    ds[DS_WRAP] = av === F_AVAIL ? 1 : 0;
+    ds[DS_FREE_DESCS] = freeDescs;
+    ds[DS_FREE_HEAD] = freeHead;
+    ds[DS_PENDING] = pending;
+    ds[DS_PENDING_FLAGS] = pendingFlags;
+    ds[DS_SLOTS_ADDED] = slotsAdded;
+    return k;
   }
 
   /** An SgList for addBatch's indirect path (grown on demand, not per request). */
@@ -445,13 +530,15 @@ export class PackedDriverQueue implements DriverQueue {
     if (((flags >>> 7) & 1) !== uw || flags >>> 15 !== uw) return false;
     const id = d16[uo * 8 + 6]!;
     const raw = this.desc32[uo * 4 + 2]!;
-    if (id >= this.size || this.idDescs[id] === 0) {
+    const rec = this.rec;
+    if (id >= this.size || rec[(id << 2) | REC_DESCS] === 0) {
       return this.fail('DEVICE_USED_BAD_ID', `used descriptor at offset ${uo} has id ${id}, which is ${id >= this.size ? `not below the queue size ${this.size}` : 'not in flight'}`);
     }
     // Element Length is reserved (ignored) in a used descriptor without WRITE.
     const len = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? raw : 0;
-    if (len > this.idWritable[id]!) {
-      return this.fail('DEVICE_USED_BAD_LEN', `used descriptor at offset ${uo} (id ${id}) says ${len} bytes written, but the buffer has only ${this.idWritable[id]} writable bytes`);
+    const writable = rec[(id << 2) | REC_WRITABLE]!;
+    if (len > writable) {
+      return this.fail('DEVICE_USED_BAD_LEN', `used descriptor at offset ${uo} (id ${id}) says ${len} bytes written, but the buffer has only ${writable} writable bytes`);
     }
     if (this.inOrder && this.fifo[this.fifoHead] !== id) {
       // IN_ORDER batch: every buffer up to id is used.
@@ -479,80 +566,104 @@ export class PackedDriverQueue implements DriverQueue {
    * Batch form of {@link getUsed}: collect up to `max` used buffers (tokens to `tokens[i]`, written
    * lengths to `lens[i]`) with the same validation; returns how many. Stops early after reporting
    * an invalid used descriptor (entries before it are returned).
+   *
+   * Plain completions go through {@link collectFast} (no calls in its loop); IN_ORDER, indirect
+   * tables and anything it does not take go through {@link getUsed}, which also does all reporting.
    */
   getUsedBatch(tokens: Int32Array, lens: Uint32Array, max: number): number {
     let m = max;
     if (tokens.length < m) m = tokens.length;
     if (lens.length < m) m = lens.length;
-    if (this.inOrder || this.indirectThreshold !== 0) {
-      // Cold variants (IN_ORDER batches, indirect tables to free): one at a time.
-      let k = 0;
-      while (k < m && this.getUsed()) {
-        tokens[k] = this.tok;
-        lens[k] = this.len;
-        k++;
-      }
-      return k;
-    }
-    if (this.isBroken) return 0;
-    const d16 = this.desc16;
-    const d32 = this.desc32;
-    const size = this.size;
-    const atomic = this.atomic;
-    const idDescs = this.idDescs;
-    const idWritable = this.idWritable;
-    const idToken = this.idToken;
-    const freeIds = this.freeIds;
-    let uo = this.usedOff;
-    let uw = this.usedWrap;
-    let freeTop = this.freeTop;
-    let freed = 0;
     let k = 0;
     while (k < m) {
-      const flags = atomic ? Atomics.load(d16, uo * 8 + 7) : d16[uo * 8 + 7]!;
-      if (((flags >>> 7) & 1) !== uw || flags >>> 15 !== uw) break;
-      const id = d16[uo * 8 + 6]!;
-      const n = id < size ? idDescs[id]! : 0;
-      if (n === 0) {
-        this.usedOff = uo;
-        this.usedWrap = uw;
-        this.freeTop = freeTop;
-        this.freeDescs += freed;
-        this.nInFlight -= k;
-        this.fail('DEVICE_USED_BAD_ID', `used descriptor at offset ${uo} has id ${id}, which is ${id >= size ? `not below the queue size ${size}` : 'not in flight'}`);
-        return k;
+      if (this.fastOk) {
+        if (this.isBroken) break;
+        const ds = this.ds;
+        ds[DS_OFF] = this.usedOff;
+        ds[DS_WRAP] = this.usedWrap;
+        ds[DS_FREE_HEAD] = this.freeHead;
+        ds[DS_K] = k;
+        ds[DS_N] = m;
+        ds[DS_SLOTS_ADDED] = 0;
+        const k1 = this.collectFast(tokens, lens);
+        if (k1 > k) {
+          this.nInFlight -= k1 - k;
+          this.freeDescs += ds[DS_SLOTS_ADDED]!;
+          this.usedOff = ds[DS_OFF]!;
+          this.usedWrap = ds[DS_WRAP]!;
+          this.freeHead = ds[DS_FREE_HEAD]!;
+          this.tok = tokens[k1 - 1]!;
+          this.len = lens[k1 - 1]!;
+          k = k1;
+        }
+        if (k === m || ds[DS_PENDING]! === 0) break; // (DS_PENDING: 0 = nothing more is used)
       }
-      const len = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? d32[uo * 4 + 2]! : 0;
-      if (len > idWritable[id]!) {
-        this.usedOff = uo;
-        this.usedWrap = uw;
-        this.freeTop = freeTop;
-        this.freeDescs += freed;
-        this.nInFlight -= k;
-        this.fail('DEVICE_USED_BAD_LEN', `used descriptor at offset ${uo} (id ${id}) says ${len} bytes written, but the buffer has only ${idWritable[id]} writable bytes`);
-        return k;
-      }
-      uo += n;
-      if (uo >= size) {
-        uo -= size;
-        uw ^= 1;
-      }
-      idDescs[id] = 0;
-      freeIds[freeTop++] = id;
-      freed += n;
-      tokens[k] = idToken[id]!;
-      lens[k] = len;
+      // The complete reader for one entry (and the one place that reports).
+      if (!this.getUsed()) break;
+      tokens[k] = this.tok;
+      lens[k] = this.len;
       k++;
     }
-    if (k > 0) {
-      this.tok = tokens[k - 1]!;
-      this.len = lens[k - 1]!;
+    return k;
+  }
+
+  /**
+   * Collect used descriptors from ds[DS_K] on while they are valid (id in flight, length within the
+   * writable part); no IN_ORDER, no indirect tables ({@link fastOk}). When the ring is shared, the
+   * first used descriptor's flags are read with ONE `Atomics.load` (pairing with the device's release
+   * of its batch's first descriptor), the rest with plain loads. Stops without consuming at the first
+   * entry it does not take; ds[DS_PENDING] = 0 when that entry is not used (nothing more to collect),
+   * 1 when {@link getUsed} must check it. No calls inside the loop.
+   * @returns the index after the last entry collected
+   */
+  private collectFast(outTok: Int32Array, outLen: Uint32Array): number {
+    const ds = this.ds;
+    const size = ds[DS_SIZE]!;
+    const m = ds[DS_N]!;
+    let k = ds[DS_K]!;
+    let uo = ds[DS_OFF]!;
+    // (flags & 0x8080) of a used descriptor: AVAIL = USED = used wrap counter.
+    let ub = ds[DS_WRAP] !== 0 ? AVAIL_USED : 0;
+    let freeHead = ds[DS_FREE_HEAD]!;
+    let freed = 0;
+    const d32 = this.desc32;
+    const rec = this.rec;
+    if (ds[DS_ATOMIC] !== 0) Atomics.load(this.desc16, (uo << 3) | 7);
+    let more = 1;
+    while (k < m) {
+      const b = uo << 2;
+      const word = d32[b | 3]!;
+      const fl = word >>> 16;
+      if ((fl & AVAIL_USED) !== ub) {
+        more = 0;
+        break;
+      }
+      const id = word & 0xffff;
+      if (id >= size) break;
+      const r = id << 2;
+      const nd = rec[r | REC_DESCS]!;
+      if (nd === 0) break;
+      // Element Length is reserved (ignored) in a used descriptor without WRITE.
+      const len = (fl & F_WRITE) !== 0 ? d32[b | 2]! : 0;
+      if (len > rec[r | REC_WRITABLE]!) break;
+      rec[r | REC_DESCS] = 0;
+      rec[r | REC_NEXT_FREE] = freeHead;
+      freeHead = id;
+      freed += nd;
+      outTok[k] = rec[r]!; // REC_TOKEN
+      outLen[k] = len;
+      k++;
+      uo += nd;
+      if (uo >= size) {
+        uo -= size;
+        ub ^= AVAIL_USED;
+      }
     }
-    this.usedOff = uo;
-    this.usedWrap = uw;
-    this.freeTop = freeTop;
-    this.freeDescs += freed;
-    this.nInFlight -= k;
+    ds[DS_PENDING] = more;
+    ds[DS_OFF] = uo;
+    ds[DS_WRAP] = ub !== 0 ? 1 : 0;
+    ds[DS_FREE_HEAD] = freeHead;
+    ds[DS_SLOTS_ADDED] = freed;
     return k;
   }
 
@@ -562,21 +673,24 @@ export class PackedDriverQueue implements DriverQueue {
     this.fifoHead = this.fifoHead + 1 === this.size ? 0 : this.fifoHead + 1;
     this.fifoCount--;
     this.batchLeft--;
-    this.complete(id, this.batchLeft === 0 ? this.batchLen : this.idWritable[id]!);
+    this.complete(id, this.batchLeft === 0 ? this.batchLen : this.rec[(id << 2) | REC_WRITABLE]!);
     return true;
   }
 
   /** Skip the buffer's slots, free its id and indirect table, set lastToken/lastLen. */
   private complete(id: number, len: number): void {
-    const n = this.idDescs[id]!;
+    const rec = this.rec;
+    const r = id << 2;
+    const n = rec[r | REC_DESCS]!;
     let uo = this.usedOff + n;
     if (uo >= this.size) {
       uo -= this.size;
       this.usedWrap ^= 1;
     }
     this.usedOff = uo;
-    this.idDescs[id] = 0;
-    this.freeIds[this.freeTop++] = id;
+    rec[r | REC_DESCS] = 0;
+    rec[r | REC_NEXT_FREE] = this.freeHead;
+    this.freeHead = id;
     this.freeDescs += n;
     this.nInFlight--;
     if (this.indirectThreshold !== 0) {
@@ -586,7 +700,7 @@ export class PackedDriverQueue implements DriverQueue {
         if (this.freeIndirect !== undefined) this.freeIndirect(table);
       }
     }
-    this.tok = this.idToken[id]!;
+    this.tok = rec[r | REC_TOKEN]!;
     this.len = len;
   }
 
@@ -603,7 +717,7 @@ export class PackedDriverQueue implements DriverQueue {
         // Mid IN_ORDER batch: the next used descriptor comes after the batch's remaining buffers.
         let p = this.fifoHead;
         for (let k = 0; k < this.batchLeft; k++) {
-          uo += this.idDescs[this.fifo[p]!]!;
+          uo += this.rec[(this.fifo[p]! << 2) | REC_DESCS]!;
           if (uo >= this.size) {
             uo -= this.size;
             uw ^= 1;
