@@ -74,13 +74,16 @@ export async function runBounceCopyBench(sizes: readonly number[], ms: number, r
     for (const size of sizes) {
       const stride = Math.ceil(size / 4096) * 4096;
       const nbuf = nbufFor(size);
-      const poolLoop = (durMs: number): number => {
+      // JIT warm-up by count as well as by time: on a loaded machine a few ms of wall time are a few
+      // hundred iterations, still in the interpreter, and the rate measured would be its, not the code's.
+      const warmCopies = Math.max(POOL_BATCH, Math.min(20000, Math.floor((128 << 20) / size)));
+      const poolLoop = (durMs: number, minCopies = 0): number => {
         let b = 0;
         let copies = 0;
         const t0 = performance.now();
         let t1 = t0;
         const stop = t0 + durMs;
-        while (t1 < stop) {
+        while (t1 < stop || copies < minCopies) {
           for (let j = 0; j < POOL_BATCH; j++) {
             bp.queueMapSg(sgs[j]!.clear().out(RAM_BASE + b * stride, size), outs[j]!);
             if (++b === nbuf) b = 0;
@@ -93,7 +96,7 @@ export async function runBounceCopyBench(sizes: readonly number[], ms: number, r
         }
         return (copies * size) / ((t1 - t0) * 1e6);
       };
-      const bareLoop = (durMs: number): number => {
+      const bareLoop = (durMs: number, minCopies = 0): number => {
         let b = 0;
         let copies = 0;
         const t0 = performance.now();
@@ -102,7 +105,7 @@ export async function runBounceCopyBench(sizes: readonly number[], ms: number, r
         ops[0] = 0;
         ops[2] = 1;
         ops[4] = size;
-        while (t1 < stop) {
+        while (t1 < stop || copies < minCopies) {
           for (let j = 0; j < 64; j++) {
             ops[1] = wr.offset + b * stride;
             ops[3] = region.offset + b * stride;
@@ -114,12 +117,12 @@ export async function runBounceCopyBench(sizes: readonly number[], ms: number, r
         }
         return (copies * size) / ((t1 - t0) * 1e6);
       };
-      poolLoop(ms / 4);
+      poolLoop(ms / 4, warmCopies);
       pool[size] = [];
       for (let r = 0; r < reps; r++) pool[size].push(poolLoop(ms));
       bare[size] = [];
       if (only !== 'pool') {
-        bareLoop(ms / 4);
+        bareLoop(ms / 4, warmCopies);
         for (let r = 0; r < reps; r++) bare[size].push(bareLoop(ms));
       }
       if (bp.stats().liveMappings !== 0) throw new VirtioError('INTERNAL', 'bounce-copy measurement leaked mappings');

@@ -128,6 +128,13 @@ export class PackedDriverQueue implements DriverQueue {
   private sgScratch: SgList | undefined;
   private tok = 0;
   private len = 0;
+  /** Fast-path scalar slots (DS_*). */
+  private readonly ds = new Int32Array(DS_SLOTS);
+  /**
+   * addFast / collectFast are used unless IN_ORDER or indirect tables (the complete paths do their
+   * bookkeeping); tests may turn them off to compare them with the complete paths.
+   */
+  private fastOk: boolean;
 
   /**
    * @param space the driver's view of memory (rings, buffers and indirect tables live here).
