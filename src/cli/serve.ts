@@ -45,7 +45,7 @@ export const serveCommand: Command = {
     'DMA follows what the client maps: DMA_MAP with the guest-RAM fd = direct access; without an fd =',
     'DMA_READ/DMA_WRITE messages; no mapping and --swiotlb required = the device sees only its bounce window.',
     'Stops on SIGINT/SIGTERM (the disk is flushed and closed first).',
-    'With --vhost-user SOCKET instead, the device runs as a vhost-user back-end (blk, rng; see serve-vhost-user.ts).',
+    'With --vhost-user SOCKET instead, the device runs as a vhost-user back-end (blk, rng, net; see serve-vhost-user.ts).',
   ].join('\n'),
   flags: FLAGS,
   async run(args, io) {
@@ -53,6 +53,7 @@ export const serveCommand: Command = {
       if (args.flags['vfio-user'] !== undefined) throw new UsageError('give either --vfio-user or --vhost-user, not both');
       return runServeVhostUser(args, io);
     }
+    if (args.flags['responder'] !== undefined) throw new UsageError('--responder applies to serve net --vhost-user only');
     const kind = args.positionals[0];
     if (kind === undefined || !(DEVICE_KINDS as readonly string[]).includes(kind)) throw new UsageError(`say which device to serve: ${DEVICE_KINDS.join(', ')}`);
     if (args.positionals.length > 1) throw new UsageError(`unexpected argument '${args.positionals[1]}'`);

@@ -29,6 +29,12 @@
  * (memory.ts). A buffer outside is refused by the queue layer through the guest-error choke
  * point: the ring parks (the front-end's err eventfd is signalled) until the ring is restarted.
  *
+ * virtio-net (QEMU `-netdev vhost-user` + `virtio-net-pci`): QEMU keeps the control queue and the
+ * config space, and passes only data-path bits (offloads, MRG_RXBUF, VERSION_1, ring bits) in
+ * SET_FEATURES, so the model runs rings 0/1 (receiveq1/transmitq1) without a control queue
+ * (`ctrlVq: false`, checked here) and GET_QUEUE_NUM answers in queue pairs. Neither RARP nor MTU
+ * protocol features are offered (no SEND_RARP / NET_SET_MTU).
+ *
  * Model lifecycle: the model is activated when the first ring starts (features = the acked
  * ones) and reset when the last ring stops or the session ends; a later ring joins with
  * `queueStarted`. When the address space must change (new memory table; a new ring area in
@@ -38,7 +44,7 @@
 import { ChokePoint, type GuestError } from '../device/choke.js';
 import type { DeviceContext, VirtioDeviceModel } from '../device/types.js';
 import { VirtioError, isVirtioError } from '../errors.js';
-import { VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1 } from '../features/bits.js';
+import { DeviceType, requireFeatureBit, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1 } from '../features/bits.js';
 import { negotiate } from '../features/negotiate.js';
 import { FeatureSet } from '../features/set.js';
 import { logger } from '../log.js';
@@ -87,6 +93,8 @@ import {
 } from './protocol.js';
 
 const log = logger('vhost-user');
+
+const VIRTIO_NET_F_CTRL_VQ = requireFeatureBit('VIRTIO_NET_F_CTRL_VQ', DeviceType.NET);
 
 /** Options of {@link VhostUserBackend}. */
 export interface VhostUserBackendOptions {
@@ -165,11 +173,17 @@ export class VhostUserBackend {
         }
       }
     }
+    const offered = model.offeredFeatures();
+    if (model.deviceId === DeviceType.NET && offered.has(VIRTIO_NET_F_CTRL_VQ)) {
+      // QEMU's vhost-user-net front-end runs the control queue itself and passes the back-end only
+      // the data-path feature bits, so CTRL_VQ-dependent bits (GUEST_ANNOUNCE, MQ) would arrive alone.
+      throw new VirtioError('INVALID_ARGUMENT', `VhostUserBackend: ${model.name} offers VIRTIO_NET_F_CTRL_VQ; build the net device with ctrlVq: false (the vhost-user front-end keeps the control queue)`);
+    }
     this.model = model;
     this.nat = opts.native ?? defaultNative;
     this.restrict = opts.restrict;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 5000;
-    const f = model.offeredFeatures().clone();
+    const f = offered.clone();
     f.set(VIRTIO_F_VERSION_1);
     for (const b of opts.extraFeatures ?? [VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX]) f.set(b);
     if (opts.packed === true) f.set(VIRTIO_F_RING_PACKED);
@@ -513,7 +527,9 @@ export class VhostUserSession {
       }
       case Req.GET_QUEUE_NUM:
         this.noFds(m);
-        return encodeU64(this.model.numQueues);
+        // vhost-user-net counts queue pairs here (QEMU compares it with `-netdev vhost-user,queues=`;
+        // the control queue, if any, stays in QEMU); every other device counts rings.
+        return encodeU64(this.model.deviceId === DeviceType.NET ? Math.max(1, this.model.numQueues >>> 1) : this.model.numQueues);
       case Req.SET_VRING_ENABLE: {
         this.noFds(m);
         const s = decodeVringState(req, p);

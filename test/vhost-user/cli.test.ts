@@ -23,7 +23,11 @@ describe('virtiokit serve --vhost-user (command line)', () => {
   it.each([
     [['serve', 'blk', '--disk', '/tmp/x'], /needs --vhost-user/],
     [['serve', '--vhost-user', '/tmp/s'], /one device type/],
-    [['serve', 'net', '--vhost-user', '/tmp/s'], /one device type/],
+    [['serve', 'console', '--vhost-user', '/tmp/s'], /one device type/],
+    [['serve', 'net', '--vhost-user', '/tmp/s', '--responder', '10.0.2'], /--responder: '10.0.2' is not an IPv4 address/],
+    [['serve', 'net', '--vhost-user', '/tmp/s', '--mac', 'zz'], /--mac:/],
+    [['serve', 'net', '--vhost-user', '/tmp/s', '--responder', '10.0.2.2', '--net-listen', '/tmp/x'], /one of --net-listen, --net-connect or --responder/],
+    [['serve', 'rng', '--vhost-user', '/tmp/s', '--responder', '10.0.2.2'], /--responder applies to net only/],
     [['serve', 'blk', '--vhost-user', '/tmp/s'], /needs --disk/],
     [['serve', 'blk', '--vhost-user', '/tmp/s', '--disk', '/tmp/x', '--restrict', '5-1'], /empty or reversed/],
     [['serve', 'blk', '--vhost-user', '/tmp/s', '--disk', '/tmp/x', '--queues', '0'], /--queues must be an integer between 1 and 64/],

@@ -11,3 +11,4 @@ export * from './capture.js';
 export { type NetStats, newNetStats, MAX_FRAME_LEN, ETH_HLEN } from './stats.js';
 export { completeChecksum, onesSum, foldSum } from './checksum.js';
 export { SocketNetBackend, STREAM_PREFIX_LEN, type SocketNetBackendOptions, type SocketNetStats } from './socket-backend.js';
+export { NetResponder, parseIpv4, type NetResponderOptions, type NetResponderStats } from './responder.js';

@@ -52,6 +52,12 @@ import {
 import { vringNeedEvent } from '../event-idx.js';
 import { isSplitSetupError, resolveSplitRings, type SplitRingViews, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from './layout.js';
 
+// Module-local copies of the flag bits: V8 folds these into the fast loops (imported bindings are
+// re-loaded and hole-checked on every use).
+const F_INDIRECT = VIRTQ_DESC_F_INDIRECT;
+const F_NEXT = VIRTQ_DESC_F_NEXT;
+const F_WRITE = VIRTQ_DESC_F_WRITE;
+
 const log = logger('queue');
 
 /** 2^32: chain byte-length limit (basic.split-vq.vq-desc-table.driver.1). */
@@ -254,12 +260,12 @@ export class SplitDeviceQueue implements DeviceQueue {
       const hi = desc[w | 1]!;
       const len = desc[w | 2]!;
       const fn = desc[w | 3]!;
-      if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) return false;
+      if ((fn & F_INDIRECT) !== 0) return false;
       if (len !== 0) {
         if (count === cap) return false;
         const addr = hi * TWO32 + lo;
         if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) return false;
-        if ((fn & VIRTQ_DESC_F_WRITE) !== 0) {
+        if ((fn & F_WRITE) !== 0) {
           if (!rgWritable) return false;
           wBytes += len;
         } else {
@@ -274,7 +280,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         cLen[count] = len;
         count++;
       }
-      if ((fn & VIRTQ_DESC_F_NEXT) === 0) break;
+      if ((fn & F_NEXT) === 0) break;
       idx = fn >>> 16;
       if (idx >= size) return false;
     }
@@ -426,13 +432,13 @@ export class SplitDeviceQueue implements DeviceQueue {
         const hi = desc[w | 1]!;
         const len = desc[w | 2]!;
         const fn = desc[w | 3]!;
-        if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) break chains;
+        if ((fn & F_INDIRECT) !== 0) break chains;
         if (len !== 0) {
           if (count === cap) break chains;
           const addr = hi * TWO32 + lo;
           if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
           const s = (seg + count) << 1;
-          if ((fn & VIRTQ_DESC_F_WRITE) !== 0) {
+          if ((fn & F_WRITE) !== 0) {
             if (rgWritable === 0) break chains;
             wBytes += len;
           } else {
@@ -448,7 +454,7 @@ export class SplitDeviceQueue implements DeviceQueue {
           pPos[s | 1] = addr;
           count++;
         }
-        if ((fn & VIRTQ_DESC_F_NEXT) === 0) break;
+        if ((fn & F_NEXT) === 0) break;
         idx = fn >>> 16;
         if (idx >= size) break chains;
       }
@@ -512,7 +518,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       const hi = desc[w + 1]!;
       const len = desc[w + 2]!;
       const fn = desc[w + 3]!;
-      if ((fn & VIRTQ_DESC_F_INDIRECT) !== 0) {
+      if ((fn & F_INDIRECT) !== 0) {
         const r = this.walkIndirect(head, idx, lo, hi, len, fn, seg, count, readable, rBytes, wBytes, cap, capAll, pSeg, pPos);
         // -2: does not fit in this batch; -1: guest error (reported, parked).
         if (r < 0) return false;
@@ -524,7 +530,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         break;
       }
       if (len !== 0) {
-        const write = (fn & VIRTQ_DESC_F_WRITE) !== 0;
+        const write = (fn & F_WRITE) !== 0;
         if (write) {
           wBytes += len;
         } else {
@@ -558,7 +564,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         pPos[s + 1] = hi * TWO32 + lo;
         count++;
       }
-      if ((fn & VIRTQ_DESC_F_NEXT) === 0) break;
+      if ((fn & F_NEXT) === 0) break;
       idx = fn >>> 16;
       if (idx >= size) {
         return this.fail('DESC_INDEX_OUT_OF_RANGE', undefined, `descriptor of chain ${head} links to next ${idx}, outside the table of ${size} entries`);
@@ -599,7 +605,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       this.fail('INDIRECT_NOT_NEGOTIATED', 'basic.split-vq.indirect-desc.driver.1', `descriptor ${idx} of chain ${head} sets INDIRECT but VIRTIO_F_INDIRECT_DESC was not negotiated`);
       return -1;
     }
-    if ((fn & VIRTQ_DESC_F_NEXT) !== 0) {
+    if ((fn & F_NEXT) !== 0) {
       // basic.split-vq.indirect-desc.driver.4
       this.fail('INDIRECT_WITH_NEXT', 'basic.split-vq.indirect-desc.driver.4', `descriptor ${idx} of chain ${head} sets both INDIRECT and NEXT`);
       return -1;
@@ -633,14 +639,14 @@ export class SplitDeviceQueue implements DeviceQueue {
       const ehi = dv.getUint32(o + 4, true);
       const elen = dv.getUint32(o + 8, true);
       const eflags = dv.getUint16(o + 12, true);
-      if ((eflags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+      if ((eflags & F_INDIRECT) !== 0) {
         // basic.split-vq.indirect-desc.driver.2
         this.fail('NESTED_INDIRECT', 'basic.split-vq.indirect-desc.driver.2', `entry ${i} of the indirect table of chain ${head} sets INDIRECT (nested tables are forbidden)`);
         return -1;
       }
       if (elen !== 0) {
         let r: number;
-        if ((eflags & VIRTQ_DESC_F_WRITE) !== 0) {
+        if ((eflags & F_WRITE) !== 0) {
           r = space.resolveHiLo(elo, ehi, elen, true);
           if (r < 0) {
             this.failResolve(r, `indirect entry ${i} buffer`, elo, ehi, elen, true);
@@ -676,7 +682,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         pPos[s + 1] = ehi * TWO32 + elo;
         count++;
       }
-      if ((eflags & VIRTQ_DESC_F_NEXT) === 0) break;
+      if ((eflags & F_NEXT) === 0) break;
       i = dv.getUint16(o + 14, true);
       if (i >= n) {
         // An indirect table holds len/16 entries (no normative clause for the index itself).

@@ -36,6 +36,12 @@ import {
 import { vringNeedEvent } from '../event-idx.js';
 import { isSplitSetupError, resolveSplitRings, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from './layout.js';
 
+// Module-local copies of the flag bits: V8 folds these into the fast loops (imported bindings are
+// re-loaded and hole-checked on every use).
+const F_INDIRECT = VIRTQ_DESC_F_INDIRECT;
+const F_NEXT = VIRTQ_DESC_F_NEXT;
+const F_WRITE = VIRTQ_DESC_F_WRITE;
+
 const log = logger('queue');
 const TWO32 = 4294967296;
 /** Fields of a per-head record in SplitDriverQueue.rec. */
@@ -232,10 +238,10 @@ export class SplitDriverQueue implements DriverQueue {
       desc[w | 2] = l;
       let f = 0;
       if (i >= readableN) {
-        f = VIRTQ_DESC_F_WRITE;
+        f = F_WRITE;
         wBytes += l;
       }
-      if (i < n - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
+      if (i < n - 1) f |= F_NEXT | (nx << 16);
       desc[w | 3] = f;
       tail = d;
       d = nx;
@@ -337,7 +343,7 @@ export class SplitDriverQueue implements DriverQueue {
         desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
         desc[w | 2] = l;
         if (bChain[o | 2]! <= 0) {
-          desc[w | 3] = VIRTQ_DESC_F_WRITE;
+          desc[w | 3] = F_WRITE;
           wBytes = l;
         } else {
           desc[w | 3] = 0;
@@ -357,10 +363,10 @@ export class SplitDriverQueue implements DriverQueue {
           desc[w | 2] = l;
           let f = 0;
           if (i >= readableEnd) {
-            f = VIRTQ_DESC_F_WRITE;
+            f = F_WRITE;
             wBytes += l;
           }
-          if (i < sEnd - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
+          if (i < sEnd - 1) f |= F_NEXT | (nx << 16);
           desc[w | 3] = f;
           tail = d;
           d = nx;
@@ -427,10 +433,10 @@ export class SplitDriverQueue implements DriverQueue {
         desc[w + 2] = l;
         let f = 0;
         if (i >= readableEnd) {
-          f = VIRTQ_DESC_F_WRITE;
+          f = F_WRITE;
           wBytes += l;
         }
-        if (i < sEnd - 1) f |= VIRTQ_DESC_F_NEXT | (nx << 16);
+        if (i < sEnd - 1) f |= F_NEXT | (nx << 16);
         desc[w + 3] = f;
         tail = d;
         d = nx;
@@ -469,9 +475,9 @@ export class SplitDriverQueue implements DriverQueue {
       dv.setUint32(o, a >>> 0, true);
       dv.setUint32(o + 4, (a / TWO32) >>> 0, true);
       dv.setUint32(o + 8, l, true);
-      let f = i < cnt - 1 ? VIRTQ_DESC_F_NEXT : 0;
+      let f = i < cnt - 1 ? F_NEXT : 0;
       if (i >= readableN) {
-        f |= VIRTQ_DESC_F_WRITE;
+        f |= F_WRITE;
         wBytes += l;
       }
       dv.setUint16(o + 12, f, true);
@@ -482,7 +488,7 @@ export class SplitDriverQueue implements DriverQueue {
     desc[w] = indirectAddr >>> 0;
     desc[w + 1] = (indirectAddr / TWO32) >>> 0;
     desc[w + 2] = cnt * 16;
-    desc[w + 3] = VIRTQ_DESC_F_INDIRECT;
+    desc[w + 3] = F_INDIRECT;
     const rr = head << 2;
     this.rec[rr + REC_WRITABLE] = wBytes;
     this.rec[rr + REC_DESCS] = 1;
