@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # /init of the real-guest test initramfs (packed by scripts/guest-setup.sh).
 # Kernel parameters read here (not by the kernel):
-#   gtest=boot|blk|blkmq   what to do (default blk)
+#   gtest=boot|blk|blkmq|rng|net   what to do (default blk; net pings 10.0.2.2 from 10.0.2.15)
 #   gsize=MiB               pattern size (default 4)
 # Output: `GUEST: ...` lines on the serial console; the test parses them. Always powers off.
 /bin/busybox --install -s /bin
@@ -78,6 +78,31 @@ case "$gtest" in
     n=$(dd if=/dev/hwrng bs=64 count=4 2>/dev/null | wc -c)
     echo "GUEST: rng current=$cur bytes=$n"
     if [ "$n" = 256 ] && [ "${cur#virtio_rng}" != "$cur" ]; then echo "GUEST: RNG-TEST PASS"; else echo "GUEST: RNG-TEST FAIL"; fi
+    ;;
+  net)
+    # eth0 (virtio_net, loaded above) gets 10.0.2.15/24 and pings the back-end's responder 10.0.2.2.
+    i=0
+    while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ ! -e /sys/class/net/eth0 ]; then
+      echo "GUEST: no eth0 ($(ls /sys/class/net | tr '\n' ' '))"
+      result=FAIL
+    else
+      echo "GUEST: eth0 mac=$(cat /sys/class/net/eth0/address) driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)")"
+      ip link set lo up
+      ip addr add 10.0.2.15/24 dev eth0
+      ip link set eth0 up
+      i=0
+      while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+      echo "GUEST: eth0 operstate=$(cat /sys/class/net/eth0/operstate)"
+      ping -c 3 -W 5 10.0.2.2 >/tmp/ping 2>&1
+      rc=$?
+      sed 's/^/GUEST: ping: /' /tmp/ping
+      got=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' /tmp/ping)
+      echo "GUEST: net received=${got:-0} rc=$rc"
+      if [ "$rc" = 0 ] && [ "${got:-0}" = 3 ]; then result=PASS; else result=FAIL; fi
+      ip -s link show eth0 | sed 's/^/GUEST: link: /'
+    fi
+    echo "GUEST: NET-TEST $result"
     ;;
   *)
     echo "GUEST: BOOT-TEST PASS"

@@ -191,7 +191,8 @@ export class VhostUserBackend {
     f.set(VHOST_USER_F_PROTOCOL_FEATURES);
     this.offered = { lo: f.word(0), hi: f.word(1) };
     const proto = [VHOST_USER_PROTOCOL_F_MQ, VHOST_USER_PROTOCOL_F_REPLY_ACK, VHOST_USER_PROTOCOL_F_BACKEND_REQ];
-    if (model.config.size > 0) proto.push(VHOST_USER_PROTOCOL_F_CONFIG);
+    // net: QEMU owns the config space (MAC, status) and warns about a back-end offering CONFIG.
+    if (model.config.size > 0 && model.deviceId !== DeviceType.NET) proto.push(VHOST_USER_PROTOCOL_F_CONFIG);
     this.protocolOffered = maskOf(proto);
   }
 

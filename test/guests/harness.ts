@@ -145,6 +145,8 @@ export interface BootOptions {
   deviceSpec?: string;
   /** Extra kernel parameters. */
   append?: string;
+  /** Extra QEMU arguments placed before `-device` (e.g. `-netdev vhost-user,id=n0,chardev=vub0`). */
+  extraArgs?: string[];
   smp?: number;
   /** Keep SeaBIOS off the disk (`-boot strict=on`: only bootindex'd devices are initialised). */
   strictBoot?: boolean;
@@ -172,6 +174,7 @@ export async function bootGuest(o: BootOptions): Promise<BootResult> {
     '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
     '-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem',
     '-chardev', `socket,id=vub0,path=${o.sock}`,
+    ...(o.extraArgs ?? []),
     '-device', o.deviceSpec ?? `vhost-user-blk-pci,chardev=vub0${o.device ?? ''}`,
     ...(o.strictBoot === true ? ['-boot', 'strict=on'] : []),
     '-kernel', join(o.env.cache, 'vmlinuz'), '-initrd', join(o.env.cache, 'initramfs.cpio'),

@@ -283,6 +283,8 @@ export class PackedDriverQueue implements DriverQueue {
       this.pendingHead = headSlot;
       this.pendingFlags = headFlags;
       this.pendingWrap = headWrap;
+      // Until publish: AVAIL = !wrap, USED = 0 — neither available to the device nor used to us.
+      d16[headSlot * 8 + 7] = headWrap !== 0 ? 0 : VIRTQ_DESC_F_AVAIL;
     } else {
       d16[headSlot * 8 + 7] = headFlags; // ordered by the held-back head's release in publish()
     }

@@ -6,6 +6,23 @@ import { createPackedDeviceQueue, type PackedDeviceQueue } from '../../../src/qu
 import { PackedDriverQueue } from '../../../src/queue/packed/driver.js';
 import { layoutPackedRings, type PackedRingLayout } from '../../../src/queue/packed/layout.js';
 
+/**
+ * Which code path the fixtures' queues use, so one test file can run the same cases through several:
+ * - 'fast': as built (popBatch / pushUsedBatch / addBatch / getUsedBatch take their fast paths);
+ * - 'slow': those fast paths switched off (the complete walkers only).
+ * Set it at the top of a test file, before the tests run (each test file has its own module instance).
+ */
+export type PathMode = 'fast' | 'slow';
+let pathMode: PathMode = 'fast';
+export function setPathMode(m: PathMode): void {
+  pathMode = m;
+}
+
+/** Switch a queue's fast paths off (test hook: the private `fastOk` flag of the packed queues). */
+export function disableFastPath(q: PackedDeviceQueue | PackedDriverQueue): void {
+  (q as unknown as { fastOk: boolean }).fastOk = false;
+}
+
 export const RAM_BASE = 0x10000;
 export const RAM_SIZE = 1 << 20;
 
@@ -46,6 +63,8 @@ export interface FixtureOpts {
   inOrder?: boolean;
   maxChainSegments?: number;
   indirectThreshold?: number;
+  /** QueueConfig.concurrent (order flags accesses with Atomics even on a non-shared buffer). */
+  concurrent?: boolean;
 }
 
 export function makeFixture(o: FixtureOpts = {}): Fixture {
@@ -76,11 +95,16 @@ export function makeFixture(o: FixtureOpts = {}): Fixture {
     inOrder: o.inOrder ?? false,
   };
   if (o.maxChainSegments !== undefined) cfg.maxChainSegments = o.maxChainSegments;
+  if (o.concurrent !== undefined) cfg.concurrent = o.concurrent;
   const sink = new RecordingSink();
   const drvSink = new RecordingSink();
   const drv = new PackedDriverQueue(space, cfg, drvSink, { indirectThreshold: o.indirectThreshold ?? 0, allocIndirect: (b) => alloc(b) });
   const dev = createPackedDeviceQueue(space, cfg, sink) as PackedDeviceQueue;
   if (dev === null) throw new Error(`fixture: queue setup failed: ${sink.last?.message}`);
+  if (pathMode === 'slow') {
+    disableFastPath(dev);
+    disableFastPath(drv);
+  }
   return { space, backing, u8, cfg, layout, sink, drvSink, dev, drv, alloc, at: (addr) => PAD + (addr - RAM_BASE) };
 }
 
