@@ -16,14 +16,21 @@
  *
  * Memory ordering: flags are always read before the rest of a descriptor and written after it.
  * When the ring is shared with another agent (`cfg.concurrent`, default: SharedArrayBuffer or
- * fd-backed region), the flags word of a buffer's first descriptor is read with `Atomics.load` and
- * each used descriptor's (a batch's first) flags written with `Atomics.store`, which orders the plain
- * accesses around them (the driver published the rest of a list before its head, and reads a used
- * batch starting with its first descriptor). Event suppression areas always use Atomics (once per
- * batch). Without `concurrent`, plain typed-array accesses are used (Atomics cost ~20 ns each).
+ * fd-backed region), {@link PackedDeviceQueue.pop} reads the flags of a buffer's first descriptor
+ * with `Atomics.load`; {@link PackedDeviceQueue.popBatch} scans the flags of the available run with
+ * plain loads and does ONE `Atomics.load` on the last available head before reading any descriptor
+ * body (the driver exposes heads in ring order, each after its list; Atomics.load is not inlined by
+ * Node 20's V8 and costs ~120 instructions, so once per batch). Used descriptors are written with the
+ * flags of a batch's first one stored last with `Atomics.store`. Event suppression areas always use
+ * Atomics (once per batch). Without `concurrent`, plain typed-array accesses are used.
  *
- * {@link PackedDeviceQueue.popBatch} does the same validation for many buffers per call with the ring
- * state (and the last resolved region) in locals; indirect tables take a shared cold path.
+ * Code shape (perf-limits.md §6; measured with callgrind): popBatch and pushUsedBatch have fast paths
+ * with no calls inside their loops and their scalars read from an Int32Array (V8 keeps them untagged),
+ * which take regular buffers only — direct descriptors, buffers in the cached region, nothing to
+ * report — and stop, consuming nothing, at anything else; the complete walker (the code behind
+ * {@link PackedDeviceQueue.pop}) then takes that buffer with every check and is the one place that
+ * reports. test/queue/packed/fast-paths.test.ts compares both paths on random corrupt rings, and
+ * via-slow.test.ts runs every packed suite with the fast paths off.
  *
  * In-order (VIRTIO_F_IN_ORDER): {@link PackedDeviceQueue.pushUsedBatch} writes a single used
  * descriptor for a batch (the last buffer's id; the driver skips the others and treats them as fully

@@ -20,7 +20,14 @@
  *
  * Memory ordering (when `cfg.concurrent`, default for SharedArrayBuffer / fd-backed rings): the
  * batch's held-back head flags are stored with `Atomics.store` in publish (everything else of the
- * batch was written before it), used flags are read with `Atomics.load`; otherwise plain accesses.
+ * batch was written before it; until then the held-back slot says neither available nor used), used
+ * flags are read with `Atomics.load` — getUsedBatch once per call, on the first used descriptor,
+ * which pairs with the device's release of its batch's first descriptor; otherwise plain accesses.
+ *
+ * Per-id bookkeeping (token, writable bytes, slots, free-list link) lives in one Float64Array so the
+ * hot loops touch few typed arrays. addBatch / getUsedBatch have call-free fast paths for direct
+ * chains (no IN_ORDER, no indirect tables) that stop at anything else; {@link PackedDriverQueue.add}
+ * and {@link PackedDriverQueue.getUsed} then handle that chain or entry and do all the reporting.
  */
 import { VirtioError, requireArg, type VirtioErrorCode } from '../../errors.js';
 import type { AddressSpace } from '../../memory/space.js';
