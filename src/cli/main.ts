@@ -4,6 +4,7 @@
  * exit 2 for a bad command line, 1 for a failed command (stack traces only with
  * DEBUG=virtiokit:*).
  */
+import { pathToFileURL } from 'node:url';
 import { isVirtioError } from '../errors.js';
 import { formatFlags, parseArgs, UsageError } from './args.js';
 import type { CliIO, Command } from './command.js';
@@ -116,4 +117,9 @@ export async function run(argv: readonly string[], io: CliIO = STDIO, commands: 
     if (/virtiokit/.test(process.env['DEBUG'] ?? '') && e instanceof Error && e.stack) io.err(e.stack);
     return 1;
   }
+}
+
+// Run directly (`npx tsx src/cli/main.ts bench queue`) as well as through bin/virtiokit.js.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await run(process.argv.slice(2));
 }
