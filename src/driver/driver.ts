@@ -25,29 +25,22 @@
  */
 import { VirtioError, requireArg } from '../errors.js';
 import { logger } from '../log.js';
-import { RecordingSink, type GuestErrorSink } from '../device/choke.js';
+import { RecordingSink } from '../device/choke.js';
 import type { AddressSpace } from '../memory/space.js';
-import {
-  DEFAULT_SWIOTLB_BIT,
-  VIRTIO_F_NOTIF_CONFIG_DATA,
-  VIRTIO_F_NOTIFICATION_DATA,
-  VIRTIO_F_RING_PACKED,
-  VIRTIO_F_VERSION_1,
-  describeFeatures,
-} from '../features/bits.js';
-import { FeatureSet } from '../features/set.js';
-import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK, describeStatus } from '../features/status.js';
+import { VIRTIO_F_NOTIF_CONFIG_DATA, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED } from '../features/bits.js';
+import type { FeatureSet } from '../features/set.js';
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, describeStatus } from '../features/status.js';
 import type { DriverQueue } from '../queue/types.js';
 import { BouncePool, type BouncePoolOptions } from '../swiotlb/pool.js';
 import { SwiotlbWindow } from '../swiotlb/window.js';
 import { PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL, VIRTIO_PCI_ISR_CONFIG, VIRTIO_PCI_ISR_QUEUE } from '../transport/pci/layout-constants.js';
 import type { PciFunctionAccess } from './access.js';
-import { DirectDma, SwiotlbDma, type DriverDma } from './dma.js';
-import { chooseDriverFeatures, type DriverFeatureOptions } from './features.js';
+import { VirtioDriverBase, hex, type BaseDriverOptions, type DriverTexts } from './base-driver.js';
+import { DirectDma, SwiotlbDma } from './dma.js';
 import { vectorPlans, VIRTIO_MSI_NO_VECTOR, type InterruptMode, type VectorPlan } from './msix-plan.js';
 import { CC, PciConfigIo, VirtioPciRegs, type VirtioRegAddrs } from './pci-regs.js';
 import { barAddress, probeVirtioPci, relocateBar as relocate, type ProbeOptions, type VirtioPciProbe } from './probe.js';
-import { allocRingAreas, buildDriverQueue, chooseQueueSize, type QueueSizeOption } from './queue-setup.js';
+import { allocRingAreas, buildDriverQueue, chooseQueueSize } from './queue-setup.js';
 import { GuestRamAllocator } from './ram-alloc.js';
 import { VirtqueueDriver, type NotifyTarget } from './virtqueue.js';
 
@@ -58,19 +51,14 @@ export const DEFAULT_MSI_ADDRESS = 0xfee0_0000;
 /** First message data value (the "interrupt vector" number of vector 0). */
 export const DEFAULT_MSI_DATA_BASE = 0x40;
 
-
 /** Options of {@link VirtioPciDriver}. */
-export interface VirtioPciDriverOptions {
+export interface VirtioPciDriverOptions extends BaseDriverOptions {
   /** Guest RAM as the driver (the guest CPU) sees it. */
   guestRam: AddressSpace;
   /** Allocator over guest RAM (default: one over all of `guestRam`). */
   ram?: GuestRamAllocator;
   /** Probe options (BAR address allocator, SWIOTLB cfg_type ...), or an earlier probe result. */
   probe?: ProbeOptions | VirtioPciProbe;
-  /** Feature choice. */
-  features?: DriverFeatureOptions;
-  /** Queue size: a number (capped at the device maximum) or `(q, max) => size`. Default min(max, 256). */
-  queueSize?: QueueSizeOption;
   /** Set up only the first N queues (default: every available queue). */
   queues?: number;
   /** 'auto' (MSI-X with fallback, default), 'msix' (fail rather than use INTx), 'intx'. */
@@ -81,16 +69,10 @@ export interface VirtioPciDriverOptions {
   msiAddress?: number;
   /** Data of vector 0 (vector v sends base + v; default 0x40). */
   msiDataBase?: number;
-  /** Use an indirect table for chains of at least this many segments (0 = never, default). */
-  indirectThreshold?: number;
   /** Bounce pool tuning (SWIOTLB mode): min_align_mask, copiers. */
   bounce?: Omit<BouncePoolOptions, 'window' | 'ram'>;
-  /** Where device misbehaviour found by the driver queues goes (default: a RecordingSink). */
-  sink?: GuestErrorSink;
   /** Reads of device_status after writing 0 before giving up (default 16). */
   resetPolls?: number;
-  /** Feature select windows read and written (default 4 = 128 bits). */
-  featureWords?: number;
   /** Subscribe to `access.onMsi` / `access.onIntx` (default true). */
   connectInterrupts?: boolean;
 }
@@ -107,54 +89,37 @@ export interface DriverStats {
   vectorFailures: number;
 }
 
-interface RingAlloc {
-  parts: number[];
-}
-
-const hex = (n: number): string => `0x${n.toString(16)}`;
+const PCI_TEXTS: DriverTexts = {
+  resetStatus: 'device_status',
+  resetClause: 'pci.common-cfg.driver.5',
+  featuresStatus: 'status',
+  declinedFallback: 'acceptSwiotlb is false',
+  advice: ' accept it or relax the device policy.',
+};
 
 /** A simulated guest driver bound to one virtio-pci function. */
-export class VirtioPciDriver {
+export class VirtioPciDriver extends VirtioDriverBase<VirtioPciRegs, VirtioPciDriverOptions, DriverStats> {
   readonly access: PciFunctionAccess;
   readonly probe: VirtioPciProbe;
-  readonly regs: VirtioPciRegs;
-  readonly ram: GuestRamAllocator;
-  readonly sink: GuestErrorSink;
   readonly stats: DriverStats = { msi: 0, spuriousMsi: 0, intx: 0, isrReads: 0, configChanges: 0, vectorFailures: 0 };
-  /** Called on a configuration-change interrupt. */
-  onConfigChange: (() => void) | undefined;
 
-  private readonly o: VirtioPciDriverOptions;
   private readonly cfg: PciConfigIo;
   private readonly msiAddress: number;
   private readonly msiDataBase: number;
-  private offeredSet: FeatureSet | undefined;
-  private negotiatedSet: FeatureSet | undefined;
-  private dmaLayer: DriverDma | undefined;
-  private driverWindow: SwiotlbWindow | undefined;
-  private queueList: Array<VirtqueueDriver | undefined> = [];
-  private rings: RingAlloc[] = [];
   private plan: VectorPlan | undefined;
   /** vector → queues it serves. */
   private vectorQueues: number[][] = [];
-  private statusBits = 0;
   private lastGeneration = -1;
-  private inIntx = false;
-  private intxAgain = false;
-  private swiotlbWhy: string | undefined;
-  private readonly unsubscribe: Array<() => void> = [];
 
   /** Probe the function (unless a probe result is given). Call {@link init} next. */
   constructor(access: PciFunctionAccess, opts: VirtioPciDriverOptions) {
     requireArg(opts !== undefined && opts.guestRam !== undefined, 'VirtioPciDriver: options.guestRam (the guest RAM address space) is required');
-    this.access = access;
-    this.o = opts;
-    this.cfg = new PciConfigIo(access);
     const p = opts.probe;
-    this.probe = p !== undefined && 'common' in p ? p : probeVirtioPci(access, (p as ProbeOptions | undefined) ?? {});
-    this.regs = new VirtioPciRegs(access, this.addrs());
-    this.ram = opts.ram ?? new GuestRamAllocator(opts.guestRam);
-    this.sink = opts.sink ?? new RecordingSink();
+    const probe = p !== undefined && 'common' in p ? p : probeVirtioPci(access, (p as ProbeOptions | undefined) ?? {});
+    super(new VirtioPciRegs(access, addrsOf(probe)), opts.ram ?? new GuestRamAllocator(opts.guestRam), opts.sink ?? new RecordingSink(), opts, log, PCI_TEXTS);
+    this.access = access;
+    this.cfg = new PciConfigIo(access);
+    this.probe = probe;
     this.msiAddress = opts.msiAddress ?? DEFAULT_MSI_ADDRESS;
     this.msiDataBase = opts.msiDataBase ?? DEFAULT_MSI_DATA_BASE;
     if (opts.connectInterrupts ?? true) {
@@ -168,122 +133,16 @@ export class VirtioPciDriver {
     return new VirtioPciDriver(access, opts).init();
   }
 
-  private addrs(): VirtioRegAddrs {
-    const p = this.probe;
-    const at = (bar: number, off: number): number => {
-      const a = barAddress(p, bar);
-      if (a === undefined) throw new VirtioError('PROTOCOL', `BAR ${bar} is not implemented`);
-      return a + off;
-    };
-    return {
-      common: at(p.common.bar, p.common.offset),
-      isr: at(p.isr.bar, p.isr.offset),
-      device: p.device !== undefined ? at(p.device.bar, p.device.offset) : undefined,
-      deviceLength: p.device?.length ?? 0,
-      notify: at(p.notify.bar, p.notify.offset),
-      msixTable: p.msix !== undefined ? at(p.msix.tableBar, p.msix.tableOffset) : undefined,
-    };
-  }
-
-  // ------------------------------------------------------------------ state
-
-  /** Features the device offered (after init). */
-  get offered(): FeatureSet | undefined {
-    return this.offeredSet;
-  }
-  /** Features negotiated (after FEATURES_OK). */
-  get negotiated(): FeatureSet | undefined {
-    return this.negotiatedSet;
-  }
-  /** True when VIRTIO_F_SWIOTLB was negotiated. */
-  get swiotlb(): boolean {
-    return this.negotiatedSet?.has(this.swiotlbBit) ?? false;
-  }
-  /** Why the driver could not use the SWIOTLB window (capability missing, BAR not mappable), if so. */
-  get swiotlbUnusableReason(): string | undefined {
-    return this.swiotlbWhy;
-  }
-  /** The DMA layer in use (after init). */
-  get dma(): DriverDma | undefined {
-    return this.dmaLayer;
-  }
-  /** The bounce pool (SWIOTLB mode). */
-  get pool(): BouncePool | undefined {
-    return this.dmaLayer instanceof SwiotlbDma ? this.dmaLayer.pool : undefined;
-  }
-  /** The driver's own mapping of the window (SWIOTLB mode). */
-  get window(): SwiotlbWindow | undefined {
-    return this.driverWindow;
-  }
   /** Interrupt delivery chosen at init. */
   get interruptMode(): InterruptMode | undefined {
     return this.plan?.mode;
   }
-  /** device_status as read from the device. */
-  get status(): number {
-    return this.regs.status;
-  }
-  /** Queues set up (index = virtqueue index; undefined for queues not set up). */
-  get queues(): ReadonlyArray<VirtqueueDriver | undefined> {
-    return this.queueList;
-  }
-  private get swiotlbBit(): number {
-    return this.o.features?.swiotlbBit ?? DEFAULT_SWIOTLB_BIT;
-  }
 
-  /** The driver-side virtqueue `q`. @throws VirtioError INVALID_ARGUMENT when it was not set up */
-  queue(q: number): VirtqueueDriver {
-    const v = this.queueList[q];
-    if (v === undefined) throw new VirtioError('INVALID_ARGUMENT', `queue ${q} was not set up (set up: ${this.queueList.map((x, i) => (x ? i : -1)).filter((i) => i >= 0).join(', ') || 'none'}); call init() first`);
-    return v;
-  }
-
-  // ------------------------------------------------------------------ init
-
-  private setStatus(bits: number): void {
-    // basic.dev-status-field.driver.2: never clear a bit; write the accumulated value.
-    this.statusBits |= bits;
-    this.regs.status = this.statusBits;
-  }
-
-  private fail(code: 'FEATURE_REQUIRED' | 'PROTOCOL' | 'INVALID_ARGUMENT' | 'QUEUE_SIZE_INVALID', message: string, clause?: string): never {
-    // init.dev-init.driver.2/.3: give up with FAILED and stop initializing.
-    try {
-      this.setStatus(STATUS_FAILED);
-    } catch (e) {
-      log('setting FAILED threw: %O', e);
-    }
-    throw new VirtioError(code, message, clause !== undefined ? { clause } : {});
-  }
-
-  /** Reset the device and wait (boundedly) for device_status to read 0 (pci.common-cfg.driver.5). */
-  resetDevice(): void {
-    for (const v of this.queueList) v?.kill('device reset by the driver');
-    this.queueList = [];
-    this.regs.status = 0;
-    this.statusBits = 0;
-    const polls = this.o.resetPolls ?? 16;
-    let st = this.regs.status;
-    for (let i = 1; i < polls && st !== 0; i++) st = this.regs.status;
-    if (st !== 0) {
-      throw new VirtioError('TIMEOUT', `reset: device_status still reads ${hex(st)} (${describeStatus(st)}) after ${polls} reads; the device did not complete the reset`, { clause: 'pci.common-cfg.driver.5' });
-    }
-    // The device forgot the rings: release their memory and every bounce mapping.
-    for (const r of this.rings) for (const a of r.parts) this.safeFree(a);
-    this.rings = [];
-    this.dmaLayer?.reset();
-    this.dmaLayer = undefined;
-    this.negotiatedSet = undefined;
+  protected override afterReset(): void {
     this.plan = undefined;
   }
 
-  private safeFree(addr: number): void {
-    try {
-      this.dmaLayer?.freeCoherent(addr);
-    } catch (e) {
-      log('free of ring memory %s failed: %O', hex(addr), e);
-    }
-  }
+  // ------------------------------------------------------------------ init
 
   /**
    * Run the full initialization sequence. Returns `this`.
@@ -296,32 +155,9 @@ export class VirtioPciDriver {
     this.setStatus(STATUS_ACKNOWLEDGE);
     this.setStatus(STATUS_DRIVER);
 
-    // --- features
-    const words = this.o.featureWords ?? 4;
-    const offered = new FeatureSet();
-    for (let i = 0; i < words; i++) offered.setWord(i, this.regs.deviceFeatureWord(i));
-    this.offeredSet = offered.freeze();
-    const devType = this.probe.virtioDeviceId;
-    if (!offered.has(VIRTIO_F_VERSION_1)) {
-      // reserved.reserved-feature-bits.driver.2: this modern-only driver gives up.
-      this.fail('FEATURE_REQUIRED', `the device does not offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered, devType).join(', ') || 'nothing'}); this driver has no legacy mode`, 'reserved.reserved-feature-bits.driver.2');
-    }
+    // --- features (init.dev-init.driver.2 on refusal)
+    const { accepted } = this.negotiateFeatures(this.probe.virtioDeviceId);
     const swBit = this.swiotlbBit;
-    const swUsable = offered.has(swBit) ? this.swiotlbUsable() : false;
-    const accepted = chooseDriverFeatures(offered, this.o.features, swUsable).freeze();
-    for (let i = 0; i < Math.max(words, accepted.storedWords); i++) this.regs.writeDriverFeatureWord(i, accepted.word(i));
-    this.setStatus(STATUS_FEATURES_OK);
-    const st = this.regs.status;
-    if ((st & STATUS_FEATURES_OK) === 0) {
-      const names = (s: FeatureSet): string => describeFeatures(s, devType, { swiotlbBit: swBit }).join(', ') || 'none';
-      const declined = offered.minus(accepted);
-      let hint = '';
-      if (offered.has(swBit) && !accepted.has(swBit)) {
-        hint = ` The driver declined VIRTIO_F_SWIOTLB (bit ${swBit}) — ${this.swiotlbWhy ?? 'acceptSwiotlb is false'} — and a device with SWIOTLB policy 'required' refuses to run without it (rfc-swiotlb.feature.device.1); accept it or relax the device policy.`;
-      }
-      this.fail('FEATURE_REQUIRED', `the device refused FEATURES_OK (status read back ${hex(st)}: ${describeStatus(st)}) for accepted features [${names(accepted)}]; offered but not accepted: [${names(declined)}].${hint}`, 'init.dev-init.driver.2');
-    }
-    this.negotiatedSet = accepted;
 
     // --- DMA
     this.dmaLayer = accepted.has(swBit) ? this.buildSwiotlbDma() : new DirectDma(this.ram);
@@ -354,17 +190,21 @@ export class VirtioPciDriver {
     return this;
   }
 
+  protected override bounceUsable(offered: FeatureSet): boolean {
+    return offered.has(this.swiotlbBit) ? this.swiotlbUsable() : false;
+  }
+
   /** Can the driver use the window? Sets {@link swiotlbUnusableReason} when not. */
   private swiotlbUsable(): boolean {
-    this.swiotlbWhy = undefined;
+    this.unusableWhy = undefined;
     const cap = this.probe.swiotlb;
     if (cap === undefined) {
-      this.swiotlbWhy = 'the device offers VIRTIO_F_SWIOTLB but presents no SWIOTLB capability (check swiotlbCfgType)';
+      this.unusableWhy = 'the device offers VIRTIO_F_SWIOTLB but presents no SWIOTLB capability (check swiotlbCfgType)';
       return false;
     }
     const m = this.access.barMapping?.(cap.bar);
     if (m === undefined || cap.offset < m.barOffset || cap.offset + cap.length > m.barOffset + m.size) {
-      this.swiotlbWhy = `BAR ${cap.bar} range ${hex(cap.offset)}+${hex(cap.length)} is not mappable through this access object (no barMapping)`;
+      this.unusableWhy = `BAR ${cap.bar} range ${hex(cap.offset)}+${hex(cap.length)} is not mappable through this access object (no barMapping)`;
       return false;
     }
     return true;
@@ -392,7 +232,7 @@ export class VirtioPciDriver {
     if (size !== max) regs.ccW16(CC.QUEUE_SIZE, size);
     // Ring memory: three separately allocated, aligned parts (inside the window with SWIOTLB).
     const addrs = allocRingAreas(dma, size, packed);
-    this.rings.push({ parts: addrs });
+    this.rings.set(q, addrs);
     const [desc, driverArea, deviceArea] = addrs;
     regs.ccW64(CC.QUEUE_DESC, desc);
     regs.ccW64(CC.QUEUE_DRIVER, driverArea);
@@ -498,33 +338,19 @@ export class VirtioPciDriver {
   /** The INTx line changed. On assertion: read ISR (clears it), service queues / config. */
   handleIntx(level: boolean): void {
     if (!level || this.plan?.mode !== 'intx') return; // pci.isr.driver.1: with MSI-X, ISR is not read
-    if (this.inIntx) {
-      this.intxAgain = true;
-      return;
-    }
-    this.inIntx = true;
-    try {
-      do {
-        this.intxAgain = false;
-        this.stats.intx++;
-        this.stats.isrReads++;
-        const isr = this.regs.readIsr();
-        if ((isr & VIRTIO_PCI_ISR_QUEUE) !== 0) for (const v of this.queueList) v?.service();
-        if ((isr & VIRTIO_PCI_ISR_CONFIG) !== 0) this.configChanged();
-      } while (this.intxAgain);
-    } finally {
-      this.inIntx = false;
-    }
+    this.lineAsserted();
   }
 
-  private configChanged(): void {
-    this.stats.configChanges++;
+  protected override serviceLine(): void {
+    this.stats.intx++;
+    this.stats.isrReads++;
+    const isr = this.regs.readIsr();
+    if ((isr & VIRTIO_PCI_ISR_QUEUE) !== 0) for (const v of this.queueList) v?.service();
+    if ((isr & VIRTIO_PCI_ISR_CONFIG) !== 0) this.configChanged();
+  }
+
+  protected override noteConfigChange(): void {
     this.lastGeneration = this.regs.cc8(CC.CONFIG_GENERATION);
-    try {
-      this.onConfigChange?.();
-    } catch (e) {
-      log('onConfigChange threw: %O', e);
-    }
   }
 
   // ------------------------------------------------------------------ device config
@@ -556,17 +382,25 @@ export class VirtioPciDriver {
     const b = this.probe.bars.find((x) => x.index === bar);
     requireArg(b !== undefined, `relocateBar: BAR ${bar} is not an implemented memory BAR`);
     relocate(this.access, b, address);
-    this.regs.rebase(this.addrs());
+    this.regs.rebase(addrsOf(this.probe));
     this.driverWindow = undefined;
     log('BAR %d moved to %s', bar, hex(address));
   }
+}
 
-  /** Reset the device, release memory and unsubscribe from interrupts. */
-  close(): void {
-    try {
-      this.resetDevice();
-    } finally {
-      for (const u of this.unsubscribe.splice(0)) u();
-    }
-  }
+/** Bus addresses of the probed structures. */
+function addrsOf(p: VirtioPciProbe): VirtioRegAddrs {
+  const at = (bar: number, off: number): number => {
+    const a = barAddress(p, bar);
+    if (a === undefined) throw new VirtioError('PROTOCOL', `BAR ${bar} is not implemented`);
+    return a + off;
+  };
+  return {
+    common: at(p.common.bar, p.common.offset),
+    isr: at(p.isr.bar, p.isr.offset),
+    device: p.device !== undefined ? at(p.device.bar, p.device.offset) : undefined,
+    deviceLength: p.device?.length ?? 0,
+    notify: at(p.notify.bar, p.notify.offset),
+    msixTable: p.msix !== undefined ? at(p.msix.tableBar, p.msix.tableOffset) : undefined,
+  };
 }

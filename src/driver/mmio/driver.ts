@@ -28,18 +28,18 @@
  */
 import { VirtioError, requireArg } from '../../errors.js';
 import { logger } from '../../log.js';
-import { RecordingSink, type GuestErrorSink } from '../../device/choke.js';
+import { RecordingSink } from '../../device/choke.js';
 import type { AddressSpace } from '../../memory/space.js';
-import { DEFAULT_SWIOTLB_BIT, VIRTIO_F_RING_RESET, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1, describeFeatures } from '../../features/bits.js';
-import { FeatureSet } from '../../features/set.js';
-import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK, describeStatus } from '../../features/status.js';
+import { VIRTIO_F_RING_RESET, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED } from '../../features/bits.js';
+import type { FeatureSet } from '../../features/set.js';
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK } from '../../features/status.js';
 import type { DriverQueue } from '../../queue/types.js';
 import { BouncePool, type BouncePoolOptions } from '../../swiotlb/pool.js';
 import { SwiotlbWindow } from '../../swiotlb/window.js';
 import { VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING } from '../../transport/mmio/registers.js';
-import { DirectDma, SwiotlbDma, type DriverDma } from '../dma.js';
-import { chooseDriverFeatures, type DriverFeatureOptions } from '../features.js';
-import { allocRingAreas, buildDriverQueue, chooseQueueSize, type QueueSizeOption } from '../queue-setup.js';
+import { VirtioDriverBase, hex, type BaseDriverOptions, type DriverTexts } from '../base-driver.js';
+import { DirectDma, SwiotlbDma } from '../dma.js';
+import { allocRingAreas, buildDriverQueue, chooseQueueSize } from '../queue-setup.js';
 import { GuestRamAllocator, type RamRange } from '../ram-alloc.js';
 import { VirtqueueDriver } from '../virtqueue.js';
 import type { MmioDeviceAccess, MmioPlatformDescription } from './access.js';
@@ -49,7 +49,7 @@ import { MmioQueueNotifier, MR, VirtioMmioRegs } from './regs.js';
 const log = logger('driver:mmio');
 
 /** Options of {@link VirtioMmioDriver}. */
-export interface VirtioMmioDriverOptions {
+export interface VirtioMmioDriverOptions extends BaseDriverOptions {
   /** Guest RAM as the driver (the guest CPU) sees it; contains the restricted pool, if any. */
   guestRam: AddressSpace;
   /** Allocator over guest RAM (default: one over all of `guestRam` except the pool). */
@@ -58,29 +58,19 @@ export interface VirtioMmioDriverOptions {
   platform?: MmioPlatformDescription;
   /** An earlier probe result (skips probing). */
   probe?: VirtioMmioProbe;
-  /** Feature choice. */
-  features?: DriverFeatureOptions;
   /**
    * Bounce through `platform.pool` even when VIRTIO_F_SWIOTLB is not negotiated (default true,
    * Linux's behaviour for a device with a restricted-dma-pool; rfc-swiotlb.mmio.driver.1).
    */
   preferPool?: boolean;
-  /** Queue size: a number (capped at the device maximum) or `(q, max) => size`. Default min(max, 256). */
-  queueSize?: QueueSizeOption;
   /** Queues to set up (default: queues 0, 1, ... until QueueSizeMax reads 0). */
   queues?: number;
   /** Upper bound of the queue scan (default 64). */
   maxQueues?: number;
-  /** Use an indirect table for chains of at least this many segments (0 = never, default). */
-  indirectThreshold?: number;
   /** Bounce pool tuning: min_align_mask, copiers. */
   bounce?: Omit<BouncePoolOptions, 'window' | 'ram'>;
-  /** Where device misbehaviour found by the driver queues goes (default: a RecordingSink). */
-  sink?: GuestErrorSink;
   /** Reads of Status after writing 0 before giving up (default 16). */
   resetPolls?: number;
-  /** Feature select windows read and written (default 4 = 128 bits). */
-  featureWords?: number;
   /** Subscribe to `access.onIrq` (default true). */
   connectInterrupts?: boolean;
 }
@@ -96,34 +86,21 @@ export interface MmioDriverStats {
   configChanges: number;
 }
 
-
-const hex = (n: number): string => `0x${n.toString(16)}`;
+const MMIO_TEXTS: DriverTexts = {
+  resetStatus: 'Status',
+  resetClause: 'basic.dev-reset.device.1',
+  featuresStatus: 'Status',
+  declinedFallback: 'no pool',
+  advice: ' accept it (give the driver the restricted-dma-pool) or relax the device policy.',
+};
 
 /** A simulated guest driver bound to one virtio-mmio device. */
-export class VirtioMmioDriver {
+export class VirtioMmioDriver extends VirtioDriverBase<VirtioMmioRegs, VirtioMmioDriverOptions, MmioDriverStats> {
   readonly access: MmioDeviceAccess;
   readonly probe: VirtioMmioProbe;
-  readonly regs: VirtioMmioRegs;
-  readonly ram: GuestRamAllocator;
-  readonly sink: GuestErrorSink;
   readonly stats: MmioDriverStats = { irqs: 0, statusReads: 0, spurious: 0, configChanges: 0 };
-  /** Called on a configuration-change interrupt. */
-  onConfigChange: (() => void) | undefined;
 
-  private readonly o: VirtioMmioDriverOptions;
   private readonly notifier: MmioQueueNotifier;
-  private offeredSet: FeatureSet | undefined;
-  private negotiatedSet: FeatureSet | undefined;
-  private dmaLayer: DriverDma | undefined;
-  private driverWindow: SwiotlbWindow | undefined;
-  private queueList: Array<VirtqueueDriver | undefined> = [];
-  /** Ring memory per queue index. */
-  private rings = new Map<number, number[]>();
-  private statusBits = 0;
-  private inIrq = false;
-  private irqAgain = false;
-  private poolWhy: string | undefined;
-  private readonly unsubscribe: Array<() => void> = [];
 
   /**
    * Probe the device (unless a probe result is given). Call {@link init} next.
@@ -132,17 +109,14 @@ export class VirtioMmioDriver {
    */
   constructor(access: MmioDeviceAccess, opts: VirtioMmioDriverOptions) {
     requireArg(opts !== undefined && opts.guestRam !== undefined, 'VirtioMmioDriver: options.guestRam (the guest RAM address space) is required');
-    this.access = access;
-    this.o = opts;
     const p = opts.probe ?? probeVirtioMmio(access);
     if (p === null) {
       throw new VirtioError('PROTOCOL', 'DeviceID 0: a placeholder virtio-mmio transport with no device behind it; use VirtioMmioDriver.open() (returns null) or probeVirtioMmio() to skip it', { clause: 'mmio.regs.driver.6' });
     }
+    super(new VirtioMmioRegs(access), opts.ram ?? new GuestRamAllocator(opts.guestRam, ramRanges(opts.guestRam, opts.platform?.pool)), opts.sink ?? new RecordingSink(), opts, log, MMIO_TEXTS);
+    this.access = access;
     this.probe = p;
-    this.regs = new VirtioMmioRegs(access);
     this.notifier = new MmioQueueNotifier(access);
-    this.ram = opts.ram ?? new GuestRamAllocator(opts.guestRam, ramRanges(opts.guestRam, opts.platform?.pool));
-    this.sink = opts.sink ?? new RecordingSink();
     if ((opts.connectInterrupts ?? true) && access.onIrq !== undefined) {
       this.unsubscribe.push(access.onIrq((l) => this.handleIrq(l)));
     }
@@ -159,99 +133,7 @@ export class VirtioMmioDriver {
     return new VirtioMmioDriver(access, { ...opts, probe: p }).init();
   }
 
-  // ------------------------------------------------------------------ state
-
-  /** Features the device offered (after init). */
-  get offered(): FeatureSet | undefined {
-    return this.offeredSet;
-  }
-  /** Features negotiated (after FEATURES_OK). */
-  get negotiated(): FeatureSet | undefined {
-    return this.negotiatedSet;
-  }
-  /** True when VIRTIO_F_SWIOTLB was negotiated. */
-  get swiotlb(): boolean {
-    return this.negotiatedSet?.has(this.swiotlbBit) ?? false;
-  }
-  /** Why the driver could not use the restricted pool (none described, not in guest RAM), if so. */
-  get swiotlbUnusableReason(): string | undefined {
-    return this.poolWhy;
-  }
-  /** The DMA layer in use (after init). */
-  get dma(): DriverDma | undefined {
-    return this.dmaLayer;
-  }
-  /** The bounce pool (when bouncing through the restricted pool). */
-  get pool(): BouncePool | undefined {
-    return this.dmaLayer instanceof SwiotlbDma ? this.dmaLayer.pool : undefined;
-  }
-  /** The driver's view of the restricted pool (when bouncing). */
-  get window(): SwiotlbWindow | undefined {
-    return this.driverWindow;
-  }
-  /** Status as read from the device. */
-  get status(): number {
-    return this.regs.status;
-  }
-  /** Queues set up (index = virtqueue index; undefined for queues not set up). */
-  get queues(): ReadonlyArray<VirtqueueDriver | undefined> {
-    return this.queueList;
-  }
-  private get swiotlbBit(): number {
-    return this.o.features?.swiotlbBit ?? DEFAULT_SWIOTLB_BIT;
-  }
-
-  /** The driver-side virtqueue `q`. @throws VirtioError INVALID_ARGUMENT when it was not set up */
-  queue(q: number): VirtqueueDriver {
-    const v = this.queueList[q];
-    if (v === undefined) throw new VirtioError('INVALID_ARGUMENT', `queue ${q} was not set up (set up: ${this.queueList.map((x, i) => (x ? i : -1)).filter((i) => i >= 0).join(', ') || 'none'}); call init() first`);
-    return v;
-  }
-
   // ------------------------------------------------------------------ init
-
-  private setStatus(bits: number): void {
-    // basic.dev-status-field.driver.2: never clear a bit; write the accumulated value.
-    this.statusBits |= bits;
-    this.regs.status = this.statusBits;
-  }
-
-  private fail(code: 'FEATURE_REQUIRED' | 'PROTOCOL' | 'QUEUE_SIZE_INVALID', message: string, clause?: string): never {
-    // init.dev-init.driver.2/.3: give up with FAILED and stop initializing.
-    try {
-      this.setStatus(STATUS_FAILED);
-    } catch (e) {
-      log('setting FAILED threw: %O', e);
-    }
-    throw new VirtioError(code, message, clause !== undefined ? { clause } : {});
-  }
-
-  /** Reset the device and wait (boundedly) for Status to read 0. */
-  resetDevice(): void {
-    for (const v of this.queueList) v?.kill('device reset by the driver');
-    this.queueList = [];
-    this.regs.status = 0;
-    this.statusBits = 0;
-    const polls = this.o.resetPolls ?? 16;
-    let st = this.regs.status;
-    for (let i = 1; i < polls && st !== 0; i++) st = this.regs.status;
-    if (st !== 0) {
-      throw new VirtioError('TIMEOUT', `reset: Status still reads ${hex(st)} (${describeStatus(st)}) after ${polls} reads; the device did not complete the reset`, { clause: 'basic.dev-reset.device.1' });
-    }
-    for (const parts of this.rings.values()) for (const a of parts) this.safeFree(a);
-    this.rings.clear();
-    this.dmaLayer?.reset();
-    this.dmaLayer = undefined;
-    this.negotiatedSet = undefined;
-  }
-
-  private safeFree(addr: number): void {
-    try {
-      this.dmaLayer?.freeCoherent(addr);
-    } catch (e) {
-      log('free of ring memory %s failed: %O', hex(addr), e);
-    }
-  }
 
   /**
    * Run the full initialization sequence. Returns `this`.
@@ -263,35 +145,10 @@ export class VirtioMmioDriver {
     this.setStatus(STATUS_ACKNOWLEDGE);
     this.setStatus(STATUS_DRIVER);
 
-    // --- features
-    const words = this.o.featureWords ?? 4;
-    const offered = new FeatureSet();
-    for (let i = 0; i < words; i++) offered.setWord(i, this.regs.deviceFeatureWord(i)); // mmio.regs.driver.7
-    this.offeredSet = offered.freeze();
+    // --- features (mmio.regs.driver.7/.8)
     const devType = this.probe.deviceId;
-    if (!offered.has(VIRTIO_F_VERSION_1)) {
-      // reserved.reserved-feature-bits.driver.2: this modern-only driver gives up.
-      this.fail('FEATURE_REQUIRED', `the device does not offer VIRTIO_F_VERSION_1 (offered: ${describeFeatures(offered, devType).join(', ') || 'nothing'}); this driver has no legacy mode`, 'reserved.reserved-feature-bits.driver.2');
-    }
+    const { accepted, usable: poolOk } = this.negotiateFeatures(devType);
     const swBit = this.swiotlbBit;
-    const poolOk = this.poolUsable();
-    const accepted = chooseDriverFeatures(offered, this.o.features, offered.has(swBit) && poolOk).freeze();
-    if (accepted.has(swBit) && !poolOk) {
-      // A `features.select` forced the bit without a pool: the driver could not keep its promise.
-      this.fail('FEATURE_REQUIRED', `VIRTIO_F_SWIOTLB (bit ${swBit}) was chosen (features.select) but ${this.poolWhy ?? 'the pool is unusable'}; the driver could not pass only pool addresses`, 'rfc-swiotlb.mmio.driver.2');
-    }
-    for (let i = 0; i < Math.max(words, accepted.storedWords); i++) this.regs.writeDriverFeatureWord(i, accepted.word(i)); // mmio.regs.driver.8
-    this.setStatus(STATUS_FEATURES_OK);
-    const st = this.regs.status;
-    if ((st & STATUS_FEATURES_OK) === 0) {
-      const names = (s: FeatureSet): string => describeFeatures(s, devType, { swiotlbBit: swBit }).join(', ') || 'none';
-      let hint = '';
-      if (offered.has(swBit) && !accepted.has(swBit)) {
-        hint = ` The driver declined VIRTIO_F_SWIOTLB (bit ${swBit}) — ${poolOk ? 'acceptSwiotlb is false' : (this.poolWhy ?? 'no pool')} — and a device with SWIOTLB policy 'required' refuses to run without it (rfc-swiotlb.feature.device.1); accept it (give the driver the restricted-dma-pool) or relax the device policy.`;
-      }
-      this.fail('FEATURE_REQUIRED', `the device refused FEATURES_OK (Status read back ${hex(st)}: ${describeStatus(st)}) for accepted features [${names(accepted)}]; offered but not accepted: [${names(offered.minus(accepted))}].${hint}`, 'init.dev-init.driver.2');
-    }
-    this.negotiatedSet = accepted;
 
     // --- DMA (rfc-swiotlb.mmio.driver.2: with the bit, only the pool; .1: prefer the pool anyway)
     const bounce = accepted.has(swBit) || (poolOk && (this.o.preferPool ?? true));
@@ -357,16 +214,28 @@ export class VirtioMmioDriver {
     return vq;
   }
 
+  protected override bounceUsable(): boolean {
+    return this.poolUsable();
+  }
+
+  protected override checkChosen(accepted: FeatureSet, poolOk: boolean): void {
+    const swBit = this.swiotlbBit;
+    if (accepted.has(swBit) && !poolOk) {
+      // A `features.select` forced the bit without a pool: the driver could not keep its promise.
+      this.fail('FEATURE_REQUIRED', `VIRTIO_F_SWIOTLB (bit ${swBit}) was chosen (features.select) but ${this.unusableWhy ?? 'the pool is unusable'}; the driver could not pass only pool addresses`, 'rfc-swiotlb.mmio.driver.2');
+    }
+  }
+
   /** Can the driver bounce through the restricted pool? Sets {@link swiotlbUnusableReason} when not. */
   private poolUsable(): boolean {
-    this.poolWhy = undefined;
+    this.unusableWhy = undefined;
     const pool = this.o.platform?.pool;
     if (pool === undefined) {
-      this.poolWhy = 'the device tree gives the device no restricted-dma-pool (options.platform.pool)';
+      this.unusableWhy = 'the device tree gives the device no restricted-dma-pool (options.platform.pool)';
       return false;
     }
     if (!this.o.guestRam.check(pool.base, pool.size, true)) {
-      this.poolWhy = `the restricted-dma-pool [${hex(pool.base)}, +${hex(pool.size)}) is not one writable range of guest RAM (${this.o.guestRam.describe()})`;
+      this.unusableWhy = `the restricted-dma-pool [${hex(pool.base)}, +${hex(pool.size)}) is not one writable range of guest RAM (${this.o.guestRam.describe()})`;
       return false;
     }
     return true;
@@ -414,37 +283,20 @@ export class VirtioMmioDriver {
    */
   handleIrq(level: boolean): void {
     if (!level) return;
-    if (this.inIrq) {
-      this.irqAgain = true;
-      return;
-    }
-    this.inIrq = true;
-    try {
-      do {
-        this.irqAgain = false;
-        this.stats.irqs++;
-        this.stats.statusReads++;
-        const st = this.regs.r32(MR.INTERRUPT_STATUS) & (VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG); // mmio.notif-dev.driver.1; mmio.regs.driver.12
-        if (st === 0) {
-          this.stats.spurious++;
-          continue;
-        }
-        this.regs.w32(MR.INTERRUPT_ACK, st); // mmio.regs.driver.13, mmio.notif-dev.driver.3: only the handled, defined bits
-        if ((st & VIRTIO_MMIO_INT_CONFIG) !== 0) this.configChanged();
-        if ((st & VIRTIO_MMIO_INT_VRING) !== 0) for (const v of this.queueList) v?.service(); // mmio.notif-dev.driver.2
-      } while (this.irqAgain);
-    } finally {
-      this.inIrq = false;
-    }
+    this.lineAsserted();
   }
 
-  private configChanged(): void {
-    this.stats.configChanges++;
-    try {
-      this.onConfigChange?.();
-    } catch (e) {
-      log('onConfigChange threw: %O', e);
+  protected override serviceLine(): void {
+    this.stats.irqs++;
+    this.stats.statusReads++;
+    const st = this.regs.r32(MR.INTERRUPT_STATUS) & (VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG); // mmio.notif-dev.driver.1; mmio.regs.driver.12
+    if (st === 0) {
+      this.stats.spurious++;
+      return;
     }
+    this.regs.w32(MR.INTERRUPT_ACK, st); // mmio.regs.driver.13, mmio.notif-dev.driver.3: only the handled, defined bits
+    if ((st & VIRTIO_MMIO_INT_CONFIG) !== 0) this.configChanged();
+    if ((st & VIRTIO_MMIO_INT_VRING) !== 0) for (const v of this.queueList) v?.service(); // mmio.notif-dev.driver.2
   }
 
   // ------------------------------------------------------------------ device config and shared memory
@@ -489,16 +341,6 @@ export class VirtioMmioDriver {
     return { base: this.regs.r64(MR.SHM_BASE), length: lenHi * 4294967296 + lenLo };
   }
 
-  // ------------------------------------------------------------------ teardown
-
-  /** Reset the device, release memory and unsubscribe from the interrupt line. */
-  close(): void {
-    try {
-      this.resetDevice();
-    } finally {
-      for (const u of this.unsubscribe.splice(0)) u();
-    }
-  }
 }
 
 /** Guest RAM minus the restricted pool (reserved memory is not handed out by the allocator). */
