@@ -4,7 +4,7 @@ import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from '../../features/status.js';
 import { ANY_TRANSPORT, DEVICE_IDS, defineCheck, type Check } from '../check.js';
 import { RawDriver, waitFor, type UsedElem } from '../raw.js';
 import { fail, pass, type CheckResult, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, buildWork, rawInit, settleTransport } from './util.js';
+import { acceptWith, buildWork, rawInit, settleTransport, withRaw } from './util.js';
 
 export const featureChecks: readonly Check[] = [
   defineCheck({
@@ -14,12 +14,9 @@ export const featureChecks: readonly Check[] = [
     role: 'device',
     transports: ANY_TRANSPORT,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         return raw.readOffered().has(VIRTIO_F_VERSION_1) ? pass('bit 32 offered') : fail('VIRTIO_F_VERSION_1 (bit 32) is not offered');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -70,8 +67,7 @@ export const featureChecks: readonly Check[] = [
     transports: ANY_TRANSPORT,
     devices: ['blk', 'net', 'console'],
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         raw.reset();
         raw.regs.setStatus(STATUS_ACKNOWLEDGE);
         raw.regs.setStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
@@ -85,9 +81,7 @@ export const featureChecks: readonly Check[] = [
         const diff = f.findIndex((_, i) => early[i] !== late[i] && !(ctx.dut.kind === 'net' && f[i]![0] === 6));
         if (diff >= 0) return fail(`config at ${f[diff]![0]} read 0x${early[diff]!.toString(16)} before FEATURES_OK, 0x${late[diff]!.toString(16)} after DRIVER_OK`);
         return pass(`${f.length} fields readable before FEATURES_OK with the same values`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -99,8 +93,7 @@ export const featureChecks: readonly Check[] = [
     variant: { inOrder: true },
     needs: [VIRTIO_F_IN_ORDER],
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: acceptWith({ add: [VIRTIO_F_IN_ORDER] }) });
-      try {
+      return withRaw(rawInit(ctx, { accept: acceptWith({ add: [VIRTIO_F_IN_ORDER] }) }), async (raw) => {
         if (!raw.features.has(VIRTIO_F_IN_ORDER)) return fail('IN_ORDER offered but not negotiated');
         const q = buildWork(raw, ctx.dut.kind).q;
         const rq = raw.queue(q);
@@ -119,9 +112,7 @@ export const featureChecks: readonly Check[] = [
         }
         if (pos !== 3) return fail(`only ${used.length} of 4 buffers used`);
         return pass(`4 buffers used in avail order (${used.map((x) => x.id).join(',')})`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
 ];

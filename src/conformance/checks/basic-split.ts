@@ -2,9 +2,9 @@
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED } from '../../features/bits.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../queue/types.js';
 import { ANY_TRANSPORT, defineCheck, type Check, type CheckContext } from '../check.js';
-import { RawSplitQueue, settle, waitFor } from '../raw.js';
+import { RawSplitQueue, settle, waitFor, type PostOptions, type RawDriver } from '../raw.js';
 import { fail, pass, type CheckResult } from '../verdict.js';
-import { acceptWith, buildWork, judgeMalformed, rawInit, runWork, workOk } from './util.js';
+import { acceptWith, buildWork, judgeMalformed, rawInit, runWork, waitUsed, withRaw, workOk } from './util.js';
 
 const SPLIT_ONLY = acceptWith({ drop: [VIRTIO_F_RING_PACKED] });
 const ROBUST = ['basic.dev-status-field.device.3', 'basic.dev-reset.device.1'];
@@ -15,9 +15,79 @@ function splitQ(raw: { queue(q: number): unknown }, q: number): RawSplitQueue {
   return rq;
 }
 
+/** Make head `head` available and notify the device. */
+function availKick(rq: RawSplitQueue, head: number): void {
+  rq.pushAvail(head);
+  rq.publish();
+  rq.kick();
+}
+
+/**
+ * A robustness check on a split ring: `corrupt` writes something malformed on the workload
+ * queue (and kicks); judgeMalformed gives the verdict.
+ */
+function malformedSplit(
+  id: string,
+  title: string,
+  corrupt: (raw: RawDriver, rq: RawSplitQueue) => { guard?: Array<{ addr: number; len: number }> } | void,
+  extra: Pick<Check, 'needs' | 'devices'> = {},
+): Check {
+  return defineCheck({
+    id,
+    title,
+    clauses: ROBUST,
+    role: 'device',
+    transports: ANY_TRANSPORT,
+    ...extra,
+    run: (ctx) => judgeMalformed(ctx, (raw, q) => corrupt(raw, splitQ(raw, q)), { accept: SPLIT_ONLY }),
+  });
+}
+
+/**
+ * Post the workload (built with `work`) through an indirect table laid out by `post`, wait for it
+ * and judge it: FAIL naming `what` if it is not completed, PASS with `ok` if it verifies.
+ */
+async function indirectChain(ctx: CheckContext, work: { split?: number }, post: PostOptions, what: string, ok: string): Promise<CheckResult> {
+  return withRaw(rawInit(ctx, { accept: SPLIT_ONLY }), async (raw) => {
+    const w = buildWork(raw, ctx.dut.kind, work);
+    const rq = raw.queue(w.q);
+    const id = rq.post(w.bufs, { indirect: true, ...post });
+    rq.kick();
+    const got = await waitUsed(ctx, raw, w.q, id);
+    if (got === undefined) return fail(`${what} not completed${raw.needsReset() ? ' (device set NEEDS_RESET)' : ''}`);
+    const p = w.verify(raw, got);
+    return p === undefined ? pass(ok) : fail(p);
+  });
+}
+
+/**
+ * Negotiate with `accept`, set the avail flags and used_event of the workload queue, do one valid
+ * request and expect a used-buffer notification: FAIL with `none` if none came, PASS with `ok(n)`.
+ */
+async function usedNotif(
+  ctx: CheckContext,
+  accept: { add?: number[]; drop?: number[] },
+  availFlags: number,
+  usedEvent: number,
+  none: string,
+  ok: (n: number) => string,
+): Promise<CheckResult> {
+  return withRaw(rawInit(ctx, { accept: acceptWith(accept) }), async (raw) => {
+    const q = buildWork(raw, ctx.dut.kind).q;
+    const rq = splitQ(raw, q);
+    rq.setAvailFlags(availFlags);
+    rq.setUsedEvent(usedEvent);
+    const before = raw.irq.queue;
+    const p = await workOk(ctx, raw);
+    if (p !== undefined) return fail(p);
+    await waitFor(() => raw.irq.queue > before, ctx.waitMs, ctx.signal);
+    if (raw.irq.queue === before) return fail(none);
+    return pass(ok(raw.irq.queue - before));
+  });
+}
+
 async function framing(ctx: CheckContext): Promise<CheckResult> {
-  const raw = rawInit(ctx, { accept: SPLIT_ONLY });
-  try {
+  return withRaw(rawInit(ctx, { accept: SPLIT_ONLY }), async (raw) => {
     for (const split of [2, 5]) {
       const w = buildWork(raw, ctx.dut.kind, { split, seed: split });
       const u = await runWork(ctx, raw, w);
@@ -26,9 +96,7 @@ async function framing(ctx: CheckContext): Promise<CheckResult> {
       if (p !== undefined) return fail(`readable part split over ${split} descriptors: ${p}`);
     }
     return pass('requests with the readable part split over 2 and 5 descriptors completed correctly');
-  } finally {
-    raw.close();
-  }
+  });
 }
 
 export const splitChecks: readonly Check[] = [
@@ -39,8 +107,7 @@ export const splitChecks: readonly Check[] = [
     role: 'device',
     transports: ANY_TRANSPORT,
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: SPLIT_ONLY });
-      try {
+      return withRaw(rawInit(ctx, { accept: SPLIT_ONLY }), async (raw) => {
         const w = buildWork(raw, ctx.dut.kind);
         const rq = splitQ(raw, w.q);
         rq.post(w.bufs);
@@ -63,9 +130,7 @@ export const splitChecks: readonly Check[] = [
         const p = w.verify(raw, e);
         if (p !== undefined) return fail(p);
         return pass(`used idx moved to 1 with len ${e.len} (of ${writable} writable bytes) already in place`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -84,8 +149,7 @@ export const splitChecks: readonly Check[] = [
     role: 'device',
     transports: ANY_TRANSPORT,
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: SPLIT_ONLY });
-      try {
+      return withRaw(rawInit(ctx, { accept: SPLIT_ONLY }), async (raw) => {
         const w = buildWork(raw, ctx.dut.kind, { split: 2 });
         const rq = splitQ(raw, w.q);
         const before = raw.mem.read(rq.desc, 16 * rq.size);
@@ -106,9 +170,7 @@ export const splitChecks: readonly Check[] = [
         const addr0 = new DataView(d0.buffer).getUint32(0, true);
         if (w.bufs[0] !== undefined && addr0 !== (w.bufs[0].addr >>> 0)) return fail('descriptor 0 no longer holds the address the driver wrote');
         return pass(`${w.readable.length} readable buffer(s) and the descriptor table unchanged`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -119,20 +181,7 @@ export const splitChecks: readonly Check[] = [
     transports: ANY_TRANSPORT,
     needs: [VIRTIO_F_INDIRECT_DESC],
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: SPLIT_ONLY });
-      try {
-        const w = buildWork(raw, ctx.dut.kind);
-        const rq = raw.queue(w.q);
-        const id = rq.post(w.bufs, { indirect: true, indirectFlags: VIRTQ_DESC_F_WRITE });
-        rq.kick();
-        let got;
-        await waitFor(() => (got = rq.collect().find((u) => u.id === id)) !== undefined, ctx.waitMs, ctx.signal);
-        if (got === undefined) return fail(`indirect chain with WRITE on the ring descriptor not completed${raw.needsReset() ? ' (device set NEEDS_RESET)' : ''}`);
-        const p = w.verify(raw, got);
-        return p === undefined ? pass('indirect chain with WRITE set on the indirect descriptor processed normally') : fail(p);
-      } finally {
-        raw.close();
-      }
+      return indirectChain(ctx, {}, { indirectFlags: VIRTQ_DESC_F_WRITE }, 'indirect chain with WRITE on the ring descriptor', 'indirect chain with WRITE set on the indirect descriptor processed normally');
     },
   }),
   defineCheck({
@@ -144,20 +193,7 @@ export const splitChecks: readonly Check[] = [
     devices: ['blk', 'net', 'console'],
     needs: [VIRTIO_F_INDIRECT_DESC],
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: SPLIT_ONLY });
-      try {
-        const w = buildWork(raw, ctx.dut.kind, { split: 3 });
-        const rq = raw.queue(w.q);
-        const id = rq.post(w.bufs, { indirect: true, directPrefix: 1 });
-        rq.kick();
-        let got;
-        await waitFor(() => (got = rq.collect().find((u) => u.id === id)) !== undefined, ctx.waitMs, ctx.signal);
-        if (got === undefined) return fail(`chain of 1 direct + 1 indirect descriptor not completed${raw.needsReset() ? ' (device set NEEDS_RESET)' : ''}`);
-        const p = w.verify(raw, got);
-        return p === undefined ? pass('direct descriptor followed by an indirect table processed') : fail(p);
-      } finally {
-        raw.close();
-      }
+      return indirectChain(ctx, { split: 3 }, { directPrefix: 1 }, 'chain of 1 direct + 1 indirect descriptor', 'direct descriptor followed by an indirect table processed');
     },
   }),
   defineCheck({
@@ -167,21 +203,8 @@ export const splitChecks: readonly Check[] = [
     role: 'device',
     transports: ANY_TRANSPORT,
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: acceptWith({ drop: [VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED] }) });
-      try {
-        const q = buildWork(raw, ctx.dut.kind).q;
-        const rq = splitQ(raw, q);
-        rq.setAvailFlags(0);
-        rq.setUsedEvent(0x4000); // must be ignored
-        const before = raw.irq.queue;
-        const p = await workOk(ctx, raw);
-        if (p !== undefined) return fail(p);
-        await waitFor(() => raw.irq.queue > before, ctx.waitMs, ctx.signal);
-        if (raw.irq.queue === before) return fail('no used-buffer notification with avail flags 0 (used_event far away must be ignored)');
-        return pass(`${raw.irq.queue - before} used-buffer notification(s) with flags 0 and an unrelated used_event`);
-      } finally {
-        raw.close();
-      }
+      // used_event far away: must be ignored without EVENT_IDX.
+      return usedNotif(ctx, { drop: [VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED] }, 0, 0x4000, 'no used-buffer notification with avail flags 0 (used_event far away must be ignored)', (n) => `${n} used-buffer notification(s) with flags 0 and an unrelated used_event`);
     },
   }),
   defineCheck({
@@ -192,21 +215,8 @@ export const splitChecks: readonly Check[] = [
     transports: ANY_TRANSPORT,
     needs: [VIRTIO_F_EVENT_IDX],
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: acceptWith({ add: [VIRTIO_F_EVENT_IDX], drop: [VIRTIO_F_RING_PACKED] }) });
-      try {
-        const q = buildWork(raw, ctx.dut.kind).q;
-        const rq = splitQ(raw, q);
-        rq.setAvailFlags(1); // NO_INTERRUPT: must be ignored with EVENT_IDX
-        rq.setUsedEvent(0); // the first used entry (index 0) must be notified
-        const before = raw.irq.queue;
-        const p = await workOk(ctx, raw);
-        if (p !== undefined) return fail(p);
-        await waitFor(() => raw.irq.queue > before, ctx.waitMs, ctx.signal);
-        if (raw.irq.queue === before) return fail('no notification although the used entry filled (index 0) equals used_event 0');
-        return pass('notified at used_event despite avail flags NO_INTERRUPT');
-      } finally {
-        raw.close();
-      }
+      // Avail flags NO_INTERRUPT (1) must be ignored with EVENT_IDX; the first used entry (index 0) must be notified.
+      return usedNotif(ctx, { add: [VIRTIO_F_EVENT_IDX], drop: [VIRTIO_F_RING_PACKED] }, 1, 0, 'no notification although the used entry filled (index 0) equals used_event 0', () => 'notified at used_event despite avail flags NO_INTERRUPT');
     },
   }),
   defineCheck({
@@ -249,8 +259,7 @@ export const splitChecks: readonly Check[] = [
     role: 'device',
     transports: ANY_TRANSPORT,
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: SPLIT_ONLY });
-      try {
+      return withRaw(rawInit(ctx, { accept: SPLIT_ONLY }), async (raw) => {
         const q = buildWork(raw, ctx.dut.kind).q;
         for (let i = 0; i < 5; i++) raw.queue(q).kick();
         await settle(3);
@@ -261,179 +270,91 @@ export const splitChecks: readonly Check[] = [
         await settle(3);
         if (raw.needsReset()) return fail('empty kicks after a request made the device set NEEDS_RESET');
         return pass('8 kicks without new buffers ignored; requests still served');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   // ------------------------------------------------------------------ malformed rings (anchors §4)
-  defineCheck({
-    id: 'split.malformed.loop',
-    title: 'a descriptor chain that loops is refused or dropped, never spun on',
-    clauses: ROBUST,
-    role: 'device',
-    transports: ANY_TRANSPORT,
-    run: (ctx) =>
-      judgeMalformed(
-        ctx,
-        (raw, q) => {
-          const rq = splitQ(raw, q);
-          const a = raw.mem.alloc(64, 16);
-          rq.writeDesc(0, a, 16, VIRTQ_DESC_F_NEXT, 1);
-          rq.writeDesc(1, a + 16, 16, VIRTQ_DESC_F_NEXT, 0);
-          rq.pushAvail(0);
-          rq.publish();
-          rq.kick();
-        },
-        { accept: SPLIT_ONLY },
-      ),
-  }),
-  defineCheck({
-    id: 'split.malformed.next-out-of-range',
-    title: 'a next index beyond the queue size is refused or dropped',
-    clauses: ROBUST,
-    role: 'device',
-    transports: ANY_TRANSPORT,
-    run: (ctx) =>
-      judgeMalformed(
-        ctx,
-        (raw, q) => {
-          const rq = splitQ(raw, q);
-          const a = raw.mem.alloc(64, 16);
-          rq.writeDesc(0, a, 16, VIRTQ_DESC_F_NEXT, rq.size + 3);
-          rq.pushAvail(0);
-          rq.publish();
-          rq.kick();
-        },
-        { accept: SPLIT_ONLY },
-      ),
-  }),
-  defineCheck({
-    id: 'split.malformed.head-out-of-range',
-    title: 'an avail entry naming a head beyond the queue size is refused or dropped',
-    clauses: ROBUST,
-    role: 'device',
-    transports: ANY_TRANSPORT,
-    run: (ctx) =>
-      judgeMalformed(
-        ctx,
-        (raw, q) => {
-          const rq = splitQ(raw, q);
-          rq.pushAvail(rq.size + 1);
-          rq.publish();
-          rq.kick();
-        },
-        { accept: SPLIT_ONLY },
-      ),
-  }),
-  defineCheck({
-    id: 'split.malformed.avail-idx-ahead',
-    title: 'avail idx more than a queue size ahead is refused, not processed as garbage',
-    clauses: ROBUST,
-    role: 'device',
-    transports: ANY_TRANSPORT,
-    run: (ctx) =>
-      judgeMalformed(
-        ctx,
-        (raw, q) => {
-          const rq = splitQ(raw, q);
-          rq.publish(rq.size + 5);
-          rq.kick();
-        },
-        { accept: SPLIT_ONLY },
-      ),
-  }),
-  defineCheck({
-    id: 'split.malformed.nested-indirect',
-    title: 'an indirect descriptor inside an indirect table is refused or dropped',
-    clauses: ROBUST,
-    role: 'device',
-    transports: ANY_TRANSPORT,
-    needs: [VIRTIO_F_INDIRECT_DESC],
-    run: (ctx) =>
-      judgeMalformed(
-        ctx,
-        (raw, q) => {
-          const rq = splitQ(raw, q);
-          const inner = raw.mem.alloc(32, 16);
-          const table = raw.mem.alloc(16, 16);
-          const s = raw.mem.space;
-          s.writeU32(table, inner >>> 0);
-          s.writeU32(table + 4, 0);
-          s.writeU32(table + 8, 32);
-          s.writeU16(table + 12, VIRTQ_DESC_F_INDIRECT);
-          s.writeU16(table + 14, 0);
-          rq.writeDesc(0, table, 16, VIRTQ_DESC_F_INDIRECT, 0);
-          rq.pushAvail(0);
-          rq.publish();
-          rq.kick();
-        },
-        { accept: SPLIT_ONLY },
-      ),
-  }),
-  defineCheck({
-    id: 'split.malformed.indirect-length',
-    title: 'an indirect table whose length is not a multiple of 16 is refused or dropped',
-    clauses: ROBUST,
-    role: 'device',
-    transports: ANY_TRANSPORT,
-    needs: [VIRTIO_F_INDIRECT_DESC],
-    run: (ctx) =>
-      judgeMalformed(
-        ctx,
-        (raw, q) => {
-          const rq = splitQ(raw, q);
-          const table = raw.mem.alloc(32, 16);
-          rq.writeDesc(0, table, 20, VIRTQ_DESC_F_INDIRECT, 0);
-          rq.pushAvail(0);
-          rq.publish();
-          rq.kick();
-        },
-        { accept: SPLIT_ONLY },
-      ),
-  }),
-  defineCheck({
-    id: 'split.malformed.buffer-outside-memory',
-    title: 'a buffer address outside guest memory is refused; nothing is written anywhere',
-    clauses: ROBUST,
-    role: 'device',
-    transports: ANY_TRANSPORT,
-    run: (ctx) =>
-      judgeMalformed(
-        ctx,
-        (raw, q) => {
-          const rq = splitQ(raw, q);
-          rq.writeDesc(0, 0x7fff_0000_0000, 64, VIRTQ_DESC_F_WRITE, 0);
-          rq.pushAvail(0);
-          rq.publish();
-          rq.kick();
-        },
-        { accept: SPLIT_ONLY },
-      ),
-  }),
-  defineCheck({
-    id: 'split.malformed.readable-after-writable',
-    title: 'a readable descriptor after a writable one does not make the device write readable memory',
-    clauses: ROBUST,
-    role: 'device',
-    transports: ANY_TRANSPORT,
-    devices: ['blk', 'net', 'console'],
-    run: (ctx) =>
-      judgeMalformed(
-        ctx,
-        (raw, q) => {
-          const rq = splitQ(raw, q);
-          const w = raw.mem.alloc(64, 16);
-          const r = raw.mem.alloc(64, 16);
-          raw.mem.write(r, new Uint8Array(64).fill(0x5a));
-          rq.writeDesc(0, w, 64, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
-          rq.writeDesc(1, r, 64, 0, 0);
-          rq.pushAvail(0);
-          rq.publish();
-          rq.kick();
-          return { guard: [{ addr: r, len: 64 }] };
-        },
-        { accept: SPLIT_ONLY },
-      ),
-  }),
+  malformedSplit(
+    'split.malformed.loop',
+    'a descriptor chain that loops is refused or dropped, never spun on',
+    (raw, rq) => {
+      const a = raw.mem.alloc(64, 16);
+      rq.writeDesc(0, a, 16, VIRTQ_DESC_F_NEXT, 1);
+      rq.writeDesc(1, a + 16, 16, VIRTQ_DESC_F_NEXT, 0);
+      availKick(rq, 0);
+    },
+  ),
+  malformedSplit(
+    'split.malformed.next-out-of-range',
+    'a next index beyond the queue size is refused or dropped',
+    (raw, rq) => {
+      const a = raw.mem.alloc(64, 16);
+      rq.writeDesc(0, a, 16, VIRTQ_DESC_F_NEXT, rq.size + 3);
+      availKick(rq, 0);
+    },
+  ),
+  malformedSplit(
+    'split.malformed.head-out-of-range',
+    'an avail entry naming a head beyond the queue size is refused or dropped',
+    (_raw, rq) => {
+      availKick(rq, rq.size + 1);
+    },
+  ),
+  malformedSplit(
+    'split.malformed.avail-idx-ahead',
+    'avail idx more than a queue size ahead is refused, not processed as garbage',
+    (_raw, rq) => {
+      rq.publish(rq.size + 5);
+      rq.kick();
+    },
+  ),
+  malformedSplit(
+    'split.malformed.nested-indirect',
+    'an indirect descriptor inside an indirect table is refused or dropped',
+    (raw, rq) => {
+      const inner = raw.mem.alloc(32, 16);
+      const table = raw.mem.alloc(16, 16);
+      const s = raw.mem.space;
+      s.writeU32(table, inner >>> 0);
+      s.writeU32(table + 4, 0);
+      s.writeU32(table + 8, 32);
+      s.writeU16(table + 12, VIRTQ_DESC_F_INDIRECT);
+      s.writeU16(table + 14, 0);
+      rq.writeDesc(0, table, 16, VIRTQ_DESC_F_INDIRECT, 0);
+      availKick(rq, 0);
+    },
+    { needs: [VIRTIO_F_INDIRECT_DESC] },
+  ),
+  malformedSplit(
+    'split.malformed.indirect-length',
+    'an indirect table whose length is not a multiple of 16 is refused or dropped',
+    (raw, rq) => {
+      const table = raw.mem.alloc(32, 16);
+      rq.writeDesc(0, table, 20, VIRTQ_DESC_F_INDIRECT, 0);
+      availKick(rq, 0);
+    },
+    { needs: [VIRTIO_F_INDIRECT_DESC] },
+  ),
+  malformedSplit(
+    'split.malformed.buffer-outside-memory',
+    'a buffer address outside guest memory is refused; nothing is written anywhere',
+    (raw, rq) => {
+      rq.writeDesc(0, 0x7fff_0000_0000, 64, VIRTQ_DESC_F_WRITE, 0);
+      availKick(rq, 0);
+    },
+  ),
+  malformedSplit(
+    'split.malformed.readable-after-writable',
+    'a readable descriptor after a writable one does not make the device write readable memory',
+    (raw, rq) => {
+      const w = raw.mem.alloc(64, 16);
+      const r = raw.mem.alloc(64, 16);
+      raw.mem.write(r, new Uint8Array(64).fill(0x5a));
+      rq.writeDesc(0, w, 64, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+      rq.writeDesc(1, r, 64, 0, 0);
+      availKick(rq, 0);
+      return { guard: [{ addr: r, len: 64 }] };
+    },
+    { devices: ['blk', 'net', 'console'] },
+  ),
 ];

@@ -7,7 +7,7 @@ import { VIRTQ_DESC_F_NEXT } from '../../queue/types.js';
 import { ANY_TRANSPORT, defineCheck, type Check } from '../check.js';
 import { RawDriver, RawSplitQueue, settle, waitFor } from '../raw.js';
 import { fail, pass, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, buildWork, rawInit, settleTransport, workOk, workQueue } from './util.js';
+import { acceptWith, buildWork, rawInit, settleTransport, withRaw, workOk, workQueue } from './util.js';
 
 const SPLIT_ONLY = acceptWith({ drop: [VIRTIO_F_RING_PACKED] });
 
@@ -18,8 +18,7 @@ export const statusChecks: readonly Check[] = [
     clauses: ['basic.dev-status-field.device.1'],
     role: 'device',
     async run(ctx) {
-      const raw = rawInit(ctx, { driverOk: false });
-      try {
+      return withRaw(rawInit(ctx, { driverOk: false }), async (raw) => {
         const w = buildWork(raw, ctx.dut.kind);
         const rq = raw.queue(w.q);
         const id = rq.post(w.bufs);
@@ -33,9 +32,7 @@ export const statusChecks: readonly Check[] = [
         await waitFor(() => rq.collect().some((u) => u.id === id) || (got = false), ctx.waitMs, ctx.signal);
         got = rq.usedSeen > 0;
         return pass(`nothing used before DRIVER_OK${got ? '; the same buffer was served after DRIVER_OK' : ''}`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -44,8 +41,7 @@ export const statusChecks: readonly Check[] = [
     clauses: ['basic.dev-reset.device.1', 'pci.common-cfg.device.7', 'pci.common-cfg.device.8', 'pci.msix.device.7', 'mmio.regs.device.5'],
     role: 'device',
     async run(ctx) {
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         raw.ackInterrupts = false;
         const p = await workOk(ctx, raw);
         if (p !== undefined) return fail(p);
@@ -76,9 +72,7 @@ export const statusChecks: readonly Check[] = [
           for (const id of ['pci.common-cfg.device.7', 'pci.common-cfg.device.8', 'pci.msix.device.7']) per[id] = { verdict: 'SKIP', detail: 'MMIO transport' };
         }
         return pass(`status 0, ${nq} queue(s) disabled${tr === 'pci' ? ', vectors NO_VECTOR' : ', InterruptStatus 0'} after reset`, per);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -88,8 +82,7 @@ export const statusChecks: readonly Check[] = [
     role: 'device',
     transports: ANY_TRANSPORT,
     async run(ctx) {
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         const w = buildWork(raw, ctx.dut.kind);
         const rq = raw.queue(w.q);
         if (!raw.reset()) return fail('status did not read 0 after reset');
@@ -104,9 +97,7 @@ export const statusChecks: readonly Check[] = [
         if (!usedAfter.every((b, i) => b === usedBefore[i])) return fail('the device wrote the (forgotten) used ring after reset');
         if (raw.irq.queue + raw.irq.config !== irq) return fail('the device sent a notification after reset');
         return pass('kicks into the old rings after reset: nothing used, no notification');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -115,8 +106,7 @@ export const statusChecks: readonly Check[] = [
     clauses: ['basic.dev-status-field.device.3', 'basic.dev-reset.device.1'],
     role: 'device',
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: SPLIT_ONLY });
-      try {
+      return withRaw(rawInit(ctx, { accept: SPLIT_ONLY }), async (raw) => {
         const rq = raw.queue(workQueue(ctx.dut.kind));
         if (!(rq instanceof RawSplitQueue)) return fail('expected a split ring');
         const a = raw.mem.alloc(32, 16);
@@ -138,9 +128,7 @@ export const statusChecks: readonly Check[] = [
           raw2.close();
         }
         return pass(`NEEDS_RESET + ${raw.irq.config} config notification(s); reset brought status to 0 and the device back`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -197,8 +185,7 @@ export const statusChecks: readonly Check[] = [
     variant: { extraFeatures: [VIRTIO_F_RING_RESET] },
     needs: [VIRTIO_F_RING_RESET],
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         const per: Record<string, ClauseOutcome> = {};
         const other = ctx.dut.transport === 'pci' ? 'mmio' : 'pci';
         const q = workQueue(ctx.dut.kind);
@@ -247,9 +234,7 @@ export const statusChecks: readonly Check[] = [
         for (const id of ctx.dut.transport === 'pci' ? ['mmio.regs.device.8', 'mmio.regs.device.9', 'mmio.regs.device.10', 'mmio.regs.device.11', 'mmio.regs.device.12'] : ['pci.common-cfg.device.9', 'pci.common-cfg.device.10', 'pci.common-cfg.device.11', 'pci.common-cfg.device.12', 'pci.common-cfg.device.13'])
           per[id] = { verdict: 'SKIP', detail: `${other} clause, transport is ${ctx.dut.transport}` };
         return pass('reset queue ignored kicks; registers 0; re-enabled with size 4 and served 6 requests from index 0', per);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
 ];

@@ -11,7 +11,7 @@ import {
 import { ANY_TRANSPORT, defineCheck, type Check, type CheckContext } from '../check.js';
 import { RawDriver, type RawDriver as RD } from '../raw.js';
 import { fail, pass, skip, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, blkHeader, pattern, rawInit, settleTransport } from './util.js';
+import { acceptWith, blkHeader, pattern, rawInit, settleTransport, withRaw } from './util.js';
 
 const BLK: readonly ('blk' | 'net' | 'rng' | 'console')[] = ['blk'];
 
@@ -53,8 +53,7 @@ export const blkChecks: readonly Check[] = [
     devices: BLK,
     variant: { blk: { configWce: true } },
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         const o = raw.readOffered();
         if (o.has(VIRTIO_BLK_F_CONFIG_WCE) && !o.has(VIRTIO_BLK_F_FLUSH)) return fail('CONFIG_WCE offered without FLUSH');
         for (const off of [33, 57, 58, 59]) {
@@ -62,9 +61,7 @@ export const blkChecks: readonly Check[] = [
           if (v !== 0) return fail(`config byte ${off} (padding) reads ${v}`);
         }
         return pass(`FLUSH ${o.has(VIRTIO_BLK_F_FLUSH) ? 'offered' : 'not offered'}${o.has(VIRTIO_BLK_F_CONFIG_WCE) ? ' with CONFIG_WCE' : ''}; unused0/unused1 are 0`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -77,16 +74,13 @@ export const blkChecks: readonly Check[] = [
     variant: { blk: { configWce: true, writeback: true } },
     needs: [VIRTIO_BLK_F_CONFIG_WCE],
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         const ok = raw.negotiate(acceptWith({ drop: [VIRTIO_BLK_F_FLUSH] }));
         await settleTransport(ctx);
         if (!ok || (raw.regs.status() & 8) === 0) return pass('FEATURES_OK refused for CONFIG_WCE without FLUSH (the device cannot run so; allowed)');
         const wb = raw.regs.readConfig(32, 1);
         return wb === 0 ? pass('writeback reads 0') : fail(`writeback reads ${wb} with CONFIG_WCE but not FLUSH negotiated`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -97,17 +91,14 @@ export const blkChecks: readonly Check[] = [
     transports: ANY_TRANSPORT,
     devices: BLK,
     async run(ctx) {
-      const raw = rawInit(ctx, { accept: acceptWith({ drop: [VIRTIO_BLK_F_ZONED] }) });
-      try {
+      return withRaw(rawInit(ctx, { accept: acceptWith({ drop: [VIRTIO_BLK_F_ZONED] }) }), async (raw) => {
         for (const t of [15, 16, 18, 20, 22, 24, 26]) {
           const r = await blkRequest(ctx, raw, t, 0, undefined, t === 16 ? 64 : 0);
           if (r === undefined) return fail(`zone request type ${t} not completed${raw.needsReset() ? ' (NEEDS_RESET)' : ''}`);
           if (r.status !== 2) return fail(`zone request type ${t} completed with status ${r.status}, not UNSUPP (2)`);
         }
         return pass('7 zone request types answered UNSUPP');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -132,8 +123,7 @@ export const blkChecks: readonly Check[] = [
     variant: { blk: { readOnly: true } },
     needs: [VIRTIO_BLK_F_RO],
     async run(ctx) {
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         const before = await blkRequest(ctx, raw, 0, 2, undefined, 512);
         const r = await blkRequest(ctx, raw, 1, 2, pattern(512, 5));
         if (r === undefined || before === undefined) return fail('request not completed');
@@ -141,9 +131,7 @@ export const blkChecks: readonly Check[] = [
         const after = await blkRequest(ctx, raw, 0, 2, undefined, 512);
         if (after === undefined || !after.data.every((b, i) => b === before.data[i])) return fail('the refused write changed the sector');
         return pass('write answered IOERR, sector unchanged');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -154,8 +142,7 @@ export const blkChecks: readonly Check[] = [
     transports: ANY_TRANSPORT,
     devices: BLK,
     async run(ctx) {
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         const per: Record<string, ClauseOutcome> = {};
         const f = raw.features;
         if (f.has(VIRTIO_BLK_F_DISCARD)) {
@@ -181,9 +168,7 @@ export const blkChecks: readonly Check[] = [
           per['blk.dev-op.device.8'] = { verdict: 'SKIP', detail: 'WRITE_ZEROES not offered' };
         }
         return pass('unknown and unmap flags refused with UNSUPP; write-zeroes ranges read back 0', per);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -195,19 +180,16 @@ export const blkChecks: readonly Check[] = [
     devices: BLK,
     async run(ctx) {
       if (ctx.dut.io.readDisk === undefined) return skip('no view of the backend');
-      const raw = rawInit(ctx, { accept: acceptWith({ drop: [VIRTIO_BLK_F_CONFIG_WCE] }) });
-      try {
+      return withRaw(rawInit(ctx, { accept: acceptWith({ drop: [VIRTIO_BLK_F_CONFIG_WCE] }) }), async (raw) => {
         const w = await blkRequest(ctx, raw, 1, 4, pattern(512, 11));
         if (w?.status !== 0) return fail(`write → status ${w?.status}`);
         const f = await blkRequest(ctx, raw, 4, 0, undefined);
         if (f?.status !== 0) return fail(`flush → status ${f?.status}`);
-        const disk = ctx.dut.io.readDisk(4 * 512, 512);
+        const disk = ctx.dut.io.readDisk!(4 * 512, 512);
         const want = pattern(512, 11);
         if (!disk.every((b, i) => b === want[i])) return fail('data not in the backend when write + flush completed');
         return pass(`written and flushed data is in the backend at completion (${ctx.dut.transport === 'vhost-user' ? 'read back from the disk image' : 'RAM backend: volatile by nature'})`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -218,13 +200,10 @@ export const blkChecks: readonly Check[] = [
     transports: ANY_TRANSPORT,
     devices: BLK,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         if (raw.readOffered().has(VIRTIO_BLK_F_LIFETIME)) return ctx.dut.io.readDisk !== undefined ? fail('LIFETIME offered by a RAM-backed disk, which has no wear metrics') : skip('LIFETIME offered: its metrics are not judged by this suite');
         return pass('LIFETIME not offered (the backend has no wear metrics)', { 'blk.dev-op.device.15': { verdict: 'SKIP', detail: 'LIFETIME not offered' } });
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
 ];

@@ -3,7 +3,7 @@ import { VIRTIO_CONSOLE_F_EMERG_WRITE, VIRTIO_CONSOLE_F_MULTIPORT } from '../../
 import { defineCheck, type Check } from '../check.js';
 import { RawDriver, settle, waitFor } from '../raw.js';
 import { fail, pass, skip } from '../verdict.js';
-import { acceptWith } from './util.js';
+import { acceptWith, withRaw } from './util.js';
 
 export const consoleChecks: readonly Check[] = [
   defineCheck({
@@ -15,8 +15,7 @@ export const consoleChecks: readonly Check[] = [
     needs: [VIRTIO_CONSOLE_F_EMERG_WRITE],
     async run(ctx) {
       const out = ctx.dut.io.consoleOutput;
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         raw.reset();
         raw.regs.writeConfig(8, 4, 0x41); // 'A' with status 0
         raw.init();
@@ -27,9 +26,7 @@ export const consoleChecks: readonly Check[] = [
         if (!s.includes('A')) return fail(`emergency write before initialization lost (port 0 output ${JSON.stringify(s)})`);
         if (!s.includes('B')) return fail('emergency write after DRIVER_OK lost');
         return pass('bytes written to emerg_wr before and after initialization reached port 0');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -41,8 +38,7 @@ export const consoleChecks: readonly Check[] = [
     variant: { console: { multiport: true, maxNrPorts: 4 } },
     needs: [VIRTIO_CONSOLE_F_MULTIPORT],
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         raw.init({ accept: acceptWith({ add: [VIRTIO_CONSOLE_F_MULTIPORT] }), queues: [0, 1, 2, 3] });
         const max = raw.regs.readConfig(4, 4);
         // Control receiveq 2: post buffers; control transmitq 3: DEVICE_READY.
@@ -79,9 +75,7 @@ export const consoleChecks: readonly Check[] = [
           } else if (m.event === 2 && !seen.has(m.id)) return fail(`DEVICE_REMOVE for port ${m.id}, never added`);
         }
         return pass(`DEVICE_ADD for ports ${[...seen].join(', ')} (max_nr_ports ${max}); no stray DEVICE_REMOVE`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
 ];

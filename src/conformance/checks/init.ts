@@ -5,7 +5,7 @@ import { MR } from '../../driver/mmio/regs.js';
 import { defineCheck, type Check } from '../check.js';
 import { RawDriver, settle, waitFor } from '../raw.js';
 import { fail, pass, skip, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, buildWork, workOk } from './util.js';
+import { acceptWith, buildWork, withRaw, workOk } from './util.js';
 
 const ADF = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK;
 
@@ -49,8 +49,7 @@ export const initChecks: readonly Check[] = [
     clauses: LEGACY_DEVICE_CLAUSES,
     role: 'device',
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         if (ctx.dut.transport === 'pci') {
           const p = raw.probe!;
           const ioBar = (ctx.dut.pci!.configRead(0x10, 4) & 1) === 1;
@@ -63,9 +62,7 @@ export const initChecks: readonly Check[] = [
         }
         const v = raw.mmioRegs!.r(MR.VERSION);
         return skip(v === 2 ? 'no legacy interface: virtio-mmio Version 2' : `virtio-mmio Version ${v}: legacy interface, its clauses are not judged by this suite`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -76,8 +73,7 @@ export const initChecks: readonly Check[] = [
     variant: { extraFeatures: [VIRTIO_F_SUSPEND] },
     needs: [VIRTIO_F_SUSPEND],
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         if (!raw.negotiate(acceptWith({ add: [VIRTIO_F_SUSPEND], drop: [VIRTIO_F_RING_PACKED] }))) return fail('FEATURES_OK refused with SUSPEND');
         raw.setupMsix();
         for (let q = 0; q < raw.queueCount(); q++) raw.setupQueue(q);
@@ -119,9 +115,7 @@ export const initChecks: readonly Check[] = [
           per['init.dev-suspend.device.5'] = { verdict: 'SKIP', detail: 'no way to make this device change its config' };
         } else if (raw.irq.config === cfgBefore) return fail('the configuration change made while suspended was never notified after resume');
         return pass('SUSPEND ignored before DRIVER_OK; quiet while suspended; work and held notification delivered after resume', per);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
 ];

@@ -4,7 +4,7 @@ import { MR } from '../../driver/mmio/regs.js';
 import { defineCheck, type Check } from '../check.js';
 import { RawDriver, settle, waitFor } from '../raw.js';
 import { fail, pass, skip } from '../verdict.js';
-import { acceptWith, buildWork, rawInit, workOk } from './util.js';
+import { acceptWith, buildWork, rawInit, withRaw, workOk } from './util.js';
 
 const MMIO: readonly ('pci' | 'mmio')[] = ['mmio'];
 
@@ -31,8 +31,7 @@ export const mmioChecks: readonly Check[] = [
     role: 'device',
     transports: MMIO,
     async run(ctx) {
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         raw.ackInterrupts = false;
         const r = raw.mmioRegs!;
         if (r.r(MR.INTERRUPT_STATUS) !== 0) return fail(`InterruptStatus 0x${r.r(MR.INTERRUPT_STATUS).toString(16)} before any event`);
@@ -47,9 +46,7 @@ export const mmioChecks: readonly Check[] = [
         r.w(MR.INTERRUPT_ACK, 1);
         if ((r.r(MR.INTERRUPT_STATUS) & 1) !== 0) return fail('InterruptStatus bit 0 still set after InterruptACK');
         return pass('bit 0 set for the used buffer, held until InterruptACK, bit 1 clear');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -59,8 +56,7 @@ export const mmioChecks: readonly Check[] = [
     role: 'device',
     transports: MMIO,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         if (!raw.negotiate(acceptWith({ drop: [VIRTIO_F_RING_PACKED] }))) return fail('FEATURES_OK refused');
         const n = raw.queueCount();
         const w0 = buildWork(raw, ctx.dut.kind);
@@ -76,9 +72,7 @@ export const mmioChecks: readonly Check[] = [
         if (!after.every((b, i) => b === before[i])) return fail('the device wrote the used ring of a queue that is not ready');
         for (const wb of w0.writable) if (!raw.mem.read(wb.addr, wb.len).every((b) => b === 0xa5)) return fail('the device wrote a buffer of a queue that is not ready');
         return pass('no write to the rings or buffers of the not-ready queue');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -89,8 +83,7 @@ export const mmioChecks: readonly Check[] = [
     async run(ctx) {
       const cc = ctx.dut.io.configChange;
       if (cc === undefined) return skip('this device type / target cannot be made to change its configuration');
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         const g0 = raw.regs.generation();
         const before = raw.irq.config;
         cc();
@@ -99,9 +92,7 @@ export const mmioChecks: readonly Check[] = [
         if (g1 === g0) return fail(`generation still ${g0} after a configuration change`);
         const other = ctx.dut.transport === 'pci' ? 'mmio.regs.device.6' : 'pci.common-cfg.device.6';
         return pass(`generation ${g0} → ${g1}`, { [other]: { verdict: 'SKIP', detail: `transport is ${ctx.dut.transport}` } });
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
 ];

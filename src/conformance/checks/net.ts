@@ -3,7 +3,7 @@ import { NET_F } from '../../device/net/features.js';
 import { defineCheck, type Check, type CheckContext } from '../check.js';
 import { RawDriver, settle, waitFor, type UsedElem } from '../raw.js';
 import { fail, pass, skip, type CheckResult, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, ethFrame, rawInit } from './util.js';
+import { acceptWith, ethFrame, rawInit, withRaw } from './util.js';
 
 const NET: readonly ('blk' | 'net' | 'rng' | 'console')[] = ['net'];
 const GUEST_OFFLOADS = [NET_F.GUEST_CSUM, NET_F.GUEST_TSO4, NET_F.GUEST_TSO6, NET_F.GUEST_ECN, NET_F.GUEST_UFO, NET_F.GUEST_USO4, NET_F.GUEST_USO6];
@@ -159,8 +159,7 @@ export const netChecks: readonly Check[] = [
     async run(ctx) {
       const sent = ctx.dut.io.sentFrames;
       if (sent === undefined) return skip('no view of transmitted frames');
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         const frame = ethFrame(80, undefined, 8);
         const hdr = new Uint8Array(12);
         const dv = new DataView(hdr.buffer);
@@ -175,9 +174,7 @@ export const netChecks: readonly Check[] = [
         if (got.length !== 1) return fail(`${got.length} frames reached the backend`);
         if (!got[0]!.every((b, i) => b === frame[i]) || got[0]!.length !== frame.length) return fail('the frame was modified (checksum applied without NEEDS_CSUM, or truncated by hdr_len)');
         return pass('frame with unknown flag bits, stray csum fields and a bogus hdr_len forwarded unchanged');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -188,8 +185,7 @@ export const netChecks: readonly Check[] = [
     devices: NET,
     variant: { net: { queuePairs: 2, mtu: 1500 } },
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         const o = raw.readOffered();
         const per: Record<string, ClauseOutcome> = {};
         if (o.has(NET_F.MQ)) {
@@ -209,9 +205,7 @@ export const netChecks: readonly Check[] = [
           per['net.dev-cfg-layout.device.4'] = { verdict: 'SKIP', detail: 'MTU not offered' };
         }
         return pass('max_virtqueue_pairs and mtu in range; mtu stable across init and reset', per);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -224,23 +218,20 @@ export const netChecks: readonly Check[] = [
     needs: [NET_F.MTU],
     async run(ctx) {
       if (ctx.dut.io.injectFrame === undefined || ctx.dut.io.sentFrames === undefined) return skip('no backend access');
-      const raw = rawInit(ctx, { accept: acceptWith({ add: [NET_F.MTU, NET_F.MRG_RXBUF], drop: GUEST_OFFLOADS }) });
-      try {
+      return withRaw(rawInit(ctx, { accept: acceptWith({ add: [NET_F.MTU, NET_F.MRG_RXBUF], drop: GUEST_OFFLOADS }) }), async (raw) => {
         const addrs = postRx(raw, 0, 8, 2048);
         const big = await receive(ctx, raw, 0, addrs, ethFrame(1600, undefined, 2));
         if (big.used.length > 0) return fail(`a 1600-byte frame was delivered with mtu 1500 (used len ${big.used[0]!.len})`);
         const ok = await receive(ctx, raw, 0, addrs, ethFrame(1514, undefined, 3));
         if (ok.used.length === 0) return fail('a frame of exactly mtu + 14 bytes was not delivered');
         const frame = ethFrame(1514, undefined, 4);
-        const n0 = ctx.dut.io.sentFrames.length;
+        const n0 = ctx.dut.io.sentFrames!.length;
         const r = await raw.transact(1, [new Uint8Array(12), frame], [], ctx.waitMs, { signal: ctx.signal });
         if (r === undefined) return fail('transmit of an mtu-sized frame not completed');
-        const got = ctx.dut.io.sentFrames.slice(n0);
+        const got = ctx.dut.io.sentFrames!.slice(n0);
         if (got.length !== 1 || got[0]!.length !== 1514) return fail(`mtu-sized frame reached the backend as ${got.map((g) => g.length).join('+') || 'nothing'}`);
         return pass('1600-byte frame dropped, 1514-byte frames received and transmitted whole');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -252,8 +243,7 @@ export const netChecks: readonly Check[] = [
     needs: [NET_F.CTRL_VQ, NET_F.CTRL_RX],
     async run(ctx) {
       if (ctx.dut.io.injectFrame === undefined) return skip('no way to inject frames');
-      const raw = rawInit(ctx, { accept: acceptWith({ drop: [NET_F.MRG_RXBUF, ...GUEST_OFFLOADS] }) });
-      try {
+      return withRaw(rawInit(ctx, { accept: acceptWith({ drop: [NET_F.MRG_RXBUF, ...GUEST_OFFLOADS] }) }), async (raw) => {
         const per: Record<string, ClauseOutcome> = {};
         for (const cmd of [0, 1]) for (const on of [1, 0]) if ((await ctrl(ctx, raw, 0, cmd, [Uint8Array.of(on)])) !== 0) return fail(`CTRL_RX command ${cmd} (${on ? 'on' : 'off'}) not acknowledged OK`);
         if (raw.features.has(NET_F.CTRL_RX_EXTRA)) {
@@ -277,9 +267,7 @@ export const netChecks: readonly Check[] = [
           if (!now.every((b, i) => b === mac[i])) return fail(`config mac reads ${now.map((b) => b.toString(16)).join(':')} once MAC_ADDR_SET was used`);
         } else per['net.setting-mac-address-filtering.device.3'] = { verdict: 'SKIP', detail: 'CTRL_MAC_ADDR not offered' };
         return pass('CTRL_RX(_EXTRA) commands OK; foreign MAC dropped after reset, accepted once in the table; config mac updated', per);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -290,17 +278,14 @@ export const netChecks: readonly Check[] = [
     devices: NET,
     async run(ctx) {
       if (ctx.dut.io.injectFrame === undefined) return skip('no way to inject frames');
-      const raw = rawInit(ctx, { accept: acceptWith({ drop: [NET_F.CTRL_VLAN, NET_F.MRG_RXBUF, ...GUEST_OFFLOADS] }) });
-      try {
+      return withRaw(rawInit(ctx, { accept: acceptWith({ drop: [NET_F.CTRL_VLAN, NET_F.MRG_RXBUF, ...GUEST_OFFLOADS] }) }), async (raw) => {
         const addrs = postRx(raw, 0, 4, 1526);
         const f = ethFrame(64, undefined, 9);
         f.set([0x81, 0x00, 0x00, 0x2a, 0x08, 0x00], 12);
         const r = await receive(ctx, raw, 0, addrs, f);
         if (r.used.length === 0) return fail('a VLAN 42 tagged frame was dropped without CTRL_VLAN');
         return pass('VLAN-tagged frame delivered');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -313,17 +298,14 @@ export const netChecks: readonly Check[] = [
     async run(ctx) {
       const announce = ctx.dut.io.announce;
       if (announce === undefined) return skip('no way to make the device announce');
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         if (!announce()) return skip('the device declined to announce');
         await settle(2);
         if ((raw.regs.readConfig(6, 2) & 2) === 0) return fail('announce requested but status ANNOUNCE bit not set');
         if ((await ctrl(ctx, raw, 3, 0, [])) !== 0) return fail('ANNOUNCE_ACK not acknowledged OK');
         if ((raw.regs.readConfig(6, 2) & 2) !== 0) return fail('status ANNOUNCE still set after ANNOUNCE_ACK was used');
         return pass('ANNOUNCE set, cleared by the time ANNOUNCE_ACK completed');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -336,8 +318,7 @@ export const netChecks: readonly Check[] = [
     needs: [NET_F.MQ, NET_F.CTRL_VQ],
     async run(ctx) {
       if (ctx.dut.io.injectFrame === undefined) return skip('no way to inject frames');
-      const raw = rawInit(ctx, { accept: acceptWith({ drop: [NET_F.MRG_RXBUF, ...GUEST_OFFLOADS] }) });
-      try {
+      return withRaw(rawInit(ctx, { accept: acceptWith({ drop: [NET_F.MRG_RXBUF, ...GUEST_OFFLOADS] }) }), async (raw) => {
         const a0 = postRx(raw, 0, 16, 1526);
         const a1 = postRx(raw, 2, 16, 1526);
         void a0;
@@ -360,9 +341,7 @@ export const netChecks: readonly Check[] = [
         const [r0, r1] = await send();
         if (r1 > 0) return fail(`${r1} frame(s) reached receiveq2 with 1 active pair`);
         return pass(`after reset ${q0} frames on receiveq1 only; after VQ_PAIRS_SET 1 again ${r0} on receiveq1 only`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -372,15 +351,12 @@ export const netChecks: readonly Check[] = [
     role: 'device',
     devices: NET,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         const o = raw.readOffered();
         const per: Record<string, ClauseOutcome> = {};
         for (const [id, bit, name] of GATED) per[id] = { verdict: 'SKIP', detail: bit !== undefined && o.has(bit) ? `${name} offered but not judged by this suite` : `${name} not offered` };
         return { verdict: 'SKIP', detail: 'feature-gated clauses; see per-clause reasons', perClause: per };
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
 ];

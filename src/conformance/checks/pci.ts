@@ -4,8 +4,8 @@ import { CC, PciConfigIo } from '../../driver/pci-regs.js';
 import { VIRTQ_DESC_F_NEXT } from '../../queue/types.js';
 import { DEVICE_IDS, defineCheck, type Check, type CheckContext } from '../check.js';
 import { RawDriver, RawSplitQueue, settle, waitFor } from '../raw.js';
-import { fail, pass, skip, type ClauseOutcome } from '../verdict.js';
-import { acceptWith, workOk, workQueue } from './util.js';
+import { fail, pass, skip, type CheckResult, type ClauseOutcome } from '../verdict.js';
+import { acceptWith, withRaw, workOk, workQueue } from './util.js';
 
 /** One vendor-specific capability as found in config space. */
 export interface RawVirtioCap {
@@ -44,6 +44,33 @@ export function walkVirtioCaps(cfg: PciConfigIo): { caps: RawVirtioCap[]; msix: 
   return { caps, msix, problems };
 }
 
+/**
+ * A device check over the vendor capabilities of `cfgType`: SKIP with `none` when there are none,
+ * else `body` runs with a raw driver opened (not yet initialized) and closed afterwards.
+ */
+function capCheck(
+  c: Omit<Check, 'role' | 'transports' | 'run'> & {
+    cfgType: number;
+    none: string;
+    body(ctx: CheckContext, cfg: PciConfigIo, caps: RawVirtioCap[], raw: RawDriver): Promise<CheckResult>;
+  },
+): Check {
+  const { cfgType, none, body, ...rest } = c;
+  return defineCheck({
+    ...rest,
+    role: 'device',
+    transports: PCI,
+    async run(ctx) {
+      const cfg = new PciConfigIo(ctx.dut.pci!);
+      const caps = walkVirtioCaps(cfg).caps.filter((x) => x.cfgType === cfgType);
+      if (caps.length === 0) return skip(none);
+      return withRaw(RawDriver.open(ctx), async (raw) => {
+        return await body(ctx, cfg, caps, raw);
+      });
+    },
+  });
+}
+
 function barSizes(raw: RawDriver): Map<number, number> {
   return new Map(raw.probe!.bars.map((b) => [b.index, b.size]));
 }
@@ -51,8 +78,7 @@ function barSizes(raw: RawDriver): Map<number, number> {
 const PCI: readonly ('pci' | 'mmio')[] = ['pci'];
 
 async function isrCheck(ctx: CheckContext): Promise<ReturnType<typeof pass>> {
-  const raw = RawDriver.open(ctx, { interrupts: 'intx' });
-  try {
+  return withRaw(RawDriver.open(ctx, { interrupts: 'intx' }), async (raw) => {
     raw.init({ accept: acceptWith({ drop: [VIRTIO_F_RING_PACKED] }) });
     const pr = raw.pciRegs!;
     const cfg = new PciConfigIo(ctx.dut.pci!);
@@ -85,9 +111,7 @@ async function isrCheck(ctx: CheckContext): Promise<ReturnType<typeof pass>> {
     if (reads.length === 0) per['pci.isr.device.2'] = { verdict: 'SKIP', detail: 'no configuration change could be triggered' };
     else if (!reads.some((r) => (r & 2) !== 0)) return fail(`configuration change signalled with ISR ${reads.map((r) => `0x${r.toString(16)}`).join(',')}: bit 1 not set`);
     return pass('INTx: ISR bit 0 for used buffers, bit 1 for config changes, read clears ISR and the PCI interrupt status', per);
-  } finally {
-    raw.close();
-  }
+  });
 }
 
 export const pciChecks: readonly Check[] = [
@@ -107,13 +131,10 @@ export const pciChecks: readonly Check[] = [
       if ((cfg.r8(0x0e) & 0x7f) !== 0) return fail(`header type ${cfg.r8(0x0e) & 0x7f}, not 0`);
       const w = walkVirtioCaps(cfg);
       if (w.problems.length > 0) return fail(w.problems.join('; '));
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         for (const b of raw.probe!.bars) if (b.address % b.size !== 0) return fail(`BAR ${b.index} at 0x${b.address.toString(16)} is not aligned to its size 0x${b.size.toString(16)}`);
         return pass(`0x1af4:0x${dev.toString(16)}, header type 0, ${w.caps.length} vendor capabilities, ${raw.probe!.bars.length} memory BARs sized as powers of 2 (PCI compliance checked only for these basics)`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -225,8 +246,7 @@ export const pciChecks: readonly Check[] = [
     role: 'device',
     transports: PCI,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         if (!raw.negotiate()) return fail('FEATURES_OK refused');
         const r = raw.pciRegs!.regs;
         raw.regs.selectQueue(0);
@@ -238,9 +258,7 @@ export const pciChecks: readonly Check[] = [
         const want = [0x3450_0000, 0x12, 0x1000, 0x7];
         if (!got.every((v, i) => v === want[i])) return fail(`halves read back ${got.map((v) => `0x${v.toString(16)}`).join(' ')}, wrote ${want.map((v) => `0x${v.toString(16)}`).join(' ')}`);
         return pass('high-then-low and low-then-high 32-bit writes read back per half');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -250,8 +268,7 @@ export const pciChecks: readonly Check[] = [
     role: 'device',
     transports: PCI,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         raw.reset();
         const nq = raw.regs.numQueues()!;
         for (const q of [nq, nq + 1, nq + 100, 0xffff]) {
@@ -269,9 +286,7 @@ export const pciChecks: readonly Check[] = [
           'pci.common-cfg.device.16': { verdict: 'SKIP', detail: 'VIRTIO_F_ADMIN_VQ not offered (no admin queues)' },
           ...(packed ? { 'pci.common-cfg.device.15': { verdict: 'SKIP' as const, detail: 'RING_PACKED offered' } } : {}),
         });
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -281,8 +296,7 @@ export const pciChecks: readonly Check[] = [
     role: 'device',
     transports: PCI,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         raw.reset();
         raw.regs.setStatus(1);
         raw.regs.setStatus(3);
@@ -297,9 +311,7 @@ export const pciChecks: readonly Check[] = [
           if (back !== offered.word(i)) return fail(`driver_feature[${i}] reads 0x${back.toString(16)} after writing 0x${offered.word(i).toString(16)}`);
         }
         return pass(`windows ${w.map((v) => `0x${v.toString(16)}`).join(' ')}; driver_feature read back`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -317,8 +329,7 @@ export const pciChecks: readonly Check[] = [
     role: 'device',
     transports: PCI,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         const m = raw.probe!.msix;
         if (m === undefined) return skip('no MSI-X capability');
         const cfg = new PciConfigIo(ctx.dut.pci!);
@@ -359,9 +370,7 @@ export const pciChecks: readonly Check[] = [
           if (raw.irq.msi.length !== before) return fail('a configuration-change MSI-X message was sent with config vector NO_VECTOR');
         }
         return pass(`${n} vectors assignable to config and queue events, NO_VECTOR removes them and silences notifications, out-of-table vector refused`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
   defineCheck({
@@ -371,8 +380,7 @@ export const pciChecks: readonly Check[] = [
     role: 'device',
     transports: PCI,
     async run(ctx) {
-      const raw = RawDriver.open(ctx);
-      try {
+      return withRaw(RawDriver.open(ctx), async (raw) => {
         const cfg = new PciConfigIo(ctx.dut.pci!);
         const w = walkVirtioCaps(cfg).caps.find((c) => c.cfgType === 5);
         if (w === undefined) return fail('no PCI_CFG capability');
@@ -394,77 +402,59 @@ export const pciChecks: readonly Check[] = [
         const sel = raw.pciRegs!.regs.cc32(CC.DEVICE_FEATURE_SELECT);
         if (sel !== 1) return fail(`device_feature_select written 1 through the window reads ${sel}`);
         return pass('read of num_queues and write of device_feature_select through pci_cfg_data reached the common cfg');
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
-  defineCheck({
+  capCheck({
     id: 'pci.vendor-data',
     title: 'vendor data capabilities: vendor_id not 0x1AF4, size a multiple of 4, reads without side effects',
     clauses: ['pci.vendor-data.device.1', 'pci.vendor-data.device.2', 'pci.vendor-data.device.3'],
-    role: 'device',
-    transports: PCI,
     variant: { pci: { vendorCaps: true } },
-    async run(ctx) {
-      const cfg = new PciConfigIo(ctx.dut.pci!);
-      const caps = walkVirtioCaps(cfg).caps.filter((c) => c.cfgType === 9);
-      if (caps.length === 0) return skip('no vendor data capability');
-      const raw = RawDriver.open(ctx);
-      try {
-        raw.init();
-        for (const c of caps) {
-          const vid = cfg.r16(c.off + 4);
-          if (vid === 0x1af4) return fail(`vendor data capability at 0x${c.off.toString(16)} has vendor_id 0x1AF4`);
-          if (c.capLen % 4 !== 0) return fail(`vendor data capability at 0x${c.off.toString(16)}: cap_len ${c.capLen} not a multiple of 4`);
-          const st = raw.regs.status();
-          const a = Array.from({ length: c.capLen }, (_, i) => cfg.r8(c.off + i));
-          const b = Array.from({ length: c.capLen }, (_, i) => cfg.r8(c.off + i));
-          if (!a.every((x, i) => x === b[i]) || raw.regs.status() !== st) return fail('reading the vendor data capability changed it or the device status');
-        }
-        const p = await workOk(ctx, raw);
-        if (p !== undefined) return fail(`after reading vendor data: ${p}`);
-        return pass(`${caps.length} vendor data capabilit${caps.length === 1 ? 'y' : 'ies'} well formed, side-effect free`);
-      } finally {
-        raw.close();
+    cfgType: 9,
+    none: 'no vendor data capability',
+    async body(ctx, cfg, caps, raw) {
+      raw.init();
+      for (const c of caps) {
+        const vid = cfg.r16(c.off + 4);
+        if (vid === 0x1af4) return fail(`vendor data capability at 0x${c.off.toString(16)} has vendor_id 0x1AF4`);
+        if (c.capLen % 4 !== 0) return fail(`vendor data capability at 0x${c.off.toString(16)}: cap_len ${c.capLen} not a multiple of 4`);
+        const st = raw.regs.status();
+        const a = Array.from({ length: c.capLen }, (_, i) => cfg.r8(c.off + i));
+        const b = Array.from({ length: c.capLen }, (_, i) => cfg.r8(c.off + i));
+        if (!a.every((x, i) => x === b[i]) || raw.regs.status() !== st) return fail('reading the vendor data capability changed it or the device status');
       }
+      const p = await workOk(ctx, raw);
+      if (p !== undefined) return fail(`after reading vendor data: ${p}`);
+      return pass(`${caps.length} vendor data capabilit${caps.length === 1 ? 'y' : 'ies'} well formed, side-effect free`);
     },
   }),
-  defineCheck({
+  capCheck({
     id: 'pci.shared-memory',
     title: 'shared memory capabilities lie inside their BAR and have unique ids',
     clauses: ['pci.shm-cap.device.1', 'pci.shm-cap.device.2', 'basic.shared-memory-regions.device.1'],
-    role: 'device',
-    transports: PCI,
     variant: { pci: { sharedMemory: true } },
-    async run(ctx) {
-      const cfg = new PciConfigIo(ctx.dut.pci!);
-      const caps = walkVirtioCaps(cfg).caps.filter((c) => c.cfgType === 8);
-      if (caps.length === 0) return skip('no shared memory capability');
-      const raw = RawDriver.open(ctx);
-      try {
-        const sizes = barSizes(raw);
-        const ids = new Set<number>();
-        for (const c of caps) {
-          const off = cfg.r32(c.off + 16) * 4294967296 + c.offset;
-          const len = cfg.r32(c.off + 20) * 4294967296 + c.length;
-          if (off + len > (sizes.get(c.bar) ?? 0)) return fail(`shm id ${c.id}: BAR ${c.bar} + 0x${off.toString(16)} length 0x${len.toString(16)} exceeds the BAR`);
-          if (ids.has(c.id)) return fail(`shm id ${c.id} appears twice`);
-          ids.add(c.id);
-        }
-        // basic.shared-memory-regions.device.1: the region carries no control or data stream —
-        // scribbling over it while the device works must change nothing the driver sees.
-        raw.init();
-        const shmBar = raw.probe!.bars.find((b) => b.index === caps[0]!.bar);
-        const st = raw.regs.status();
-        if (shmBar !== undefined) for (let o = 0; o < 256; o += 4) ctx.dut.pci!.mmioWrite(shmBar.address + caps[0]!.offset + o, 4, 0xdeadbeef);
-        if (raw.regs.status() !== st) return fail('writing the shared memory region changed the device status');
-        const p = await workOk(ctx, raw);
-        if (p !== undefined) return fail(`after writing the shared memory region: ${p}`);
-        return pass(`${caps.length} shared memory region(s) inside their BARs, ids unique; writes into the region do not control the device`);
-      } finally {
-        raw.close();
+    cfgType: 8,
+    none: 'no shared memory capability',
+    async body(ctx, cfg, caps, raw) {
+      const sizes = barSizes(raw);
+      const ids = new Set<number>();
+      for (const c of caps) {
+        const off = cfg.r32(c.off + 16) * 4294967296 + c.offset;
+        const len = cfg.r32(c.off + 20) * 4294967296 + c.length;
+        if (off + len > (sizes.get(c.bar) ?? 0)) return fail(`shm id ${c.id}: BAR ${c.bar} + 0x${off.toString(16)} length 0x${len.toString(16)} exceeds the BAR`);
+        if (ids.has(c.id)) return fail(`shm id ${c.id} appears twice`);
+        ids.add(c.id);
       }
+      // basic.shared-memory-regions.device.1: the region carries no control or data stream —
+      // scribbling over it while the device works must change nothing the driver sees.
+      raw.init();
+      const shmBar = raw.probe!.bars.find((b) => b.index === caps[0]!.bar);
+      const st = raw.regs.status();
+      if (shmBar !== undefined) for (let o = 0; o < 256; o += 4) ctx.dut.pci!.mmioWrite(shmBar.address + caps[0]!.offset + o, 4, 0xdeadbeef);
+      if (raw.regs.status() !== st) return fail('writing the shared memory region changed the device status');
+      const p = await workOk(ctx, raw);
+      if (p !== undefined) return fail(`after writing the shared memory region: ${p}`);
+      return pass(`${caps.length} shared memory region(s) inside their BARs, ids unique; writes into the region do not control the device`);
     },
   }),
 ];

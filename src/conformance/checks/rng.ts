@@ -1,7 +1,7 @@
 /** virtio-rng checks (virtio 1.4 §5.4). */
 import { ANY_TRANSPORT, defineCheck, type Check } from '../check.js';
 import { fail, pass } from '../verdict.js';
-import { rawInit } from './util.js';
+import { rawInit, withRaw } from './util.js';
 
 export const rngChecks: readonly Check[] = [
   defineCheck({
@@ -12,8 +12,7 @@ export const rngChecks: readonly Check[] = [
     transports: ANY_TRANSPORT,
     devices: ['rng'],
     async run(ctx) {
-      const raw = rawInit(ctx);
-      try {
+      return withRaw(rawInit(ctx), async (raw) => {
         const lens: number[] = [];
         for (const n of [1, 16, 4096]) {
           const r = await raw.transact(0, [], [n], ctx.waitMs, { signal: ctx.signal });
@@ -24,9 +23,7 @@ export const rngChecks: readonly Check[] = [
         const r2 = await raw.transact(0, [], [8, 8], ctx.waitMs, { signal: ctx.signal });
         if (r2 === undefined || r2.len < 1) return fail('a request of two 8-byte buffers got no byte');
         return pass(`lens ${lens.join(', ')} for 1/16/4096-byte buffers; 2-buffer request got ${r2.len}`);
-      } finally {
-        raw.close();
-      }
+      });
     },
   }),
 ];

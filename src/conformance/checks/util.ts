@@ -76,6 +76,7 @@ export function buildWork(raw: RawDriver, kind: DeviceKind, opts: { split?: numb
     bufs.push({ addr: a, len, write: true });
     return a;
   };
+  const work = (q: number, verify: Work['verify']): Work => ({ q, bufs, readable, writable, verify });
   const seed = opts.seed ?? 1;
   switch (kind) {
     case 'blk': {
@@ -84,24 +85,18 @@ export function buildWork(raw: RawDriver, kind: DeviceKind, opts: { split?: numb
       out(blkHeader(1, sector));
       out(data);
       const st = inb(1);
-      return {
-        q: 0,
-        bufs,
-        readable,
-        writable,
-        verify: (r, u) => {
-          const s = r.mem.read(st, 1)[0];
-          if (s !== 0) return `write request completed with status ${s} (expected VIRTIO_BLK_S_OK 0)`;
-          if (u.len < 1) return `used len ${u.len}, but the device wrote the status byte`;
-          const disk = r.dut.io.readDisk?.(512 * sector, 512);
-          if (disk !== undefined && !disk.every((b, i) => b === data[i])) return 'the written sector does not hold the data sent';
-          return undefined;
-        },
-      };
+      return work(0, (r, u) => {
+        const s = r.mem.read(st, 1)[0];
+        if (s !== 0) return `write request completed with status ${s} (expected VIRTIO_BLK_S_OK 0)`;
+        if (u.len < 1) return `used len ${u.len}, but the device wrote the status byte`;
+        const disk = r.dut.io.readDisk?.(512 * sector, 512);
+        if (disk !== undefined && !disk.every((b, i) => b === data[i])) return 'the written sector does not hold the data sent';
+        return undefined;
+      });
     }
     case 'rng': {
       inb(64);
-      return { q: 0, bufs, readable, writable, verify: (_r, u) => (u.len >= 1 && u.len <= 64 ? undefined : `used len ${u.len} for a 64-byte buffer`) };
+      return work(0, (_r, u) => (u.len >= 1 && u.len <= 64 ? undefined : `used len ${u.len} for a 64-byte buffer`));
     }
     case 'net': {
       const frame = ethFrame(60, undefined, seed);
@@ -110,35 +105,23 @@ export function buildWork(raw: RawDriver, kind: DeviceKind, opts: { split?: numb
       msg.set(hdr, 0);
       msg.set(frame, 12);
       out(msg);
-      return {
-        q: 1,
-        bufs,
-        readable,
-        writable,
-        verify: (r) => {
-          const sent = r.dut.io.sentFrames;
-          if (sent !== undefined && !sent.some((f) => f.length === frame.length && f.every((b, i) => b === frame[i]))) return 'the transmitted frame did not reach the backend intact';
-          return undefined;
-        },
-      };
+      return work(1, (r) => {
+        const sent = r.dut.io.sentFrames;
+        if (sent !== undefined && !sent.some((f) => f.length === frame.length && f.every((b, i) => b === frame[i]))) return 'the transmitted frame did not reach the backend intact';
+        return undefined;
+      });
     }
     case 'console': {
       const text = new TextEncoder().encode(`hello ${seed}\r\n`);
       out(text);
-      return {
-        q: 1,
-        bufs,
-        readable,
-        writable,
-        verify: (r) => {
-          const o = r.dut.io.consoleOutput;
-          if (o !== undefined) {
-            const s = String.fromCharCode(...o);
-            if (!s.includes(new TextDecoder().decode(text))) return `port 0 output ${JSON.stringify(s.slice(-40))} lacks the text sent`;
-          }
-          return undefined;
-        },
-      };
+      return work(1, (r) => {
+        const o = r.dut.io.consoleOutput;
+        if (o !== undefined) {
+          const s = String.fromCharCode(...o);
+          if (!s.includes(new TextDecoder().decode(text))) return `port 0 output ${JSON.stringify(s.slice(-40))} lacks the text sent`;
+        }
+        return undefined;
+      });
     }
   }
 }
@@ -273,3 +256,12 @@ export async function judgeMalformed(
 }
 
 export { skip, pass, fail, reject };
+
+/** Run `body` with `raw` and close `raw` afterwards, however `body` ends. */
+export async function withRaw<T>(raw: RawDriver, body: (raw: RawDriver) => Promise<T>): Promise<T> {
+  try {
+    return await body(raw);
+  } finally {
+    raw.close();
+  }
+}
