@@ -362,13 +362,8 @@ export interface RawQueue {
 const u16 = (mem: RawMemory, a: number): number => mem.space.readU16(a);
 const w16 = (mem: RawMemory, a: number, v: number): void => mem.space.writeU16(a, v & 0xffff);
 
-/** Split ring written by hand. */
-export class RawSplitQueue implements RawQueue {
-  readonly packed = false;
-  nextDesc = 0;
-  availIdx = 0;
-  lastUsed = 0;
-  usedSeen = 0;
+/** What both hand-written rings share: where they live, how to notify, the 16-byte descriptor write. */
+abstract class RawRingBase {
   constructor(
     readonly q: number,
     readonly size: number,
@@ -376,18 +371,31 @@ export class RawSplitQueue implements RawQueue {
     readonly driverArea: number,
     readonly deviceArea: number,
     readonly mem: RawMemory,
-    private readonly regs: TransportRegs,
-    private readonly notifData: boolean,
+    protected readonly regs: TransportRegs,
+    protected readonly notifData: boolean,
   ) {}
-  /** Write descriptor `i` of the table. */
-  writeDesc(i: number, addr: number, len: number, flags: number, next: number): void {
+  /** Write the 16 bytes of descriptor slot `i`: addr le64, len le32, then the two le16 words (w14 last). */
+  protected writeDescWords(i: number, addr: number, len: number, w12: number, w14: number): void {
     const a = this.desc + 16 * (i % this.size);
     const s = this.mem.space;
     s.writeU32(a, addr >>> 0);
     s.writeU32(a + 4, Math.floor(addr / TWO32) >>> 0);
     s.writeU32(a + 8, len >>> 0);
-    s.writeU16(a + 12, flags & 0xffff);
-    s.writeU16(a + 14, next & 0xffff);
+    s.writeU16(a + 12, w12 & 0xffff);
+    s.writeU16(a + 14, w14 & 0xffff);
+  }
+}
+
+/** Split ring written by hand. */
+export class RawSplitQueue extends RawRingBase implements RawQueue {
+  readonly packed = false;
+  nextDesc = 0;
+  availIdx = 0;
+  lastUsed = 0;
+  usedSeen = 0;
+  /** Write descriptor `i` of the table. */
+  writeDesc(i: number, addr: number, len: number, flags: number, next: number): void {
+    this.writeDescWords(i, addr, len, flags, next);
   }
   /** Put `head` in the next avail ring slot (not published). */
   pushAvail(head: number): void {
@@ -472,7 +480,7 @@ export class RawSplitQueue implements RawQueue {
 }
 
 /** Packed ring written by hand. */
-export class RawPackedQueue implements RawQueue {
+export class RawPackedQueue extends RawRingBase implements RawQueue {
   readonly packed = true;
   /** Next descriptor slot the driver fills, and its wrap counter. */
   nextAvail = 0;
@@ -484,25 +492,9 @@ export class RawPackedQueue implements RawQueue {
   usedSeen = 0;
   /** Descriptors per buffer id (to skip on collect). */
   private readonly idDescs = new Map<number, number>();
-  constructor(
-    readonly q: number,
-    readonly size: number,
-    readonly desc: number,
-    readonly driverArea: number,
-    readonly deviceArea: number,
-    readonly mem: RawMemory,
-    private readonly regs: TransportRegs,
-    private readonly notifData: boolean,
-  ) {}
   /** Write packed descriptor slot `i` (flags written last). */
   writeDesc(i: number, addr: number, len: number, id: number, flags: number): void {
-    const a = this.desc + 16 * (i % this.size);
-    const s = this.mem.space;
-    s.writeU32(a, addr >>> 0);
-    s.writeU32(a + 4, Math.floor(addr / TWO32) >>> 0);
-    s.writeU32(a + 8, len >>> 0);
-    s.writeU16(a + 12, id & 0xffff);
-    s.writeU16(a + 14, flags & 0xffff);
+    this.writeDescWords(i, addr, len, id, flags);
   }
   readDesc(i: number): { addr: number; len: number; id: number; flags: number } {
     const a = this.desc + 16 * (i % this.size);
