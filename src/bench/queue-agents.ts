@@ -109,12 +109,14 @@ export class BenchDriver {
 
   /** Post up to `max` (≤ 64) chains and publish them; returns how many were posted. */
   post(max: number): number {
-    return this.batchApi ? this.postBatch(max) : this.postChains(max);
+    if (!this.batchApi) return this.postChains(max);
+    return this.descs === 3 ? this.postBatch3(max) : this.postBatch1(max);
   }
 
   /** Collect every used chain, check its status byte; returns how many were collected. */
   reclaim(): number {
-    return this.batchApi ? this.reclaimBatch() : this.reclaimChains();
+    if (!this.batchApi) return this.reclaimChains();
+    return this.descs === 3 ? this.reclaimBatch3() : this.reclaimBatch1();
   }
 
   private postChains(max: number): number {
@@ -156,68 +158,90 @@ export class BenchDriver {
     return posted;
   }
 
-  /** Post with one addBatch: fill an SgBatch from the top of the token stack. */
-  private postBatch(max: number): number {
-    const drv = this.drv;
+  /**
+   * Post 1-descriptor chains with one addBatch: fill an SgBatch from the top of the token stack.
+   * The batch methods come in one copy per chain shape so each compiles to a loop without the
+   * other shape's branch (measured: −4 % instructions per chain).
+   */
+  private postBatch1(max: number): number {
+    const sb = this.sgBatch;
+    const chain = sb.chain;
+    const seg = sb.seg;
+    const u8 = this.u8;
+    const freeTok = this.freeTok;
+    const nFree = this.nFree;
+    const want = max < nFree ? (max < BENCH_BATCH ? max : BENCH_BATCH) : nFree;
+    for (let k = 0; k < want; k++) {
+      const t = freeTok[nFree - 1 - k]!;
+      const o = SG_CHAIN_STRIDE * k;
+      chain[o] = t;
+      chain[o | 1] = 1;
+      chain[o | 2] = 0;
+      u8[BUF1_OFF + BUF1_LEN * t] = STATUS_UNSET;
+      const s = k << 1;
+      seg[s] = BENCH_GPA_BASE + BUF1_OFF + BUF1_LEN * t;
+      seg[s | 1] = BUF1_LEN;
+    }
+    sb.count = want;
+    sb.segs = want;
+    const added = want > 0 ? this.drv.addBatch!(sb) : 0;
+    return this.finishPost(added);
+  }
+
+  /** Post virtio-blk read requests (3 descriptors each) with one addBatch. */
+  private postBatch3(max: number): number {
     const sb = this.sgBatch;
     const chain = sb.chain;
     const seg = sb.seg;
     const u8 = this.u8;
     const u32 = this.u32;
     const freeTok = this.freeTok;
-    const three = this.descs === 3;
     const nFree = this.nFree;
     const want = max < nFree ? (max < BENCH_BATCH ? max : BENCH_BATCH) : nFree;
-    let seq = this.seq;
+    const seq = this.seq;
     let s = 0;
     for (let k = 0; k < want; k++) {
       const t = freeTok[nFree - 1 - k]!;
       const o = SG_CHAIN_STRIDE * k;
       chain[o] = t;
-      if (three) {
-        const h = (HDR_OFF + HDR_LEN * t) >>> 2;
-        u32[h] = VIRTIO_BLK_T_IN;
-        u32[h + 1] = 0;
-        u32[h + 2] = (seq + k) >>> 0;
-        u32[h + 3] = ((seq + k) / 4294967296) >>> 0;
-        u8[STATUS_OFF + t] = STATUS_UNSET;
-        chain[o + 1] = 3;
-        chain[o + 2] = 1;
-        seg[s] = BENCH_GPA_BASE + HDR_OFF + HDR_LEN * t;
-        seg[s + 1] = HDR_LEN;
-        seg[s + 2] = BENCH_GPA_BASE + DATA_OFF + DATA_LEN * t;
-        seg[s + 3] = DATA_LEN;
-        seg[s + 4] = BENCH_GPA_BASE + STATUS_OFF + t;
-        seg[s + 5] = 1;
-        s += 6;
-      } else {
-        u8[BUF1_OFF + BUF1_LEN * t] = STATUS_UNSET;
-        chain[o + 1] = 1;
-        chain[o + 2] = 0;
-        seg[s] = BENCH_GPA_BASE + BUF1_OFF + BUF1_LEN * t;
-        seg[s + 1] = BUF1_LEN;
-        s += 2;
-      }
+      chain[o | 1] = 3;
+      chain[o | 2] = 1;
+      const h = (HDR_OFF + HDR_LEN * t) >>> 2;
+      u32[h] = VIRTIO_BLK_T_IN;
+      u32[h | 1] = 0;
+      u32[h | 2] = (seq + k) >>> 0;
+      u32[h | 3] = ((seq + k) / 4294967296) >>> 0;
+      u8[STATUS_OFF + t] = STATUS_UNSET;
+      seg[s] = BENCH_GPA_BASE + HDR_OFF + HDR_LEN * t;
+      seg[s + 1] = HDR_LEN;
+      seg[s + 2] = BENCH_GPA_BASE + DATA_OFF + DATA_LEN * t;
+      seg[s + 3] = DATA_LEN;
+      seg[s + 4] = BENCH_GPA_BASE + STATUS_OFF + t;
+      seg[s + 5] = 1;
+      s += 6;
     }
     sb.count = want;
-    sb.segs = s >>> 1;
-    const added = want > 0 ? drv.addBatch!(sb) : 0;
-    if (added > 0) drv.publish();
-    this.nFree = nFree - added;
-    this.seq = seq + added;
+    sb.segs = 3 * want;
+    const added = want > 0 ? this.drv.addBatch!(sb) : 0;
+    return this.finishPost(added);
+  }
+
+  /** Publish what addBatch took and update the token stack. */
+  private finishPost(added: number): number {
+    if (added > 0) this.drv.publish();
+    this.nFree -= added;
+    this.seq += added;
     this.inFlight += added;
     return added;
   }
 
-  /** Reclaim with getUsedBatch calls. */
-  private reclaimBatch(): number {
+  /** Reclaim 1-descriptor chains with getUsedBatch calls (status = first byte of the buffer). */
+  private reclaimBatch1(): number {
     const drv = this.drv;
     const u8 = this.u8;
     const freeTok = this.freeTok;
     const toks = this.usedTok;
     const lens = this.usedLen;
-    const statusBase = this.descs === 3 ? STATUS_OFF : BUF1_OFF;
-    const stride = this.descs === 3 ? 1 : BUF1_LEN;
     let nFree = this.nFree;
     let bad = 0;
     let got = 0;
@@ -225,12 +249,39 @@ export class BenchDriver {
       const n = drv.getUsedBatch!(toks, lens, BENCH_QUEUE_SIZE);
       for (let i = 0; i < n; i++) {
         const t = toks[i]!;
-        if (u8[statusBase + stride * t] !== VIRTIO_BLK_S_OK) bad++;
+        if (u8[BUF1_OFF + BUF1_LEN * t] !== VIRTIO_BLK_S_OK) bad++;
         freeTok[nFree++] = t;
       }
       got += n;
       if (n < BENCH_QUEUE_SIZE) break;
     }
+    return this.finishReclaim(nFree, bad, got);
+  }
+
+  /** Reclaim virtio-blk requests with getUsedBatch calls (status byte per token). */
+  private reclaimBatch3(): number {
+    const drv = this.drv;
+    const u8 = this.u8;
+    const freeTok = this.freeTok;
+    const toks = this.usedTok;
+    const lens = this.usedLen;
+    let nFree = this.nFree;
+    let bad = 0;
+    let got = 0;
+    for (;;) {
+      const n = drv.getUsedBatch!(toks, lens, BENCH_QUEUE_SIZE);
+      for (let i = 0; i < n; i++) {
+        const t = toks[i]!;
+        if (u8[STATUS_OFF + t] !== VIRTIO_BLK_S_OK) bad++;
+        freeTok[nFree++] = t;
+      }
+      got += n;
+      if (n < BENCH_QUEUE_SIZE) break;
+    }
+    return this.finishReclaim(nFree, bad, got);
+  }
+
+  private finishReclaim(nFree: number, bad: number, got: number): number {
     this.nFree = nFree;
     this.badStatus += bad;
     this.inFlight -= got;
@@ -294,11 +345,49 @@ export class BenchDevice {
    * @returns chains completed, or -1 when the queue parked (guest error) or a request was malformed.
    */
   batch(): number {
-    return this.batchApi ? this.batchBatch() : this.batchChains();
+    if (!this.batchApi) return this.batchChains();
+    return this.descs === 3 ? this.batchBatch3() : this.batchBatch1();
   }
 
-  /** One popBatch, handle each chain from the flat arrays, one pushUsedBatch. */
-  private batchBatch(): number {
+  /**
+   * 1-descriptor chains: one popBatch, write each status byte from the flat arrays, one
+   * pushUsedBatch. Region views are cached across chains (a device model's usual cache:
+   * consecutive buffers are mostly in the same region).
+   */
+  private batchBatch1(): number {
+    const dq = this.dq;
+    const cb = this.cb;
+    const n = dq.popBatch!(cb, BENCH_BATCH);
+    const chainA = cb.chain;
+    const seg = cb.seg;
+    const pos = cb.pos;
+    const lens = this.lens;
+    const regions = this.regions;
+    let bad = 0;
+    let cr = -1;
+    let cu8 = this.u8None;
+    for (let i = 0; i < n; i++) {
+      const o = CHAIN_STRIDE * i;
+      const f2 = chainA[o]! << 1;
+      if (chainA[o | 1] !== 1 || chainA[o | 2] !== 0 || seg[f2 | 1]! < 1) {
+        bad++;
+        lens[i] = 0;
+        continue;
+      }
+      const r = seg[f2]!;
+      if (r !== cr) {
+        cr = r;
+        cu8 = regions[r]!.u8;
+      }
+      cu8[pos[f2]!] = VIRTIO_BLK_S_OK;
+      lens[i] = 1;
+    }
+    if (n > 0) dq.pushUsedBatch(cb.head, lens, n);
+    return this.finishBatch(n, bad);
+  }
+
+  /** virtio-blk read requests: read each header, write the status byte, one pushUsedBatch. */
+  private batchBatch3(): number {
     const dq = this.dq;
     const cb = this.cb;
     const n = dq.popBatch!(cb, BENCH_BATCH);
@@ -308,66 +397,51 @@ export class BenchDevice {
     const pos = cb.pos;
     const lens = this.lens;
     const regions = this.regions;
-    const three = this.descs === 3;
     let checksum = this.checksum;
     let bad = 0;
-    // Views of the region the last segment was in (a device model's usual cache: consecutive
-    // buffers are mostly in the same region).
     let cr = -1;
     let cu8 = this.u8None;
     let cdv = this.dvNone;
     for (let i = 0; i < n; i++) {
       const o = CHAIN_STRIDE * i;
-      const f2 = 2 * chainA[o]!;
-      const cnt = chainA[o + 1]!;
-      const rd = chainA[o + 2]!;
-      if (three) {
-        if (cnt !== 3 || rd !== 1 || seg[f2 + 1]! < HDR_LEN || seg[f2 + 5]! < 1) {
-          bad++;
-          lens[i] = 0;
-          continue;
-        }
-        let r = seg[f2]!;
-        if (r !== cr) {
-          const rg = regions[r]!;
-          cr = r;
-          cu8 = rg.u8;
-          cdv = rg.dv;
-        }
-        const ho = pos[f2]!;
-        const type = cdv.getUint32(ho, true);
-        checksum += cdv.getUint32(ho + 8, true) + cdv.getUint32(ho + 12, true) * 4294967296;
-        r = seg[f2 + 4]!;
-        if (r !== cr) {
-          const rg = regions[r]!;
-          cr = r;
-          cu8 = rg.u8;
-          cdv = rg.dv;
-        }
-        cu8[pos[f2 + 4]!] = type === VIRTIO_BLK_T_IN ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_UNSUPP;
-        lens[i] = bytes[2 * i + 1]!;
-      } else {
-        if (cnt !== 1 || rd !== 0 || seg[f2 + 1]! < 1) {
-          bad++;
-          lens[i] = 0;
-          continue;
-        }
-        const r = seg[f2]!;
-        if (r !== cr) {
-          cr = r;
-          cu8 = regions[r]!.u8;
-        }
-        cu8[pos[f2]!] = VIRTIO_BLK_S_OK;
-        lens[i] = 1;
+      const f2 = chainA[o]! << 1;
+      if (chainA[o | 1] !== 3 || chainA[o | 2] !== 1 || seg[f2 | 1]! < HDR_LEN || seg[f2 + 5]! < 1) {
+        bad++;
+        lens[i] = 0;
+        continue;
       }
+      let r = seg[f2]!;
+      if (r !== cr) {
+        const rg = regions[r]!;
+        cr = r;
+        cu8 = rg.u8;
+        cdv = rg.dv;
+      }
+      const ho = pos[f2]!;
+      const type = cdv.getUint32(ho, true);
+      checksum += cdv.getUint32(ho + 8, true) + cdv.getUint32(ho + 12, true) * 4294967296;
+      r = seg[f2 + 4]!;
+      if (r !== cr) {
+        const rg = regions[r]!;
+        cr = r;
+        cu8 = rg.u8;
+        cdv = rg.dv;
+      }
+      cu8[pos[f2 + 4]!] = type === VIRTIO_BLK_T_IN ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_UNSUPP;
+      lens[i] = bytes[(i << 1) | 1]!;
     }
-    if (n > 0) dq.pushUsedBatch(cb.head, lens, n);
     this.checksum = checksum;
+    if (n > 0) dq.pushUsedBatch(cb.head, lens, n);
+    return this.finishBatch(n, bad);
+  }
+
+  /** Result of a device batch: -1 on a malformed request or a parked queue. */
+  private finishBatch(n: number, bad: number): number {
     if (bad > 0) {
       this.badRequests += bad;
       return -1;
     }
-    if (n === 0 && dq.parked) return -1;
+    if (n === 0 && this.dq.parked) return -1;
     return n;
   }
 

@@ -49,6 +49,10 @@ const REC_TOKEN = 0;
 const REC_WRITABLE = 1;
 const REC_DESCS = 2;
 const REC_TAIL = 3;
+/** Free-list link of descriptor i (driver-private; Linux keeps the same in a shadow array). */
+const REC_NEXT = 4;
+/** Stride of SplitDriverQueue.rec (a power of two: records are addressed with `i << 3`). */
+const REC_STRIDE = 8;
 /** Slots of SplitDriverQueue.ds (fast-path scalars, kept in an Int32Array so V8 sees untagged int32). */
 const DS_MASK = 0;
 const DS_FREE_HEAD = 1;
@@ -83,13 +87,13 @@ export class SplitDriverQueue implements DriverQueue {
   private readonly usedEventAt: number;
   private readonly availEventAt: number;
 
-  /** Free list links (driver-private). */
-  private readonly freeNext: Uint16Array;
   /**
-   * Per head, stride 4 (one array, so the hot loops touch one view): caller token, writable bytes
-   * (max accepted used len), ring descriptors used (0 = not in flight), last ring descriptor.
+   * Per descriptor index, stride {@link REC_STRIDE} (one array, so the hot loops touch one view).
+   * For a chain head: caller token, writable bytes as uint32 bits (max accepted used len; chains
+   * are below 2^32 bytes), ring descriptors used (0 = not in flight), last ring descriptor. For
+   * every descriptor: its free-list link (REC_NEXT).
    */
-  private readonly rec: Float64Array;
+  private readonly rec: Int32Array;
   /** Per head: indirect table bus address, or -1. */
   private readonly chainIndirect: Float64Array;
   /** IN_ORDER: heads in submission order. */
@@ -159,10 +163,9 @@ export class SplitDriverQueue implements DriverQueue {
     this.usedEventAt = 2 + cfg.size;
     this.availEventAt = 2 + 4 * cfg.size;
     const size = cfg.size;
-    this.freeNext = new Uint16Array(size);
-    for (let i = 0; i < size; i++) this.freeNext[i] = (i + 1) & this.mask;
     this.numFree = size;
-    this.rec = new Float64Array(4 * size);
+    this.rec = new Int32Array(REC_STRIDE * size);
+    for (let i = 0; i < size; i++) this.rec[REC_STRIDE * i + REC_NEXT] = (i + 1) & this.mask;
     this.fastOk = !cfg.inOrder && threshold === 0;
     this.ds[DS_MASK] = cfg.size - 1;
     this.ds[DS_SIZE] = cfg.size;
@@ -223,7 +226,7 @@ export class SplitDriverQueue implements DriverQueue {
     const sLen = sg.len;
     const readableN = sg.readable;
     const desc = this.desc;
-    const freeNext = this.freeNext;
+    const rec = this.rec;
     const head = this.freeHead;
     let d = head;
     let tail = head;
@@ -232,7 +235,7 @@ export class SplitDriverQueue implements DriverQueue {
       const ad = sAddr[i]!;
       const l = sLen[i]!;
       const w = d << 2;
-      const nx = freeNext[d]!;
+      const nx = rec[(d << 3) | REC_NEXT]!;
       desc[w] = ad >>> 0;
       desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
       desc[w | 2] = l;
@@ -246,12 +249,11 @@ export class SplitDriverQueue implements DriverQueue {
       tail = d;
       d = nx;
     }
-    this.freeHead = freeNext[tail]!;
+    this.freeHead = rec[(tail << 3) | REC_NEXT]!;
     this.numFree -= n;
-    const rec = this.rec;
-    const r = head << 2;
+    const r = head << 3;
     rec[r] = token; // REC_TOKEN
-    rec[r | REC_WRITABLE] = wBytes;
+    rec[r | REC_WRITABLE] = wBytes > 0xffffffff ? -1 : wBytes; // saturated: used len is a u32
     rec[r | REC_DESCS] = n;
     rec[r | REC_TAIL] = tail;
     this.inFlightCount++;
@@ -323,7 +325,6 @@ export class SplitDriverQueue implements DriverQueue {
     const bSeg = b.seg;
     const desc = this.desc;
     const avail = this.avail;
-    const freeNext = this.freeNext;
     const rec = this.rec;
     while (k < n) {
       const o = k << 2;
@@ -356,7 +357,7 @@ export class SplitDriverQueue implements DriverQueue {
           const ad = bSeg[si]!;
           const l = bSeg[si | 1]!;
           const w = d << 2;
-          const nx = freeNext[d]!;
+          const nx = rec[(d << 3) | REC_NEXT]!;
           // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
           desc[w] = ad >>> 0;
           desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
@@ -372,11 +373,11 @@ export class SplitDriverQueue implements DriverQueue {
           d = nx;
         }
       }
-      freeHead = freeNext[tail]!;
+      freeHead = rec[(tail << 3) | REC_NEXT]!;
       numFree -= cnt;
-      const r = head << 2;
+      const r = head << 3;
       rec[r] = bChain[o]!; // REC_TOKEN
-      rec[r | REC_WRITABLE] = wBytes;
+      rec[r | REC_WRITABLE] = wBytes > 0xffffffff ? -1 : wBytes; // saturated: used len is a u32
       rec[r | REC_DESCS] = cnt;
       rec[r | REC_TAIL] = tail;
       bChain[o | 3] = head;
@@ -403,7 +404,6 @@ export class SplitDriverQueue implements DriverQueue {
     const readableN = bChain[o + 2]!;
     const mask = this.mask;
     const inOrder = this.inOrder;
-    const freeNext = this.freeNext;
     const rec = this.rec;
     let head: number;
     if (this.indirectThreshold > 0 && cnt >= this.indirectThreshold) {
@@ -411,7 +411,7 @@ export class SplitDriverQueue implements DriverQueue {
       head = inOrder ? this.nextDesc : this.freeHead;
       this.writeIndirect(head, bSeg, s0, cnt, readableN);
       if (inOrder) this.nextDesc = (head + 1) & mask;
-      else this.freeHead = freeNext[head]!;
+      else this.freeHead = rec[(head << 3) | REC_NEXT]!;
       this.numFree -= 1;
     } else {
       if (this.numFree < cnt) return false;
@@ -427,7 +427,7 @@ export class SplitDriverQueue implements DriverQueue {
         const l = bSeg[2 * i + 1]!;
         const w = d << 2;
         // basic.split-vq.vq-desc-table.driver.2 (IN_ORDER: next = this + 1, wrapping)
-        const nx = inOrder ? (d + 1) & mask : freeNext[d]!;
+        const nx = inOrder ? (d + 1) & mask : rec[(d << 3) | REC_NEXT]!;
         desc[w] = ad >>> 0;
         desc[w + 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
         desc[w + 2] = l;
@@ -442,15 +442,15 @@ export class SplitDriverQueue implements DriverQueue {
         d = nx;
       }
       if (inOrder) this.nextDesc = (tail + 1) & mask;
-      else this.freeHead = freeNext[tail]!;
+      else this.freeHead = rec[(tail << 3) | REC_NEXT]!;
       this.numFree -= cnt;
-      const r = head << 2;
-      rec[r + REC_WRITABLE] = wBytes;
+      const r = head << 3;
+      rec[r + REC_WRITABLE] = wBytes > 0xffffffff ? -1 : wBytes; // saturated: used len is a u32
       rec[r + REC_DESCS] = cnt;
       rec[r + REC_TAIL] = tail;
       // chainIndirect[head] is already -1 here (collectSlow() resets it when an indirect chain is released).
     }
-    rec[(head << 2) + REC_TOKEN] = bChain[o]!;
+    rec[(head << 3) + REC_TOKEN] = bChain[o]!;
     bChain[o + 3] = head;
     if (inOrder) this.order[(this.orderHead + this.inFlightCount) & mask] = head;
     this.inFlightCount++;
@@ -489,8 +489,8 @@ export class SplitDriverQueue implements DriverQueue {
     desc[w + 1] = (indirectAddr / TWO32) >>> 0;
     desc[w + 2] = cnt * 16;
     desc[w + 3] = F_INDIRECT;
-    const rr = head << 2;
-    this.rec[rr + REC_WRITABLE] = wBytes;
+    const rr = head << 3;
+    this.rec[rr + REC_WRITABLE] = wBytes > 0xffffffff ? -1 : wBytes; // saturated: used len is a u32
     this.rec[rr + REC_DESCS] = 1;
     this.rec[rr + REC_TAIL] = head;
     this.chainIndirect[head] = indirectAddr;
@@ -527,10 +527,10 @@ export class SplitDriverQueue implements DriverQueue {
       const len = this.used32[slot + 1]!;
       if (id < this.size) {
         const rec = this.rec;
-        const r = id << 2;
+        const r = id << 3;
         const nd = rec[r | REC_DESCS]!;
-        if (nd !== 0 && len <= rec[r | REC_WRITABLE]!) {
-          this.freeNext[rec[r | REC_TAIL]!] = this.freeHead;
+        if (nd !== 0 && len <= rec[r | REC_WRITABLE]! >>> 0) {
+          rec[(rec[r | REC_TAIL]! << 3) | REC_NEXT] = this.freeHead;
           this.freeHead = id;
           this.numFree += nd;
           rec[r | REC_DESCS] = 0;
@@ -621,16 +621,15 @@ export class SplitDriverQueue implements DriverQueue {
     let numFree = ds[DS_NUM_FREE]!;
     const used32 = this.used32;
     const rec = this.rec;
-    const freeNext = this.freeNext;
     while (k < max && last !== usedIdx) {
       const slot = 1 + ((last & mask) << 1);
       const id = used32[slot]!;
       const len = used32[slot + 1]!;
       if (!(id < size)) break;
-      const r = id << 2;
+      const r = id << 3;
       const nd = rec[r | REC_DESCS]!;
-      if (nd === 0 || len > rec[r | REC_WRITABLE]!) break;
-      freeNext[rec[r | REC_TAIL]!] = freeHead;
+      if (nd === 0 || len > rec[r | REC_WRITABLE]! >>> 0) break;
+      rec[(rec[r | REC_TAIL]! << 3) | REC_NEXT] = freeHead;
       freeHead = id;
       numFree += nd;
       rec[r | REC_DESCS] = 0;
@@ -657,17 +656,17 @@ export class SplitDriverQueue implements DriverQueue {
         len = this.batchLastLen;
         this.batchLast = -1;
       } else {
-        len = rec[(head << 2) + REC_WRITABLE]!;
+        len = rec[(head << 3) + REC_WRITABLE]! >>> 0;
       }
     } else {
       const slot = 1 + ((last & this.mask) << 1);
       const id = this.used32[slot]!;
       len = this.used32[slot + 1]!;
-      if (!(id < this.size) || rec[(id << 2) + REC_DESCS] === 0) {
+      if (!(id < this.size) || rec[(id << 3) + REC_DESCS] === 0) {
         return this.fail('DEVICE_USED_BAD_ID', undefined, `used ring entry ${last} returns id ${id}, which is not the head of a buffer in flight`);
       }
       // basic.split-vq.vq-used-ring.device.2: len counts bytes written into the device-writable part.
-      const writable = rec[(id << 2) + REC_WRITABLE]!;
+      const writable = rec[(id << 3) + REC_WRITABLE]! >>> 0;
       if (len > writable) {
         return this.fail('DEVICE_USED_BAD_LEN', 'basic.split-vq.vq-used-ring.device.2', `used ring entry ${last} (id ${id}) claims ${len} bytes written, but the chain has only ${writable} writable bytes`);
       }
@@ -679,15 +678,15 @@ export class SplitDriverQueue implements DriverQueue {
           this.batchLast = id;
           this.batchLastLen = len;
           head = oldest;
-          len = rec[(oldest << 2) + REC_WRITABLE]!;
+          len = rec[(oldest << 3) + REC_WRITABLE]! >>> 0;
         }
       }
     }
     // Release the chain's descriptors.
-    const r = head << 2;
+    const r = head << 3;
     if (this.inOrder) this.orderHead = (this.orderHead + 1) & this.mask;
     else {
-      this.freeNext[rec[r + REC_TAIL]!] = this.freeHead;
+      rec[(rec[r + REC_TAIL]! << 3) | REC_NEXT] = this.freeHead;
       this.freeHead = head;
     }
     this.numFree += rec[r + REC_DESCS]!;
