@@ -37,6 +37,7 @@ export type VirtioErrorCode =
   | 'HEAD_IN_FLIGHT' // head offered again while in flight / in-flight overrun
   | 'PACKED_BAD_ID' // packed buffer id out of range or already in flight
   | 'USED_BAD_ID' // device-side push of a head that is not in flight
+  | 'REENTRANT_CALL' // a queue method called from inside that queue's own popEach/addEach/collectEach callback
   // --- driver-side validation of what a device returns
   | 'DEVICE_USED_BAD_ID'
   | 'DEVICE_USED_BAD_LEN'

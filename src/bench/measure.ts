@@ -20,7 +20,7 @@ export interface Measurement {
   /** Chains completed in the timed repetitions. */
   chains: number;
   /** JS only: the queue API style the harness used ('chain' or 'batch'). */
-  api?: 'chain' | 'batch';
+  api?: 'chain' | 'batch' | 'visit';
 }
 
 /** Defaults for a tiny run (tests). */

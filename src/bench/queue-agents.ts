@@ -20,7 +20,7 @@
  */
 import type { AddressSpace } from '../memory/space.js';
 import type { MemoryRegion } from '../memory/region.js';
-import { CHAIN_STRIDE as I_CHAIN_STRIDE, ChainBatch, DescChain, SG_CHAIN_STRIDE as I_SG_CHAIN_STRIDE, SgBatch, SgList, type DeviceQueue, type DriverQueue } from '../queue/types.js';
+import { CHAIN_STRIDE as I_CHAIN_STRIDE, ChainBatch, type ChainFiller, type ChainVisitor, DescChain, type UsedVisitor, SG_CHAIN_STRIDE as I_SG_CHAIN_STRIDE, SgBatch, SgList, type DeviceQueue, type DriverQueue } from '../queue/types.js';
 import {
   BENCH_BATCH as I_BENCH_BATCH,
   BENCH_GPA_BASE as I_BENCH_GPA_BASE,
@@ -60,12 +60,136 @@ const VIRTIO_BLK_S_OK = I_VIRTIO_BLK_S_OK;
 const VIRTIO_BLK_S_UNSUPP = I_VIRTIO_BLK_S_UNSUPP;
 const VIRTIO_BLK_T_IN = I_VIRTIO_BLK_T_IN;
 
-/** Which queue members the harness calls. */
-export type QueueApi = 'chain' | 'batch';
+/**
+ * Which queue members the harness calls: `visit` = popEach / addEach / collectEach (one pass per
+ * chain), `batch` = popBatch / addBatch / getUsedBatch (flat arrays between the steps), `chain` =
+ * pop / add / getUsed.
+ */
+export type QueueApi = 'chain' | 'batch' | 'visit';
 
-/** The API style actually usable for this pair of queues (`batch` needs all three batch members). */
+/** The API style actually usable for this pair of queues (falls back visit → batch → chain). */
 export function effectiveApi(want: QueueApi, dq: DeviceQueue, drv: DriverQueue): QueueApi {
-  return want === 'batch' && typeof dq.popBatch === 'function' && typeof drv.addBatch === 'function' && typeof drv.getUsedBatch === 'function' ? 'batch' : 'chain';
+  if (want === 'visit' && typeof dq.popEach === 'function' && typeof drv.addEach === 'function' && typeof drv.collectEach === 'function') return 'visit';
+  if (want !== 'chain' && typeof dq.popBatch === 'function' && typeof drv.addBatch === 'function' && typeof drv.getUsedBatch === 'function') return 'batch';
+  return 'chain';
+}
+
+/** State a {@link BenchDriver} shares with its fillers and used visitors. */
+class DriverState {
+  /** Free token stack (tokens 0..255) and its depth. */
+  readonly freeTok = new Int32Array(BENCH_QUEUE_SIZE);
+  nFree = BENCH_QUEUE_SIZE;
+  /** Requests posted so far (blk header sector). */
+  seq = 0;
+  /** Chains whose status byte the device did not write. */
+  bad = 0;
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+  constructor(guest: ArrayBufferLike) {
+    this.u8 = new Uint8Array(guest);
+    this.u32 = new Uint32Array(guest);
+    for (let i = 0; i < BENCH_QUEUE_SIZE; i++) this.freeTok[i] = BENCH_QUEUE_SIZE - 1 - i;
+  }
+}
+
+/** addEach filler for 1-descriptor chains: token from the top of the stack, one 64-byte writable buffer. */
+class Fill1 implements ChainFiller {
+  token = 0;
+  readable = 0;
+  constructor(private readonly st: DriverState) {}
+  fill(k: number, addr: Float64Array, len: Uint32Array): number {
+    const st = this.st;
+    const nFree = st.nFree;
+    if (k >= nFree) return 0;
+    const t = st.freeTok[nFree - 1 - k]!;
+    st.u8[BUF1_OFF + BUF1_LEN * t] = STATUS_UNSET;
+    addr[0] = BENCH_GPA_BASE + BUF1_OFF + BUF1_LEN * t;
+    len[0] = BUF1_LEN;
+    this.token = t;
+    this.readable = 0;
+    return 1;
+  }
+}
+
+/** addEach filler for virtio-blk reads: header (written here), data, status. */
+class Fill3 implements ChainFiller {
+  token = 0;
+  readable = 1;
+  constructor(private readonly st: DriverState) {}
+  fill(k: number, addr: Float64Array, len: Uint32Array): number {
+    const st = this.st;
+    const nFree = st.nFree;
+    if (k >= nFree) return 0;
+    const t = st.freeTok[nFree - 1 - k]!;
+    const u32 = st.u32;
+    const h = (HDR_OFF + HDR_LEN * t) >>> 2;
+    const seq = st.seq + k;
+    u32[h] = VIRTIO_BLK_T_IN;
+    u32[h | 1] = 0;
+    u32[h | 2] = seq >>> 0;
+    u32[h | 3] = (seq / 4294967296) >>> 0;
+    st.u8[STATUS_OFF + t] = STATUS_UNSET;
+    addr[0] = BENCH_GPA_BASE + HDR_OFF + HDR_LEN * t;
+    len[0] = HDR_LEN;
+    addr[1] = BENCH_GPA_BASE + DATA_OFF + DATA_LEN * t;
+    len[1] = DATA_LEN;
+    addr[2] = BENCH_GPA_BASE + STATUS_OFF + t;
+    len[2] = 1;
+    this.token = t;
+    this.readable = 1;
+    return 3;
+  }
+}
+
+/** collectEach visitor: check the status byte at `base + stride * token`, return the token. */
+class Reclaim implements UsedVisitor {
+  constructor(
+    private readonly st: DriverState,
+    private readonly base: number,
+    private readonly stride: number,
+  ) {}
+  used(token: number, _len: number): void {
+    const st = this.st;
+    if (st.u8[this.base + this.stride * token] !== VIRTIO_BLK_S_OK) st.bad++;
+    st.freeTok[st.nFree++] = token;
+  }
+}
+
+/** popEach visitor for 1-descriptor chains: write the status byte, complete with 1 byte. */
+class Serve1 implements ChainVisitor {
+  bad = 0;
+  constructor(private readonly regions: MemoryRegion[]) {}
+  visit(c: DescChain): number {
+    if (c.count !== 1 || c.readable !== 0 || c.len[0]! < 1) {
+      this.bad++;
+      return 0;
+    }
+    this.regions[c.region[0]!]!.u8[c.offset[0]!] = VIRTIO_BLK_S_OK;
+    return 1;
+  }
+}
+
+/** popEach visitor for virtio-blk reads: read the header, write the status, complete. */
+class Serve3 implements ChainVisitor {
+  bad = 0;
+  checksum = 0;
+  constructor(private readonly regions: MemoryRegion[]) {}
+  visit(c: DescChain): number {
+    const len = c.len;
+    if (c.count !== 3 || c.readable !== 1 || len[0]! < HDR_LEN || len[2]! < 1) {
+      this.bad++;
+      return 0;
+    }
+    const region = c.region;
+    const off = c.offset;
+    const regions = this.regions;
+    const dv = regions[region[0]!]!.dv;
+    const ho = off[0]!;
+    const type = dv.getUint32(ho, true);
+    this.checksum += dv.getUint32(ho + 8, true) + dv.getUint32(ho + 12, true) * 4294967296;
+    regions[region[2]!]!.u8[off[2]!] = type === VIRTIO_BLK_T_IN ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_UNSUPP;
+    return c.writableBytes;
+  }
 }
 
 /** Driver half: posts requests and reclaims them. */
@@ -86,6 +210,11 @@ export class BenchDriver {
   private readonly sgBatch: SgBatch;
   private readonly usedTok: Int32Array;
   private readonly usedLen: Uint32Array;
+  /** Visit API: shared state, filler and used visitor. */
+  private readonly visitApi: boolean;
+  private readonly vst: DriverState;
+  private readonly filler: ChainFiller;
+  private readonly reclaimer: UsedVisitor;
 
   /**
    * @param drv the driver queue (its rings live in `guest`)
@@ -95,6 +224,10 @@ export class BenchDriver {
   constructor(drv: DriverQueue, guest: ArrayBufferLike, descs: ChainDescs, api: QueueApi = 'chain') {
     this.drv = drv;
     this.batchApi = api === 'batch';
+    this.visitApi = api === 'visit';
+    this.vst = new DriverState(guest);
+    this.filler = descs === 3 ? new Fill3(this.vst) : new Fill1(this.vst);
+    this.reclaimer = descs === 3 ? new Reclaim(this.vst, STATUS_OFF, 1) : new Reclaim(this.vst, BUF1_OFF, BUF1_LEN);
     this.sgBatch = new SgBatch(BENCH_BATCH, 3 * BENCH_BATCH);
     this.usedTok = new Int32Array(BENCH_QUEUE_SIZE);
     this.usedLen = new Uint32Array(BENCH_QUEUE_SIZE);
@@ -109,14 +242,42 @@ export class BenchDriver {
 
   /** Post up to `max` (≤ 64) chains and publish them; returns how many were posted. */
   post(max: number): number {
+    if (this.visitApi) return this.postVisit(max);
     if (!this.batchApi) return this.postChains(max);
     return this.descs === 3 ? this.postBatch3(max) : this.postBatch1(max);
   }
 
   /** Collect every used chain, check its status byte; returns how many were collected. */
   reclaim(): number {
+    if (this.visitApi) return this.reclaimVisit();
     if (!this.batchApi) return this.reclaimChains();
     return this.descs === 3 ? this.reclaimBatch3() : this.reclaimBatch1();
+  }
+
+  /** Post with one addEach (the filler describes each chain straight into the queue's scratch). */
+  private postVisit(max: number): number {
+    const st = this.vst;
+    const added = this.drv.addEach!(this.filler, max < BENCH_BATCH ? max : BENCH_BATCH);
+    if (added > 0) this.drv.publish();
+    st.nFree -= added;
+    st.seq += added;
+    this.inFlight += added;
+    return added;
+  }
+
+  /** Reclaim with collectEach calls. */
+  private reclaimVisit(): number {
+    const st = this.vst;
+    const bad0 = st.bad;
+    let got = 0;
+    for (;;) {
+      const n = this.drv.collectEach!(this.reclaimer, BENCH_QUEUE_SIZE);
+      got += n;
+      if (n < BENCH_QUEUE_SIZE) break;
+    }
+    this.badStatus += st.bad - bad0;
+    this.inFlight -= got;
+    return got;
   }
 
   private postChains(max: number): number {
@@ -324,6 +485,10 @@ export class BenchDevice {
   private readonly lens: Uint32Array;
   private readonly batchApi: boolean;
   private readonly cb: ChainBatch;
+  /** Visit API: the chain visitor (Serve1 or Serve3). */
+  private readonly visitApi: boolean;
+  private readonly serve1: Serve1;
+  private readonly serve3: Serve3;
   /** Placeholders for batchBatch's region-view cache before its first lookup. */
   private readonly u8None: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
   private readonly dvNone: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
@@ -332,6 +497,9 @@ export class BenchDevice {
   constructor(dq: DeviceQueue, space: AddressSpace, descs: ChainDescs, api: QueueApi = 'chain') {
     this.dq = dq;
     this.batchApi = api === 'batch';
+    this.visitApi = api === 'visit';
+    this.serve1 = new Serve1(space.regions);
+    this.serve3 = new Serve3(space.regions);
     this.cb = new ChainBatch(BENCH_BATCH, BENCH_MAX_SEGS * BENCH_BATCH);
     this.descs = descs;
     this.regions = space.regions;
@@ -345,6 +513,7 @@ export class BenchDevice {
    * @returns chains completed, or -1 when the queue parked (guest error) or a request was malformed.
    */
   batch(): number {
+    if (this.visitApi) return this.descs === 3 ? this.batchVisit3() : this.batchVisit1();
     if (!this.batchApi) return this.batchChains();
     return this.descs === 3 ? this.batchBatch3() : this.batchBatch1();
   }
@@ -439,6 +608,30 @@ export class BenchDevice {
   private finishBatch(n: number, bad: number): number {
     if (bad > 0) {
       this.badRequests += bad;
+      return -1;
+    }
+    if (n === 0 && this.dq.parked) return -1;
+    return n;
+  }
+
+  /** One popEach with the 1-descriptor visitor. */
+  private batchVisit1(): number {
+    const v = this.serve1;
+    const n = this.dq.popEach!(v, BENCH_BATCH);
+    return this.finishVisit(n, v.bad);
+  }
+
+  /** One popEach with the virtio-blk visitor. */
+  private batchVisit3(): number {
+    const v = this.serve3;
+    const n = this.dq.popEach!(v, BENCH_BATCH);
+    this.checksum = v.checksum;
+    return this.finishVisit(n, v.bad);
+  }
+
+  private finishVisit(n: number, bad: number): number {
+    if (bad > this.badRequests) {
+      this.badRequests = bad;
       return -1;
     }
     if (n === 0 && this.dq.parked) return -1;

@@ -108,7 +108,7 @@ export async function runQueueBench(o: QueueBenchOptions): Promise<QueueBenchRep
     loads.push(loadavg().map((x) => Math.round(x * 100) / 100));
     for (let i = 0; i < o.cells.length; i++) {
       const cell = o.cells[i]!;
-      const req: CellRoundRequest = { cell, measure: o.measure, cBinary: bin.path, cFirst: (r + i) % 2 === 1, api: o.api ?? 'batch' };
+      const req: CellRoundRequest = { cell, measure: o.measure, cBinary: bin.path, cFirst: (r + i) % 2 === 1, api: o.api ?? 'visit' };
       progress(`round ${r + 1}/${o.rounds}: ${cell.ring}, ${cell.descs} desc, ${cell.agents} agent${cell.agents > 1 ? 's' : ''}`);
       const res = fresh ? await runCellInProcess(req) : await runCellRound(cell, o.measure, bin.path, req.cFirst, req.api);
       const js = best(res.js.mchainsPerS);

@@ -11,7 +11,7 @@ import { runSingleThread } from './queue-single.js';
 import { runTwoAgents } from './queue-two.js';
 
 /** Run the JS side of a cell in this process. */
-export async function runJsCell(cell: QueueCell, m: MeasureOptions, api: QueueApi = 'batch'): Promise<Measurement> {
+export async function runJsCell(cell: QueueCell, m: MeasureOptions, api: QueueApi = 'visit'): Promise<Measurement> {
   return cell.agents === 1 ? runSingleThread(cell.ring, cell.descs, m, api) : runTwoAgents(cell.ring, cell.descs, m, api);
 }
 
@@ -25,7 +25,7 @@ export interface CellRound {
  * Run JS and C for one cell. `cFirst` alternates the order between rounds so neither side always
  * runs right after process start-up.
  */
-export async function runCellRound(cell: QueueCell, m: MeasureOptions, cBinary: string, cFirst: boolean, api: QueueApi = 'batch'): Promise<CellRound> {
+export async function runCellRound(cell: QueueCell, m: MeasureOptions, cBinary: string, cFirst: boolean, api: QueueApi = 'visit'): Promise<CellRound> {
   if (cFirst) {
     const c = await runCBench(cBinary, cell, m);
     const js = await runJsCell(cell, m, api);

@@ -9,7 +9,7 @@
  *   # instructions per chain = (Ir(6000) - Ir(2000)) / (4000 * 64)
  *
  * Arguments: ring (split|packed), descriptors per chain (1|3), batches of 64 chains, and optionally
- * the queue API style (batch|chain, default batch).
+ * the queue API style (visit|batch|chain, default visit).
  * Prints the chains completed; exits 1 on a failure.
  */
 import { BenchDevice, BenchDriver, effectiveApi } from './queue-agents.js';
@@ -20,14 +20,14 @@ function main(): number {
   const [ring, descsArg, batchesArg, apiArg] = process.argv.slice(2);
   const descs = descsArg === '3' ? 3 : descsArg === '1' ? 1 : 0;
   const batches = Number(batchesArg);
-  if ((ring !== 'split' && ring !== 'packed') || descs === 0 || !Number.isSafeInteger(batches) || batches < 1 || (apiArg !== undefined && apiArg !== 'batch' && apiArg !== 'chain')) {
-    process.stderr.write('usage: queue-fixed-main split|packed 1|3 BATCHES [batch|chain]\n');
+  if ((ring !== 'split' && ring !== 'packed') || descs === 0 || !Number.isSafeInteger(batches) || batches < 1 || (apiArg !== undefined && apiArg !== 'batch' && apiArg !== 'chain' && apiArg !== 'visit')) {
+    process.stderr.write('usage: queue-fixed-main split|packed 1|3 BATCHES [visit|batch|chain]\n');
     return 2;
   }
   const guest = new SharedArrayBuffer(BENCH_MEM_SIZE);
   const d = makeDriverQueue(ring, guest);
   const v = makeDeviceQueue(ring, guest);
-  const api = effectiveApi(apiArg === 'chain' ? 'chain' : 'batch', v.dq, d.drv);
+  const api = effectiveApi(apiArg === 'chain' || apiArg === 'batch' ? apiArg : 'visit', v.dq, d.drv);
   const driver = new BenchDriver(d.drv, guest, descs, api);
   const device = new BenchDevice(v.dq, v.space, descs, api);
   let done = 0;

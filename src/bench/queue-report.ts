@@ -16,7 +16,7 @@ export interface RoundValue {
   c_mchains_per_s: number;
   ratio_vs_c: number;
   /** Queue API style the JS side used in this round. */
-  api: 'chain' | 'batch';
+  api: 'chain' | 'batch' | 'visit';
   /** All timed repetitions of this round. */
   js_reps: number[];
   c_reps: number[];
@@ -28,7 +28,7 @@ export interface QueueBenchRow {
   descs: ChainDescs;
   agents: Agents;
   /** Queue API style of the JS side: `batch` (popBatch/addBatch/getUsedBatch) or `chain` (pop/add/getUsed). */
-  api: 'chain' | 'batch';
+  api: 'chain' | 'batch' | 'visit';
   /** JS (library queues), million chains per second: median over rounds. */
   mchains_per_s: number;
   /** C reference, median over rounds. */

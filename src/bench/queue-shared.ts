@@ -35,7 +35,7 @@ export interface DeviceWorkerData {
   descs: 1 | 3;
   timeoutMs: number;
   /** Effective API style (decided by the main thread). */
-  api: 'chain' | 'batch';
+  api: 'chain' | 'batch' | 'visit';
 }
 
 /** Messages from the device worker. */

@@ -16,7 +16,7 @@ const BATCHES_PER_CHECK = 16;
  * Run the single-thread benchmark for one ring and chain length. `api`: see {@link QueueApi}
  * (`batch` falls back to `chain` when the queues lack batch members). Throws VirtioError on a failure.
  */
-export function runSingleThread(ring: RingKind, descs: ChainDescs, opts: MeasureOptions, api: QueueApi = 'batch'): Measurement {
+export function runSingleThread(ring: RingKind, descs: ChainDescs, opts: MeasureOptions, api: QueueApi = 'visit'): Measurement {
   checkMeasureOptions(opts);
   const guest = new SharedArrayBuffer(BENCH_MEM_SIZE);
   const d = makeDriverQueue(ring, guest); // first: the driver zeroes the rings

@@ -8,7 +8,7 @@
 import type { Worker } from 'node:worker_threads';
 import { VirtioError } from '../errors.js';
 import type { RecordingSink } from '../device/choke.js';
-import { BenchDriver, type QueueApi } from './queue-agents.js';
+import { BenchDriver, effectiveApi, type QueueApi } from './queue-agents.js';
 import { describeSinks, makeDeviceQueue, makeDriverQueue } from './queue-impl.js';
 import { BENCH_BATCH, BENCH_MEM_SIZE, type ChainDescs, type RingKind } from './queue-layout.js';
 import { checkMeasureOptions, type MeasureOptions, type Measurement } from './measure.js';
@@ -99,7 +99,7 @@ function driverRun(driver: BenchDriver, sink: RecordingSink, ctl: Int32Array, ms
  * Run the two-agent benchmark for one ring and chain length. `api`: see {@link QueueApi}.
  * Throws VirtioError on a failure.
  */
-export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: MeasureOptions, api: QueueApi = 'batch'): Promise<Measurement> {
+export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: MeasureOptions, api: QueueApi = 'visit'): Promise<Measurement> {
   checkMeasureOptions(opts);
   const guest = new SharedArrayBuffer(BENCH_MEM_SIZE);
   const ctlBuf = new SharedArrayBuffer(CTL_BYTES);
@@ -107,7 +107,7 @@ export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: Meas
   const d = makeDriverQueue(ring, guest); // before the device: the driver zeroes the rings
   // Decide the API style here (a throw-away device queue has the same members as the worker's).
   const probe = makeDeviceQueue(ring, new SharedArrayBuffer(BENCH_MEM_SIZE));
-  const used: QueueApi = api === 'batch' && typeof probe.dq.popBatch === 'function' && typeof d.drv.addBatch === 'function' && typeof d.drv.getUsedBatch === 'function' ? 'batch' : 'chain';
+  const used: QueueApi = effectiveApi(api, probe.dq, d.drv);
   const driver = new BenchDriver(d.drv, guest, descs, used);
   const url = siblingModule('queue-worker', import.meta.url);
   const data: DeviceWorkerData = { guest, ctl: ctlBuf, ring, descs, timeoutMs: opts.timeoutMs, api: used };

@@ -16,7 +16,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'ring', type: 'choice', choices: ['split', 'packed', 'both'], description: 'ring layout (default both)' },
   { name: 'descs', type: 'choice', choices: ['1', '3', 'both'], description: 'descriptors per chain: 1, or 3 as a virtio-blk read (default both)' },
   { name: 'agents', type: 'choice', choices: ['1', '2', 'both'], description: '1 = one thread; 2 = driver and device on two threads (default both)' },
-  { name: 'api', type: 'choice', choices: ['batch', 'chain'], description: 'queue calls: batch = popBatch/addBatch/getUsedBatch where the queue has them (default); chain = pop/add/getUsed' },
+  { name: 'api', type: 'choice', choices: ['visit', 'batch', 'chain'], description: 'queue calls: visit = popEach/addEach/collectEach, one pass per chain (default); batch = popBatch/addBatch/getUsedBatch; chain = pop/add/getUsed' },
 ];
 
 function pick<T>(v: unknown, both: readonly T[], one: (s: string) => T): T[] {
@@ -61,7 +61,7 @@ export const benchQueueCommand: Command = {
       cells,
       rounds,
       measure: quick ? QUICK_MEASURE : DEFAULT_MEASURE,
-      api: f['api'] === 'chain' ? 'chain' : 'batch',
+      api: f['api'] === 'chain' || f['api'] === 'batch' ? f['api'] : 'visit',
       progress: (line) => io.err(line),
     });
     io.out(formatTable(report));

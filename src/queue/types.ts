@@ -178,6 +178,27 @@ export class ChainBatch {
   }
 }
 
+/**
+ * Receives chains from {@link DeviceQueue.popEach}: the visitor form of popping, where the queue
+ * walks, validates, hands over and completes each chain in one pass (no batch arrays between the
+ * steps). The same validation as {@link DeviceQueue.pop} applies; invalid chains never reach the
+ * visitor (they go to the sink and park the queue).
+ */
+export interface ChainVisitor {
+  /**
+   * Handle one chain. `chain` is the queue's own {@link DescChain}, valid only during this call.
+   * @returns the bytes written into the chain (≥ 0, at most its writable bytes): the queue puts
+   *   it in the used ring at once (used idx is published once per popEach call); or a negative
+   *   number: the chain stays in flight and the device completes it later with
+   *   {@link DeviceQueue.pushUsed} / {@link DeviceQueue.pushUsedBatch}.
+   * Inside the call, pushUsed / pushUsedBatch / pop / popBatch / popEach of the same queue throw
+   * VirtioError `REENTRANT_CALL`; {@link DeviceQueue.park} is allowed (popEach stops after this
+   * chain). A visitor that throws is a device-model bug: the queue parks and the error goes to
+   * the sink (code INTERNAL), so nothing is thrown out of the caller's notify handler.
+   */
+  visit(chain: DescChain): number;
+}
+
 /** Device side of a virtqueue (split or packed). */
 export interface DeviceQueue {
   /** 'split' or 'packed'. */
@@ -210,6 +231,16 @@ export interface DeviceQueue {
    * Complete the chains with {@link pushUsedBatch}(`batch.head`, lens, n).
    */
   popBatch?(batch: ChainBatch, max: number): number;
+  /**
+   * Visitor form of popping (optional; split and packed implement it): for up to `max` chains,
+   * validate the chain exactly as {@link pop} does, call `visitor.visit(chain)`, and complete it
+   * at once when the visitor returns a length (see {@link ChainVisitor}). One pass per chain, one
+   * read of the driver's index and one used-index publish per call: the fastest way to serve a
+   * queue whose requests complete synchronously.
+   * @returns chains handed to the visitor; short when the ring ran empty, the queue parked, or
+   * an invalid chain was found (reported to the sink; check {@link parked}).
+   */
+  popEach?(visitor: ChainVisitor, max: number): number;
   /** Return a chain to the driver with `len` bytes written. Errors go to the sink. */
   pushUsed(head: number, len: number): void;
   /** Push many at once (one index publish). `heads[i]`, `lens[i]` for i < n. */
@@ -347,6 +378,35 @@ export class SgBatch {
   }
 }
 
+/**
+ * Supplies chains to {@link DriverQueue.addEach} (the visitor form of adding: the caller describes
+ * each chain straight into the queue's scratch arrays, the queue writes it into the ring in the
+ * same pass).
+ */
+export interface ChainFiller {
+  /** Caller's token of the chain last filled (set by {@link fill}; returned with its used buffer). */
+  token: number;
+  /** Leading device-readable segments of the chain last filled (set by {@link fill}). */
+  readable: number;
+  /**
+   * Describe chain `k` (0, 1, … within one addEach call): write its segments' bus addresses and
+   * lengths to `addr[0..n)` / `len[0..n)` (`n` ≤ `addr.length`), set {@link token} and
+   * {@link readable}, and return `n` (≥ 1), or 0 to stop. A chain that then does not fit in the
+   * ring is not added (addEach returns `k`); describe it again in the next call.
+   */
+  fill(k: number, addr: Float64Array, len: Uint32Array): number;
+}
+
+/** Receives used buffers from {@link DriverQueue.collectEach}. */
+export interface UsedVisitor {
+  /**
+   * One used buffer, validated: the token it was added with and the bytes the device wrote.
+   * Must not call the same queue (it throws REENTRANT_CALL); add buffers after collectEach
+   * returns. If it throws, the queue stops and the error propagates.
+   */
+  used(token: number, len: number): void;
+}
+
 /** Driver-side options. */
 export interface DriverQueueOptions {
   /** Use an indirect table for chains with at least this many segments (0 = never). Needs VIRTIO_F_INDIRECT_DESC. */
@@ -391,6 +451,20 @@ export interface DriverQueue {
    * something invalid; entries before it are returned.
    */
   getUsedBatch?(tokens: Int32Array, lens: Uint32Array, max: number): number;
+  /**
+   * Visitor form of {@link addBatch} (optional; split and packed implement it): for k = 0, 1, …
+   * up to `max`, ask `filler.fill(k, …)` for a chain and write it into the ring in the same pass,
+   * until the filler returns 0 or a chain does not fit. Returns how many were added (then call
+   * {@link publish} once). Throws VirtioError INVALID_ARGUMENT for a malformed description (the
+   * chains before it are added).
+   */
+  addEach?(filler: ChainFiller, max: number): number;
+  /**
+   * Visitor form of {@link getUsedBatch} (optional): validate and release up to `max` used
+   * buffers, calling `visitor.used(token, len)` for each; returns how many. Stops early (after
+   * reporting to the sink) at something invalid, as getUsed does.
+   */
+  collectEach?(visitor: UsedVisitor, max: number): number;
   readonly lastToken: number;
   readonly lastLen: number;
   /** Ask the device for interrupts (or suppress them). */

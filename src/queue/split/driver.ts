@@ -32,6 +32,8 @@ import {
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
+  type ChainFiller,
+  type UsedVisitor,
 } from '../types.js';
 import { vringNeedEvent } from '../event-idx.js';
 import { isSplitSetupError, resolveSplitRings, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from './layout.js';
@@ -121,6 +123,9 @@ export class SplitDriverQueue implements DriverQueue {
   lastToken = -1;
   lastLen = 0;
 
+  /** Scratch segment arrays handed to {@link addEach} fillers (queue-size capacity). */
+  private readonly fillAddr: Float64Array;
+  private readonly fillLen: Uint32Array;
   /** One-chain scratch for {@link add} / {@link getUsed} (they run the batch code with n = 1). */
   private oneSg = new SgBatch(1, 4);
   /**
@@ -164,6 +169,8 @@ export class SplitDriverQueue implements DriverQueue {
     this.availEventAt = 2 + 4 * cfg.size;
     const size = cfg.size;
     this.numFree = size;
+    this.fillAddr = new Float64Array(size);
+    this.fillLen = new Uint32Array(size);
     this.rec = new Int32Array(REC_STRIDE * size);
     for (let i = 0; i < size; i++) this.rec[REC_STRIDE * i + REC_NEXT] = (i + 1) & this.mask;
     this.fastOk = !cfg.inOrder && threshold === 0;
@@ -200,6 +207,7 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   add(sg: SgList, token: number): number {
+    if (this.filling) this.reentrant('add');
     const n = sg.count;
     if (n === 0) throw new VirtioError('INVALID_ARGUMENT', 'SplitDriverQueue.add: empty SgList');
     if (this.fastOk) return this.addOneFast(sg, token);
@@ -265,7 +273,16 @@ export class SplitDriverQueue implements DriverQueue {
 
   /** Add chains 0, 1, … of `batch` until one does not fit (see {@link DriverQueue.addBatch}); returns how many. */
   addBatch(batch: SgBatch): number {
+    if (this.filling) this.reentrant('addBatch');
     return this.addMany(batch, batch.count);
+  }
+
+  /** True while an addEach filler or a collectEach visitor runs (the ring state is in locals then). */
+  private filling = false;
+
+  /** Throw for an add call made from inside this queue's own addEach filler. */
+  private reentrant(what: string): never {
+    throw new VirtioError('REENTRANT_CALL', `SplitDriverQueue.${what}() called from inside an addEach filler or collectEach visitor of the same queue; do it after the call returns`);
   }
 
   /**
@@ -517,6 +534,7 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   getUsed(): boolean {
+    if (this.filling) this.reentrant('getUsed');
     if (this.stopped) return false;
     if (this.cachedUsed === this.lastUsed && !this.refreshUsed()) return false;
     if (this.fastOk) {
@@ -568,8 +586,238 @@ export class SplitDriverQueue implements DriverQueue {
 
   /** Collect up to `max` used buffers (see {@link DriverQueue.getUsedBatch}); returns how many. */
   getUsedBatch(tokens: Int32Array, lens: Uint32Array, max: number): number {
+    if (this.filling) this.reentrant('getUsedBatch');
     const m = max < tokens.length ? max : tokens.length;
     return this.collect(tokens, lens, m < lens.length ? m : lens.length);
+  }
+
+  /**
+   * Visitor form of {@link addBatch} (see {@link DriverQueue.addEach}). Regular chains (no
+   * IN_ORDER, no indirect threshold) are written by {@link addEachFast} in one pass; others go
+   * through the general writer one at a time.
+   */
+  addEach(filler: ChainFiller, max: number): number {
+    if (this.filling) this.reentrant('addEach');
+    if (this.stopped) return 0;
+    this.filling = true;
+    try {
+      return this.addEachLoop(filler, max);
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  private addEachLoop(filler: ChainFiller, max: number): number {
+    let k = 0;
+    while (k < max) {
+      if (this.fastOk) {
+        const ds = this.ds;
+        ds[DS_FREE_HEAD] = this.freeHead;
+        ds[DS_NUM_FREE] = this.numFree;
+        ds[DS_AVAIL] = this.availShadow;
+        ds[DS_K] = k;
+        ds[DS_N] = max;
+        const k1 = this.addEachFast(filler);
+        this.inFlightCount += k1 - k;
+        k = k1;
+        this.freeHead = ds[DS_FREE_HEAD]!;
+        this.numFree = ds[DS_NUM_FREE]!;
+        this.availShadow = ds[DS_AVAIL]!;
+        // ds[DS_SEG]: 0 = stopped by the filler or the ring; else the segment count of chain k,
+        // already described but refused by the fast path (malformed, or it needs the general writer).
+        const pending = ds[DS_SEG]!;
+        if (pending === 0) break;
+        if (!this.addEachSlow(filler, k, pending)) break;
+        k++;
+        continue;
+      }
+      const cnt = filler.fill(k, this.fillAddr, this.fillLen);
+      if (cnt === 0 || !this.addEachSlow(filler, k, cnt)) break;
+      k++;
+    }
+    return k;
+  }
+
+  /**
+   * addEach's loop: ask the filler for chain k, write its descriptors, record it, fill the avail
+   * entry. Leaves ds[DS_SEG] = 0 when it stopped because the filler returned 0 or the ring is full,
+   * else the segment count of the chain it did not take (for {@link addEachSlow} to check).
+   */
+  private addEachFast(f: ChainFiller): number {
+    const ds = this.ds;
+    const mask = ds[DS_MASK]!;
+    const n = ds[DS_N]!;
+    let k = ds[DS_K]!;
+    let freeHead = ds[DS_FREE_HEAD]!;
+    let numFree = ds[DS_NUM_FREE]!;
+    let a = ds[DS_AVAIL]!;
+    const desc = this.desc;
+    const avail = this.avail;
+    const rec = this.rec;
+    const sAddr = this.fillAddr;
+    const sLen = this.fillLen;
+    const capSeg = sLen.length;
+    let pending = 0;
+    for (; k < n; k++) {
+      const cnt = f.fill(k, sAddr, sLen);
+      if (cnt === 0) break;
+      const rdEnd = f.readable;
+      if (!(cnt > 0 && cnt <= capSeg && rdEnd >= 0 && rdEnd <= cnt) || numFree < cnt) {
+        pending = cnt;
+        break;
+      }
+      const head = freeHead;
+      let d = head;
+      let tail = head;
+      let wBytes = 0;
+      for (let i = 0; i < cnt; i++) {
+        const ad = sAddr[i]!;
+        const l = sLen[i]!;
+        const w = d << 2;
+        const nx = rec[(d << 3) | REC_NEXT]!;
+        // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+        desc[w] = ad >>> 0;
+        desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+        desc[w | 2] = l;
+        let fl = 0;
+        if (i >= rdEnd) {
+          fl = F_WRITE;
+          wBytes += l;
+        }
+        if (i < cnt - 1) fl |= F_NEXT | (nx << 16);
+        desc[w | 3] = fl;
+        tail = d;
+        d = nx;
+      }
+      freeHead = d;
+      numFree -= cnt;
+      const r = head << 3;
+      rec[r] = f.token; // REC_TOKEN
+      rec[r | REC_WRITABLE] = wBytes > 0xffffffff ? -1 : wBytes; // saturated: used len is a u32
+      rec[r | REC_DESCS] = cnt;
+      rec[r | REC_TAIL] = tail;
+      avail[2 + (a & mask)] = head;
+      a = (a + 1) & 0xffff;
+    }
+    ds[DS_FREE_HEAD] = freeHead;
+    ds[DS_NUM_FREE] = numFree;
+    ds[DS_AVAIL] = a;
+    ds[DS_SEG] = pending;
+    return k;
+  }
+
+  /**
+   * Add chain `k`, already described in the scratch arrays (`cnt` segments), with the general
+   * writer (checks, indirect tables, IN_ORDER). False when it does not fit.
+   * @throws VirtioError INVALID_ARGUMENT for a malformed description
+   */
+  private addEachSlow(f: ChainFiller, k: number, cnt: number): boolean {
+    const rd = f.readable;
+    if (!(Number.isInteger(cnt) && cnt > 0 && cnt <= this.fillLen.length) || !(Number.isInteger(rd) && rd >= 0 && rd <= cnt)) {
+      throw new VirtioError('INVALID_ARGUMENT', `SplitDriverQueue.addEach: chain ${k}: fill() returned ${cnt} segments with readable = ${rd}; need 1..${this.fillLen.length} segments and 0 <= readable <= segments`);
+    }
+    let one = this.oneSg;
+    if (one.seg.length < 2 * cnt) one = this.oneSg = new SgBatch(1, cnt);
+    one.clear().begin(f.token | 0);
+    const c = one.chain;
+    const sg = one.seg;
+    for (let i = 0; i < cnt; i++) {
+      sg[2 * i] = this.fillAddr[i]!;
+      sg[2 * i + 1] = this.fillLen[i]!;
+    }
+    c[1] = cnt;
+    c[2] = rd;
+    one.count = 1;
+    one.segs = cnt;
+    return this.addMany(one, 1) === 1;
+  }
+
+  /**
+   * Visitor form of {@link getUsedBatch} (see {@link DriverQueue.collectEach}): plain completions
+   * in one pass ({@link collectEachFast}); IN_ORDER, indirect tables and anything invalid through
+   * {@link collectSlow}, which reports.
+   */
+  collectEach(visitor: UsedVisitor, max: number): number {
+    if (this.filling) this.reentrant('collectEach');
+    if (this.stopped) return 0;
+    this.filling = true;
+    try {
+      return this.collectEachLoop(visitor, max);
+    } catch (e) {
+      // A visitor that throws leaves this pass's ring state unknown: stop the queue (the driver
+      // resets the device), then let the caller see the error.
+      this.stopped = true;
+      throw e;
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  private collectEachLoop(visitor: UsedVisitor, max: number): number {
+    let k = 0;
+    while (k < max) {
+      if (this.cachedUsed === this.lastUsed && !this.refreshUsed()) break;
+      if (this.fastOk) {
+        const ds = this.ds;
+        ds[DS_USED] = this.cachedUsed;
+        ds[DS_LAST_USED] = this.lastUsed;
+        ds[DS_FREE_HEAD] = this.freeHead;
+        ds[DS_NUM_FREE] = this.numFree;
+        ds[DS_K] = k;
+        ds[DS_N] = max;
+        const k1 = this.collectEachFast(visitor);
+        this.inFlightCount -= k1 - k;
+        k = k1;
+        this.lastUsed = ds[DS_LAST_USED]!;
+        this.freeHead = ds[DS_FREE_HEAD]!;
+        this.numFree = ds[DS_NUM_FREE]!;
+        if (k === max || this.cachedUsed === this.lastUsed) continue;
+      }
+      const tok = this.oneTok;
+      const len = this.oneLen;
+      if (!this.collectSlow(tok, len, 0)) break;
+      k++;
+      visitor.used(tok[0]!, len[0]!);
+    }
+    return k;
+  }
+
+  /**
+   * collectEach's loop: the checks of {@link collectFast}, then the visitor (which must not call
+   * this queue: the ring state is in locals until the loop ends).
+   */
+  private collectEachFast(v: UsedVisitor): number {
+    const ds = this.ds;
+    const mask = ds[DS_MASK]!;
+    const size = ds[DS_SIZE]!;
+    const usedIdx = ds[DS_USED]!;
+    const max = ds[DS_N]!;
+    let k = ds[DS_K]!;
+    let last = ds[DS_LAST_USED]!;
+    let freeHead = ds[DS_FREE_HEAD]!;
+    let numFree = ds[DS_NUM_FREE]!;
+    const used32 = this.used32;
+    const rec = this.rec;
+    while (k < max && last !== usedIdx) {
+      const slot = 1 + ((last & mask) << 1);
+      const id = used32[slot]!;
+      const len = used32[slot + 1]!;
+      if (!(id < size)) break;
+      const r = id << 3;
+      const nd = rec[r | REC_DESCS]!;
+      if (nd === 0 || len > rec[r | REC_WRITABLE]! >>> 0) break;
+      rec[(rec[r | REC_TAIL]! << 3) | REC_NEXT] = freeHead;
+      freeHead = id;
+      numFree += nd;
+      rec[r | REC_DESCS] = 0;
+      k++;
+      last = (last + 1) & 0xffff;
+      v.used(rec[r]!, len); // REC_TOKEN
+    }
+    ds[DS_LAST_USED] = last;
+    ds[DS_FREE_HEAD] = freeHead;
+    ds[DS_NUM_FREE] = numFree;
+    return k;
   }
 
   /**
