@@ -1,7 +1,7 @@
 /** Device-side validation of what a (malicious) driver puts in the rings: one test per check. */
 import { describe, expect, it } from 'vitest';
 import { F_INDIRECT, F_NEXT, F_WRITE, expectParked } from './expect.js';
-import { makeEnv, newChain, RAM_BASE, RAM_SIZE, type Env } from './helpers.js';
+import { makeEnv, newChain, RAM_BASE, RAM_SIZE, type Env, getPathMode } from './helpers.js';
 import { createSplitDeviceQueue } from '../../../src/queue/split/device.js';
 import { RecordingSink } from '../../../src/device/choke.js';
 import { AddressSpace } from '../../../src/memory/space.js';
@@ -229,7 +229,8 @@ describe('split device queue hardening', () => {
     expect(c.offset[2]).toBe(e.data + 64 - RAM_BASE);
   });
 
-  it('[basic.split-vq.message-framing.device.2] more segments than the chain capacity -> CHAIN_LOOP', () => {
+  // popEach has no caller-supplied chain: its limit is maxChainSegments (next test).
+  it.skipIf(getPathMode() === 'visit')('[basic.split-vq.message-framing.device.2] more segments than the chain capacity -> CHAIN_LOOP', () => {
     const e = env();
     for (let i = 0; i < 3; i++) e.raw.desc(i, e.data + 16 * i, 16, i < 2 ? F_NEXT : 0, i + 1);
     e.raw.offer(0);

@@ -11,13 +11,19 @@ import { layoutSplitRings, type SplitRingLayout } from '../../../src/queue/split
  * Which code path the env's queues use, so one test file can run the same cases through several:
  * - 'pop': the per-chain API as written (pop / add / getUsed);
  * - 'batch': pop, add and getUsed are routed through popBatch / addBatch / getUsedBatch (one chain per call);
- * - 'slow': the per-chain API with the fast paths switched off (the complete walkers only).
+ * - 'slow': the per-chain API with the fast paths switched off (the complete walkers only);
+ * - 'visit': pop, add and getUsed are routed through popEach / addEach / collectEach (one chain per
+ *   call; the visitor keeps the chain in flight so the test completes it with pushUsed as usual).
  * Set it at the top of a test file, before the tests run (each test file has its own module instance).
  */
-export type PathMode = 'pop' | 'batch' | 'slow';
+export type PathMode = 'pop' | 'batch' | 'slow' | 'visit';
 let pathMode: PathMode = 'pop';
 export function setPathMode(m: PathMode): void {
   pathMode = m;
+}
+/** The path mode in force (tests of per-call chain capacity do not apply to popEach). */
+export function getPathMode(): PathMode {
+  return pathMode;
 }
 
 /** Switch a queue's fast path off (test hook: the private `fastOk` flag of the split queues). */
@@ -47,6 +53,72 @@ function routeThroughBatches(dev: SplitDeviceQueue, drv: SplitDriverQueue): void
     (drv as unknown as { lastToken: number }).lastToken = tok[0]!;
     (drv as unknown as { lastLen: number }).lastLen = len[0]!;
     return true;
+  };
+}
+
+/** Copy a DescChain (the visitor's chain is only valid during the call). */
+export function copyDescChain(from: DescChain, to: DescChain): void {
+  to.head = from.head;
+  to.count = from.count;
+  to.readable = from.readable;
+  to.readableBytes = from.readableBytes;
+  to.writableBytes = from.writableBytes;
+  to.descCount = from.descCount;
+  for (let i = 0; i < from.count; i++) {
+    to.region[i] = from.region[i]!;
+    to.offset[i] = from.offset[i]!;
+    to.addr[i] = from.addr[i]!;
+    to.len[i] = from.len[i]!;
+  }
+}
+
+function routeThroughVisitors(dev: SplitDeviceQueue, drv: SplitDriverQueue): void {
+  dev.pop = (c: DescChain): boolean => {
+    let got = false;
+    const n = dev.popEach(
+      {
+        visit(ch: DescChain): number {
+          if (ch.count > c.len.length) throw new Error(`test chain capacity ${c.len.length} < ${ch.count} segments`);
+          copyDescChain(ch, c);
+          got = true;
+          return -1; // keep in flight: the test completes it with pushUsed
+        },
+      },
+      1,
+    );
+    return n === 1 && got;
+  };
+  drv.add = (sg, token) => {
+    const filler = {
+      token,
+      readable: sg.readable,
+      fill(k: number, addr: Float64Array, len: Uint32Array): number {
+        if (k > 0) return 0;
+        for (let i = 0; i < sg.count; i++) {
+          addr[i] = sg.addr[i]!;
+          len[i] = sg.len[i]!;
+        }
+        return sg.count;
+      },
+    };
+    if (drv.addEach(filler, 1) !== 1) return -1;
+    // addEach does not report heads: read the one it just put in the avail ring (test-only peek).
+    const q = drv as unknown as { availShadow: number; avail: Uint16Array; mask: number };
+    return q.avail[2 + ((q.availShadow - 1) & q.mask)]!;
+  };
+  drv.getUsed = () => {
+    let got = false;
+    drv.collectEach(
+      {
+        used(token: number, len: number): void {
+          (drv as unknown as { lastToken: number }).lastToken = token;
+          (drv as unknown as { lastLen: number }).lastLen = len;
+          got = true;
+        },
+      },
+      1,
+    );
+    return got;
   };
 }
 
@@ -119,6 +191,7 @@ export function makeEnv(o: EnvOptions = {}): Env {
   const dev = createSplitDeviceQueue(space, cfg, devSink) as SplitDeviceQueue;
   if (dev === null) throw new Error(`setup failed: ${devSink.last?.message}`);
   if (pathMode === 'batch') routeThroughBatches(dev, drv);
+  if (pathMode === 'visit') routeThroughVisitors(dev, drv);
   if (pathMode === 'slow') {
     disableFastPath(dev);
     disableFastPath(drv);
