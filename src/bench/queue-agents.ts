@@ -155,24 +155,37 @@ class Reclaim implements UsedVisitor {
   }
 }
 
-/** popEach visitor for 1-descriptor chains: write the status byte, complete with 1 byte. */
+/**
+ * popEach visitor for 1-descriptor chains: write the status byte, complete with 1 byte. Keeps the
+ * views of the region the last buffer was in (a device model's usual cache).
+ */
 class Serve1 implements ChainVisitor {
   bad = 0;
+  private cr = -1;
+  private cu8: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
   constructor(private readonly regions: MemoryRegion[]) {}
   visit(c: DescChain): number {
     if (c.count !== 1 || c.readable !== 0 || c.len[0]! < 1) {
       this.bad++;
       return 0;
     }
-    this.regions[c.region[0]!]!.u8[c.offset[0]!] = VIRTIO_BLK_S_OK;
+    const r = c.region[0]!;
+    if (r !== this.cr) {
+      this.cr = r;
+      this.cu8 = this.regions[r]!.u8;
+    }
+    this.cu8[c.offset[0]!] = VIRTIO_BLK_S_OK;
     return 1;
   }
 }
 
-/** popEach visitor for virtio-blk reads: read the header, write the status, complete. */
+/** popEach visitor for virtio-blk reads: read the header, write the status, complete (region views cached). */
 class Serve3 implements ChainVisitor {
   bad = 0;
   checksum = 0;
+  private cr = -1;
+  private cu8: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
+  private cdv: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
   constructor(private readonly regions: MemoryRegion[]) {}
   visit(c: DescChain): number {
     const len = c.len;
@@ -182,13 +195,22 @@ class Serve3 implements ChainVisitor {
     }
     const region = c.region;
     const off = c.offset;
-    const regions = this.regions;
-    const dv = regions[region[0]!]!.dv;
+    let r = region[0]!;
+    if (r !== this.cr) this.useRegion(r);
+    const dv = this.cdv;
     const ho = off[0]!;
     const type = dv.getUint32(ho, true);
     this.checksum += dv.getUint32(ho + 8, true) + dv.getUint32(ho + 12, true) * 4294967296;
-    regions[region[2]!]!.u8[off[2]!] = type === VIRTIO_BLK_T_IN ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_UNSUPP;
+    r = region[2]!;
+    if (r !== this.cr) this.useRegion(r);
+    this.cu8[off[2]!] = type === VIRTIO_BLK_T_IN ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_UNSUPP;
     return c.writableBytes;
+  }
+  private useRegion(r: number): void {
+    const rg = this.regions[r]!;
+    this.cr = r;
+    this.cu8 = rg.u8;
+    this.cdv = rg.dv;
   }
 }
 

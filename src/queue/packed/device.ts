@@ -38,13 +38,14 @@
  * returned with its full writable length. Otherwise, and for single {@link PackedDeviceQueue.pushUsed}
  * calls, one used descriptor per buffer is written, which is always correct.
  */
-import type { VirtioErrorCode } from '../../errors.js';
+import { VirtioError, type VirtioErrorCode } from '../../errors.js';
 import { resolveErrorCode, type AddressSpace } from '../../memory/space.js';
 import type { GuestErrorSink } from '../../device/choke.js';
 import { logger } from '../../log.js';
 import { packedNeedEvent } from '../event-idx.js';
 import {
   type ChainBatch,
+  type ChainVisitor,
   DescChain,
   type DeviceQueue,
   type DeviceQueueFactory,
@@ -93,7 +94,13 @@ const FS_REGION = 10;
 const FS_STOP = 11;
 const FS_USED_OFF = 12;
 const FS_USED_WRAP = 13;
-const FS_SLOTS = 14;
+/** popEach: ring slot whose used flags are held back until the end of the call (-1: none), and those flags. */
+const FS_PUB = 14;
+const FS_PUB_FLAGS = 15;
+/** visitFast out: chains left in flight, ring slots the used position passed. */
+const FS_KEPT = 16;
+const FS_DONE = 17;
+const FS_SLOTS = 18;
 /** popFast stopped: nothing more available (or the batch is full). */
 const STOP_EMPTY = 0;
 /** popFast stopped at a buffer the complete walker must handle. */
@@ -147,6 +154,8 @@ export class PackedDeviceQueue implements DeviceQueue {
   private signalPos = 1 << 15;
   private isParked = false;
   private scratch: DescChain | undefined;
+  /** True while a popEach visitor runs (re-entrant pop / completion calls throw). */
+  private visiting = false;
 
   /** Use {@link createPackedDeviceQueue}, which validates the configuration first. */
   constructor(space: AddressSpace, cfg: QueueConfig, sink: GuestErrorSink, views: PackedRingViews) {
@@ -194,6 +203,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * (false, no error); call again after the next notification.
    */
   pop(chain: DescChain): boolean {
+    if (this.visiting) this.reentrant('pop');
     if (this.isParked) return false;
     return this.walk(chain, chain.region.length, false) === 1;
   }
@@ -308,6 +318,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * which {@link walk} then pops (or reports) alone.
    */
   popBatch(batch: ChainBatch, max: number): number {
+    if (this.visiting) this.reentrant('popBatch');
     batch.count = 0;
     if (this.isParked) return 0;
     const m = max < batch.head.length ? max : batch.head.length;
@@ -363,6 +374,345 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     batch.count = n;
     return n;
+  }
+
+  /** Throw for a queue call made from inside this queue's own popEach visitor. */
+  private reentrant(what: string): never {
+    throw new VirtioError('REENTRANT_CALL', `packed queue ${this.index}: ${what}() called from inside a popEach visitor of the same queue; return the length from visit() instead, or complete the buffer after popEach returns`);
+  }
+
+  /**
+   * Visitor form of popping (see {@link DeviceQueue.popEach}): validate, hand over and complete up
+   * to `max` buffers in one pass. Regular buffers go through {@link visitFast} (one loop, no batch
+   * arrays); anything else — an indirect table, a region miss, IN_ORDER, any error — through the
+   * complete walker ({@link walk}) exactly as {@link pop}, one buffer at a time ({@link visitSlow}).
+   *
+   * Used descriptors are written in completion order (basic.packed-vq.vq.device.2); the flags of
+   * the first one written in this call are stored last, in `finally` (with `Atomics.store` when the
+   * ring is shared), so the driver sees every buffer completed in the call at once, as with
+   * {@link pushUsedBatch}. After a buffer that filled the whole ring (its used descriptor lands on
+   * the next avail slot) the call ends, as pop() would find that slot used.
+   */
+  popEach(visitor: ChainVisitor, max: number): number {
+    if (this.visiting) this.reentrant('popEach');
+    if (this.isParked) return 0;
+    this.visiting = true;
+    const fs = this.fs;
+    fs[FS_PUB] = -1;
+    let n = 0;
+    try {
+      this.setRegionCache(this.lastRegion);
+      while (n < max && !this.isParked) {
+        if (this.fastOk) {
+          fs[FS_OFF] = this.availOff;
+          fs[FS_WRAP] = this.availWrap;
+          fs[FS_USED_OFF] = this.usedOff;
+          fs[FS_USED_WRAP] = this.usedWrap;
+          fs[FS_N] = n;
+          fs[FS_MAX] = max < 0x7fffffff ? max : 0x7fffffff;
+          fs[FS_DIF] = this.descsInFlight;
+          fs[FS_REGION] = this.lastRegion;
+          n = this.visitFast(visitor);
+          this.availOff = fs[FS_OFF]!;
+          this.availWrap = fs[FS_WRAP]!;
+          this.usedOff = fs[FS_USED_OFF]!;
+          this.usedWrap = fs[FS_USED_WRAP]!;
+          this.descsInFlight = fs[FS_DIF]!;
+          this.nInFlight += fs[FS_KEPT]!;
+          this.sinceSignal += fs[FS_DONE]!;
+          if (n >= max || this.isParked || fs[FS_STOP] === STOP_EMPTY) break;
+        }
+        const r = this.visitSlow(visitor);
+        if (r === 0) break;
+        n++;
+        if (r === 2) break;
+      }
+    } catch (e) {
+      // A visitor that throws is a device-model bug: the ring state of that pass is lost, so the
+      // queue parks through the choke point (the device needs a reset) — nothing is thrown out of
+      // the caller's notify handler.
+      this.fail('INTERNAL', undefined, `popEach visitor threw: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      this.visiting = false;
+      const p = fs[FS_PUB]!;
+      if (p >= 0) {
+        fs[FS_PUB] = -1;
+        // basic.packed-vq.vq-desc-table.device.3: the first used descriptor's flags publish the call's used descriptors.
+        if (this.atomic) Atomics.store(this.desc16, (p << 3) | 7, fs[FS_PUB_FLAGS]!);
+        else this.desc16[(p << 3) | 7] = fs[FS_PUB_FLAGS]!;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * popEach's loop over regular buffers (the acceptance rules of {@link popFast}, the same scan and
+   * single acquire): walk into the scratch chain, call the visitor, then write the used descriptor
+   * (the call's first one without its flags: fs[FS_PUB]) or mark the buffer in flight. Stops —
+   * consuming nothing — at the first buffer it does not take (fs[FS_STOP] as popFast), and after a
+   * completion whose used descriptor landed on the next avail slot (STOP_EMPTY). No calls in the
+   * loop but the visitor.
+   * @returns buffers visited so far in this popEach call
+   */
+  private visitFast(v: ChainVisitor): number {
+    const fs = this.fs;
+    const size = fs[FS_SIZE]!;
+    const maxDirect = fs[FS_MAXDIRECT]!;
+    const m = fs[FS_MAX]!;
+    const ri = fs[FS_REGION]!;
+    let off = fs[FS_OFF]!;
+    let n = fs[FS_N]!;
+    let dif = fs[FS_DIF]!;
+    // (flags & 0x8080) of an available descriptor: AVAIL = wrap, USED = !wrap.
+    let av = fs[FS_WRAP] !== 0 ? F_AVAIL : F_USED;
+    const d32 = this.desc32;
+    // Scan the available run (at most one lap), stopping before the head of buffer m.
+    let o = off;
+    let a = av;
+    let k = 0;
+    let heads = n;
+    let lastHead = -1;
+    let prevNext = 0;
+    while (k < size) {
+      const fl = d32[(o << 2) | 3]! >>> 16;
+      if ((fl & AVAIL_USED) !== a) break;
+      if (prevNext === 0) {
+        if (heads === m) break;
+        heads++;
+        lastHead = o;
+      }
+      prevNext = fl & F_NEXT;
+      k++;
+      o++;
+      if (o === size) {
+        o = 0;
+        a ^= AVAIL_USED;
+      }
+    }
+    fs[FS_KEPT] = 0;
+    fs[FS_DONE] = 0;
+    if (lastHead < 0) {
+      fs[FS_STOP] = STOP_EMPTY;
+      return n;
+    }
+    // basic.packed-vq.vq-desc-table.device.2: acquire before reading descriptor bodies.
+    if (fs[FS_ATOMIC] !== 0) Atomics.load(this.desc16, (lastHead << 3) | 7);
+    let rem = k;
+    let uo = fs[FS_USED_OFF]!;
+    // (flags & 0x8080) of a used descriptor: AVAIL = USED = used wrap counter.
+    let ub = fs[FS_USED_WRAP] !== 0 ? AVAIL_USED : 0;
+    let pub = fs[FS_PUB]!;
+    let pubFlags = fs[FS_PUB_FLAGS]!;
+    let kept = 0;
+    let done = 0;
+    const d16 = this.desc16;
+    const rgc = this.rgc;
+    const rgBase = rgc[0]!;
+    const rgEnd = rgc[1]!;
+    const rgOff = rgc[2]!;
+    const rgWritable = rgc[3]!;
+    const idDescs = this.idDescs;
+    const cur = this.scratchChain();
+    const cRegion = cur.region;
+    const cOff = cur.offset;
+    const cAddr = cur.addr;
+    const cLen = cur.len;
+    let stop = STOP_SLOW;
+    chains: while (n < m) {
+      const b0 = off << 2;
+      const word0 = d32[b0 | 3]!;
+      const fl0 = word0 >>> 16;
+      if ((fl0 & AVAIL_USED) !== av) {
+        stop = STOP_EMPTY;
+        break;
+      }
+      if (rem === 0) break;
+      let id: number;
+      let count: number;
+      let readable: number;
+      let rBytes: number;
+      let wBytes: number;
+      if ((fl0 & (F_NEXT | F_INDIRECT)) === 0) {
+        // One descriptor: straight-line code (the common single-buffer request).
+        const lo = d32[b0]!;
+        const hi = d32[b0 | 1]!;
+        const len = d32[b0 | 2]!;
+        const addr = hi * TWO_POW_32 + lo;
+        if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break;
+        id = word0 & 0xffff;
+        if (id >= size || idDescs[id] !== 0 || dif >= size) break;
+        if ((fl0 & F_WRITE) !== 0) {
+          if (rgWritable === 0) break;
+          readable = 0;
+          rBytes = 0;
+          wBytes = len;
+        } else {
+          readable = 1;
+          rBytes = len;
+          wBytes = 0;
+        }
+        cRegion[0] = ri;
+        cOff[0] = rgOff + (addr - rgBase);
+        cAddr[0] = addr;
+        cLen[0] = len;
+        count = 1;
+        off = (off + 1) | 0;
+        if (off === size) {
+          off = 0;
+          av ^= AVAIL_USED;
+        }
+      } else {
+        // A NEXT-linked list of direct descriptors.
+        let o2 = off;
+        let a2 = av;
+        let word = word0;
+        let fl = fl0;
+        count = 0;
+        readable = 0;
+        rBytes = 0;
+        wBytes = 0;
+        for (;;) {
+          if ((fl & F_INDIRECT) !== 0) break chains;
+          const b = o2 << 2;
+          const lo = d32[b]!;
+          const hi = d32[b | 1]!;
+          const len = d32[b | 2]!;
+          const addr = hi * TWO_POW_32 + lo;
+          if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
+          if ((fl & F_WRITE) !== 0) {
+            if (rgWritable === 0) break chains;
+            wBytes += len;
+          } else {
+            if (count !== readable) break chains;
+            readable++;
+            rBytes += len;
+          }
+          cRegion[count] = ri;
+          cOff[count] = rgOff + (addr - rgBase);
+          cAddr[count] = addr;
+          cLen[count] = len;
+          count++;
+          o2++;
+          if (o2 === size) {
+            o2 = 0;
+            a2 ^= AVAIL_USED;
+          }
+          if ((fl & F_NEXT) === 0) break;
+          // Limits first (walk decides: defer or report), then availability of the rest.
+          if (count === maxDirect || count === rem) break chains;
+          word = d32[(o2 << 2) | 3]!;
+          fl = word >>> 16;
+          if ((fl & AVAIL_USED) !== a2) {
+            stop = STOP_EMPTY; // the rest of the list is not available yet
+            break chains;
+          }
+        }
+        id = word & 0xffff;
+        if (rBytes + wBytes > TWO_POW_32 || id >= size || idDescs[id] !== 0 || dif + count > size) break;
+        off = o2;
+        av = a2;
+      }
+      rem -= count;
+      n++;
+      cur.head = id;
+      cur.count = count;
+      cur.readable = readable;
+      cur.readableBytes = rBytes;
+      cur.writableBytes = wBytes;
+      cur.descCount = count;
+      const r = v.visit(cur);
+      if (r >= 0) {
+        // basic.packed-vq.vq.device.2: used descriptors in completion order, at the used position.
+        const b = uo << 2;
+        d32[b | 2] = r;
+        const f = ub | (r > 0 ? F_WRITE : 0);
+        if (pub < 0) {
+          // The call's first used descriptor: id now, flags at the end of popEach.
+          d16[(uo << 3) | 6] = id;
+          pub = uo;
+          pubFlags = f;
+        } else {
+          d32[b | 3] = id | (f << 16); // ordered by the first descriptor's release
+        }
+        // The buffer filled the ring: its used descriptor is on the next avail slot; stop there.
+        const full = dif + count === size;
+        done += count;
+        uo += count;
+        if (uo >= size) {
+          uo -= size;
+          ub ^= AVAIL_USED;
+        }
+        if (full) {
+          stop = STOP_EMPTY;
+          break;
+        }
+      } else {
+        idDescs[id] = count;
+        dif += count;
+        kept++;
+      }
+      if (this.isParked) break;
+    }
+    fs[FS_STOP] = n >= m ? STOP_EMPTY : stop;
+    fs[FS_OFF] = off;
+    fs[FS_WRAP] = av === F_AVAIL ? 1 : 0;
+    fs[FS_USED_OFF] = uo;
+    fs[FS_USED_WRAP] = ub !== 0 ? 1 : 0;
+    fs[FS_DIF] = dif;
+    fs[FS_PUB] = pub;
+    fs[FS_PUB_FLAGS] = pubFlags;
+    fs[FS_KEPT] = kept;
+    fs[FS_DONE] = done;
+    return n;
+  }
+
+  /**
+   * popEach for one buffer the fast loop did not take: the complete walker (reports and parks on a
+   * guest error, leaves an incomplete list alone), then the visitor, then the used descriptor as
+   * {@link pushUsed} writes it (IN_ORDER bookkeeping included; the call's first one without flags).
+   * @returns 0 nothing visited (nothing available, or a guest error); 1 visited; 2 visited and the
+   *   call must end (its used descriptor landed on the next avail slot)
+   */
+  private visitSlow(v: ChainVisitor): number {
+    const cur = this.scratchChain();
+    if (this.walk(cur, cur.region.length, false) !== 1) return 0;
+    const k = cur.count;
+    if (k > 0 && cur.region[k - 1] !== this.lastRegion) this.setRegionCache(cur.region[k - 1]!);
+    // walk put the buffer in flight: a length from the visitor completes it at once.
+    const r = v.visit(cur);
+    if (!(r >= 0)) return 1;
+    const id = cur.head;
+    const idDescs = this.idDescs;
+    const nd = idDescs[id]!;
+    if (nd === 0) return 1; // (the visitor cannot complete it itself: pushUsed throws; defensive)
+    const size = this.size;
+    const fs = this.fs;
+    let uo = this.usedOff;
+    const full = uo === this.availOff && this.descsInFlight === size;
+    this.desc32[(uo << 2) | 2] = r;
+    this.desc16[(uo << 3) | 6] = id;
+    const f = (this.usedWrap !== 0 ? USED_AND_AVAIL : 0) | (r > 0 ? VIRTQ_DESC_F_WRITE : 0);
+    if (fs[FS_PUB]! < 0) {
+      fs[FS_PUB] = uo;
+      fs[FS_PUB_FLAGS] = f;
+    } else {
+      this.desc16[(uo << 3) | 7] = f; // ordered by the first descriptor's release
+    }
+    uo += nd;
+    if (uo >= size) {
+      uo -= size;
+      this.usedWrap ^= 1;
+    }
+    this.usedOff = uo;
+    idDescs[id] = 0;
+    this.descsInFlight -= nd;
+    this.sinceSignal += nd;
+    this.nInFlight--;
+    if (this.inOrder) {
+      if (this.idSeq[id] === this.doneSeq) this.doneSeq++;
+      if (this.nInFlight === 0) this.doneSeq = this.popSeq;
+    }
+    return full ? 2 : 1;
   }
 
   /** popFast's inputs and outputs (FS_* slots; an Int32Array so V8 keeps them untagged). */
@@ -707,6 +1057,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * completion order. An id that is not in flight goes to the sink (USED_BAD_ID) and parks the queue.
    */
   pushUsed(id: number, len: number): void {
+    if (this.visiting) this.reentrant('pushUsed');
     const size = this.size;
     const idDescs = this.idDescs;
     const n = id >= 0 && id < size && (id | 0) === id ? idDescs[id]! : 0;
@@ -747,6 +1098,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * marking the first one used after the rest). With IN_ORDER, see the module comment.
    */
   pushUsedBatch(heads: ArrayLike<number>, lens: ArrayLike<number>, n: number): void {
+    if (this.visiting) this.reentrant('pushUsedBatch');
     if (n <= 0) return;
     if (n === 1) {
       this.pushUsed(heads[0]!, lens[0]!);

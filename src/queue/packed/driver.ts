@@ -34,12 +34,14 @@ import type { AddressSpace } from '../../memory/space.js';
 import type { GuestErrorSink } from '../../device/choke.js';
 import { packedNeedEvent } from '../event-idx.js';
 import {
+  type ChainFiller,
   type DriverQueue,
   type DriverQueueOptions,
   type QueueConfig,
   type SgBatch,
   SG_CHAIN_STRIDE,
   SgList,
+  type UsedVisitor,
   VIRTQ_DESC_F_AVAIL,
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
@@ -77,7 +79,9 @@ const DS_K = 9;
 const DS_N = 10;
 const DS_SEG = 11;
 const DS_SLOTS_ADDED = 12;
-const DS_SLOTS = 13;
+/** addEachFast out: 1 when it stopped at a chain the filler described but it did not take (else 0). */
+const DS_REFUSED = 13;
+const DS_SLOTS = 14;
 
 /** Driver side of a packed virtqueue. */
 export class PackedDriverQueue implements DriverQueue {
@@ -142,6 +146,13 @@ export class PackedDriverQueue implements DriverQueue {
    * bookkeeping); tests may turn them off to compare them with the complete paths.
    */
   private fastOk: boolean;
+  /** True while an addEach filler or a collectEach visitor runs (the ring state is in locals then). */
+  private filling = false;
+  /** Scratch segment arrays handed to {@link addEach} fillers (allocated on first use, maxSeg entries). */
+  private fillAddr = new Float64Array(0);
+  private fillLen = new Uint32Array(0);
+  /** addEachFast out: the segment count the filler returned for the chain it did not take. */
+  private refusedCnt = 0;
 
   /**
    * @param space the driver's view of memory (rings, buffers and indirect tables live here).
@@ -213,6 +224,12 @@ export class PackedDriverQueue implements DriverQueue {
    * slots or ids. Throws INVALID_ARGUMENT for an empty list or one that can never fit.
    */
   add(sg: SgList, token: number): number {
+    if (this.filling) this.reentrant('add');
+    return this.addChain(sg, token);
+  }
+
+  /** The complete writer behind {@link add} (indirect tables, IN_ORDER, all checks). */
+  private addChain(sg: SgList, token: number): number {
     const n = sg.count;
     const th = this.indirectThreshold;
     const indirect = th > 0 && n >= th;
@@ -322,6 +339,7 @@ export class PackedDriverQueue implements DriverQueue {
    * anything it does not take go through {@link add}, one chain at a time.
    */
   addBatch(batch: SgBatch): number {
+    if (this.filling) this.reentrant('addBatch');
     const ch = batch.chain;
     const sseg = batch.seg;
     const nChains = batch.count;
@@ -370,7 +388,7 @@ export class PackedDriverQueue implements DriverQueue {
         if (i < readableN) sg.out(sseg[q]!, sseg[q + 1]!);
         else sg.in(sseg[q]!, sseg[q + 1]!);
       }
-      const id = this.add(sg, ch[co]!);
+      const id = this.addChain(sg, ch[co]!);
       if (id < 0) break;
       ch[co + 3] = id;
       s += n;
@@ -491,6 +509,332 @@ export class PackedDriverQueue implements DriverQueue {
     return k;
   }
 
+  /** Throw for a call made from inside this queue's own addEach filler or collectEach visitor. */
+  private reentrant(what: string): never {
+    throw new VirtioError('REENTRANT_CALL', `packed queue ${this.index}: ${what}() called from inside an addEach filler or collectEach visitor of the same queue; do it after the call returns`);
+  }
+
+  /**
+   * Visitor form of {@link addBatch} (see {@link DriverQueue.addEach}). Direct chains (no IN_ORDER,
+   * no indirect threshold) are written by {@link addEachFast} in one pass, with the same head-last
+   * rule and held-back first head as addBatch; others (and anything addEachFast refuses) go through
+   * the complete writer one at a time. A filler that throws stops the queue (as a collectEach
+   * visitor does); the chains before it stay added, the ring state consistent, and the error
+   * propagates.
+   */
+  addEach(filler: ChainFiller, max: number): number {
+    if (this.filling) this.reentrant('addEach');
+    if (this.isBroken) return 0;
+    if (this.fillLen.length === 0) {
+      const cap = Number.isInteger(this.maxSeg) && this.maxSeg > 0 ? this.maxSeg : this.size;
+      this.fillAddr = new Float64Array(cap);
+      this.fillLen = new Uint32Array(cap);
+    }
+    this.filling = true;
+    try {
+      return this.addEachLoop(filler, max);
+    } catch (e) {
+      if (!(e instanceof VirtioError && e.code === 'INVALID_ARGUMENT')) this.isBroken = true;
+      throw e;
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  private addEachLoop(filler: ChainFiller, max: number): number {
+    let k = 0;
+    while (k < max) {
+      if (this.fastOk) {
+        const ds = this.ds;
+        ds[DS_OFF] = this.availOff;
+        ds[DS_WRAP] = this.availWrap;
+        ds[DS_FREE_DESCS] = this.freeDescs;
+        ds[DS_FREE_HEAD] = this.freeHead;
+        ds[DS_PENDING] = this.pendingHead;
+        ds[DS_PENDING_FLAGS] = this.pendingFlags;
+        ds[DS_K] = k;
+        ds[DS_N] = max < 0x7fffffff ? max : 0x7fffffff;
+        ds[DS_SLOTS_ADDED] = 0;
+        ds[DS_REFUSED] = 0;
+        try {
+          this.addEachFast(filler);
+        } finally {
+          // Also when the filler threw: addEachFast wrote back the chains before it.
+          const k1 = ds[DS_K]!;
+          this.nInFlight += k1 - k;
+          k = k1;
+          this.availOff = ds[DS_OFF]!;
+          this.availWrap = ds[DS_WRAP]!;
+          this.freeDescs = ds[DS_FREE_DESCS]!;
+          this.freeHead = ds[DS_FREE_HEAD]!;
+          if (this.pendingHead < 0 && ds[DS_PENDING]! >= 0) {
+            // addEachFast held back the first head of this publish batch.
+            this.pendingWrap = (ds[DS_PENDING_FLAGS]! & F_AVAIL) !== 0 ? 1 : 0;
+          }
+          this.pendingHead = ds[DS_PENDING]!;
+          this.pendingFlags = ds[DS_PENDING_FLAGS]!;
+          this.addedSincePublish += ds[DS_SLOTS_ADDED]!;
+        }
+        // Stopped by the filler (0), by max, or at a chain it described and addEachFast refused
+        // (malformed, too long for a direct list, or no room): the complete writer decides.
+        if (ds[DS_REFUSED] === 0) break;
+        if (!this.addEachSlow(filler, k, this.refusedCnt)) break;
+        k++;
+        continue;
+      }
+      const cnt = filler.fill(k, this.fillAddr, this.fillLen);
+      if (cnt === 0 || !this.addEachSlow(filler, k, cnt)) break;
+      k++;
+    }
+    return k;
+  }
+
+  /**
+   * addEach's loop (the rules of {@link addFast}): ask the filler for chain k, write its
+   * descriptors (head flags last; the publish batch's first head held back), record the id. Stops
+   * when the filler returns 0, or — consuming nothing but the description — at a chain it does not
+   * take (ds[DS_REFUSED] = 1, the filler's count in {@link refusedCnt}). Its state goes back to `ds`
+   * in `finally`, so a filler that throws leaves the chains before it added. No calls in the loop
+   * but the filler.
+   */
+  private addEachFast(f: ChainFiller): void {
+    const ds = this.ds;
+    const size = ds[DS_SIZE]!;
+    const maxDirect = ds[DS_MAXDIRECT]!;
+    const nChains = ds[DS_N]!;
+    let k = ds[DS_K]!;
+    let off = ds[DS_OFF]!;
+    // (flags & 0x8080) of an available descriptor in this lap: AVAIL = wrap, USED = !wrap.
+    let av = ds[DS_WRAP] !== 0 ? F_AVAIL : F_USED;
+    let freeDescs = ds[DS_FREE_DESCS]!;
+    let freeHead = ds[DS_FREE_HEAD]!;
+    let pending = ds[DS_PENDING]!;
+    let pendingFlags = ds[DS_PENDING_FLAGS]!;
+    let slotsAdded = 0;
+    let refused = 0;
+    const sAddr = this.fillAddr;
+    const sLen = this.fillLen;
+    const d32 = this.desc32;
+    const rec = this.rec;
+    try {
+      for (; k < nChains; k++) {
+        const n = f.fill(k, sAddr, sLen);
+        if (n === 0) break;
+        const readable = f.readable;
+        if (!((n | 0) === n && n > 0 && n <= maxDirect && n <= freeDescs && (readable | 0) === readable && readable >= 0 && readable <= n) || freeHead < 0) {
+          this.refusedCnt = n;
+          refused = 1;
+          break;
+        }
+        const id = freeHead;
+        const r = id << 2;
+        freeHead = rec[r | REC_NEXT_FREE]!;
+        const headSlot = off;
+        const headAv = av;
+        let writable = 0;
+        let headFlags: number;
+        if (n === 1) {
+          // One segment: straight-line code.
+          const a = sAddr[0]!;
+          const l = sLen[0]!;
+          const b = off << 2;
+          d32[b] = a >>> 0;
+          d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+          d32[b | 2] = l;
+          if (readable === 0) {
+            headFlags = av | F_WRITE;
+            writable = l;
+          } else {
+            headFlags = av;
+          }
+          off = (off + 1) | 0;
+          if (off === size) {
+            off = 0;
+            av ^= AVAIL_USED;
+          }
+        } else {
+          headFlags = av | F_NEXT | (readable === 0 ? F_WRITE : 0);
+          for (let i = 0; i < n; i++) {
+            const a = sAddr[i]!;
+            const l = sLen[i]!;
+            const b = off << 2;
+            d32[b] = a >>> 0;
+            d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+            d32[b | 2] = l;
+            let fl = av;
+            if (i >= readable) {
+              fl |= F_WRITE;
+              writable += l;
+            }
+            if (i < n - 1) fl |= F_NEXT;
+            // The head (i = 0) is written after the loop; the rest now (ordered by the head's store).
+            if (i > 0) d32[b | 3] = id | (fl << 16);
+            off = (off + 1) | 0;
+            if (off === size) {
+              off = 0;
+              av ^= AVAIL_USED;
+            }
+          }
+        }
+        // basic.packed-vq.scatter-gather-support.driver.6 / updating-flags.driver.1: head flags last.
+        if (pending < 0) {
+          pending = headSlot;
+          pendingFlags = headFlags;
+          // Until publish: AVAIL = !wrap, USED = 0 — neither available to the device nor used to us.
+          d32[(headSlot << 2) | 3] = id | ((headAv === F_AVAIL ? 0 : F_AVAIL) << 16);
+        } else {
+          d32[(headSlot << 2) | 3] = id | (headFlags << 16);
+        }
+        rec[r] = f.token; // REC_TOKEN
+        rec[r | REC_WRITABLE] = writable;
+        rec[r | REC_DESCS] = n;
+        freeDescs -= n;
+        slotsAdded += n;
+      }
+    } finally {
+      ds[DS_K] = k;
+      ds[DS_OFF] = off;
+      ds[DS_WRAP] = av === F_AVAIL ? 1 : 0;
+      ds[DS_FREE_DESCS] = freeDescs;
+      ds[DS_FREE_HEAD] = freeHead;
+      ds[DS_PENDING] = pending;
+      ds[DS_PENDING_FLAGS] = pendingFlags;
+      ds[DS_SLOTS_ADDED] = slotsAdded;
+      ds[DS_REFUSED] = refused;
+    }
+  }
+
+  /**
+   * Add chain `k`, already described in the scratch arrays (`cnt` segments), with the complete
+   * writer (indirect tables, IN_ORDER, every check). False when it does not fit.
+   * @throws VirtioError INVALID_ARGUMENT for a malformed description (or one that can never fit, as add)
+   */
+  private addEachSlow(f: ChainFiller, k: number, cnt: number): boolean {
+    const rd = f.readable;
+    const cap = this.fillLen.length;
+    if (!(Number.isInteger(cnt) && cnt > 0 && cnt <= cap) || !(Number.isInteger(rd) && rd >= 0 && rd <= cnt)) {
+      throw new VirtioError('INVALID_ARGUMENT', `packed queue ${this.index}: addEach chain ${k}: fill() returned ${cnt} segments with readable = ${rd}; need 1..${cap} segments and 0 <= readable <= segments`);
+    }
+    const sg = this.scratchSg(cnt);
+    const sAddr = this.fillAddr;
+    const sLen = this.fillLen;
+    for (let i = 0; i < cnt; i++) {
+      sg.addr[i] = sAddr[i]!;
+      sg.len[i] = sLen[i]!;
+    }
+    sg.count = cnt;
+    sg.readable = rd;
+    return this.addChain(sg, f.token) >= 0;
+  }
+
+  /**
+   * Visitor form of {@link getUsedBatch} (see {@link DriverQueue.collectEach}): plain completions
+   * in one pass ({@link collectEachFast}); IN_ORDER, indirect tables and anything invalid through
+   * the complete reader, which reports. A visitor that throws stops the queue; the error propagates.
+   */
+  collectEach(visitor: UsedVisitor, max: number): number {
+    if (this.filling) this.reentrant('collectEach');
+    if (this.isBroken) return 0;
+    this.filling = true;
+    try {
+      return this.collectEachLoop(visitor, max);
+    } catch (e) {
+      // A visitor that throws leaves this pass's ring state unknown: stop the queue (the driver
+      // resets the device), then let the caller see the error.
+      this.isBroken = true;
+      throw e;
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  private collectEachLoop(visitor: UsedVisitor, max: number): number {
+    let k = 0;
+    while (k < max) {
+      if (this.fastOk) {
+        if (this.isBroken) break;
+        const ds = this.ds;
+        ds[DS_OFF] = this.usedOff;
+        ds[DS_WRAP] = this.usedWrap;
+        ds[DS_FREE_HEAD] = this.freeHead;
+        ds[DS_K] = k;
+        ds[DS_N] = max < 0x7fffffff ? max : 0x7fffffff;
+        ds[DS_SLOTS_ADDED] = 0;
+        const k1 = this.collectEachFast(visitor);
+        if (k1 > k) {
+          this.nInFlight -= k1 - k;
+          this.freeDescs += ds[DS_SLOTS_ADDED]!;
+          this.usedOff = ds[DS_OFF]!;
+          this.usedWrap = ds[DS_WRAP]!;
+          this.freeHead = ds[DS_FREE_HEAD]!;
+          k = k1;
+        }
+        if (k >= max || ds[DS_PENDING]! === 0) break; // (DS_PENDING: 0 = nothing more is used)
+      }
+      // The complete reader for one entry (and the one place that reports).
+      if (!this.readUsed()) break;
+      k++;
+      visitor.used(this.tok, this.len);
+    }
+    return k;
+  }
+
+  /**
+   * collectEach's loop: the checks and the single acquire of {@link collectFast}, then the visitor
+   * (which must not call this queue: the ring state is in locals until the loop ends). Stops
+   * without consuming at the first entry it does not take (ds[DS_PENDING] as collectFast).
+   * @returns the number of buffers collected in this collectEach call so far
+   */
+  private collectEachFast(v: UsedVisitor): number {
+    const ds = this.ds;
+    const size = ds[DS_SIZE]!;
+    const m = ds[DS_N]!;
+    let k = ds[DS_K]!;
+    let uo = ds[DS_OFF]!;
+    // (flags & 0x8080) of a used descriptor: AVAIL = USED = used wrap counter.
+    let ub = ds[DS_WRAP] !== 0 ? AVAIL_USED : 0;
+    let freeHead = ds[DS_FREE_HEAD]!;
+    let freed = 0;
+    const d32 = this.desc32;
+    const rec = this.rec;
+    if (ds[DS_ATOMIC] !== 0) Atomics.load(this.desc16, (uo << 3) | 7);
+    let more = 1;
+    while (k < m) {
+      const b = uo << 2;
+      const word = d32[b | 3]!;
+      const fl = word >>> 16;
+      if ((fl & AVAIL_USED) !== ub) {
+        more = 0;
+        break;
+      }
+      const id = word & 0xffff;
+      if (id >= size) break;
+      const r = id << 2;
+      const nd = rec[r | REC_DESCS]!;
+      if (nd === 0) break;
+      // Element Length is reserved (ignored) in a used descriptor without WRITE.
+      const len = (fl & F_WRITE) !== 0 ? d32[b | 2]! : 0;
+      if (len > rec[r | REC_WRITABLE]!) break;
+      rec[r | REC_DESCS] = 0;
+      rec[r | REC_NEXT_FREE] = freeHead;
+      freeHead = id;
+      freed += nd;
+      k++;
+      uo += nd;
+      if (uo >= size) {
+        uo -= size;
+        ub ^= AVAIL_USED;
+      }
+      v.used(rec[r]!, len); // REC_TOKEN
+    }
+    ds[DS_PENDING] = more;
+    ds[DS_OFF] = uo;
+    ds[DS_WRAP] = ub !== 0 ? 1 : 0;
+    ds[DS_FREE_HEAD] = freeHead;
+    ds[DS_SLOTS_ADDED] = freed;
+    return k;
+  }
+
   /** An SgList for addBatch's indirect path (grown on demand, not per request). */
   private scratchSg(n: number): SgList {
     let sg = this.sgScratch;
@@ -508,6 +852,8 @@ export class PackedDriverQueue implements DriverQueue {
    * ENABLE). Returns false when nothing was added.
    */
   publish(): boolean {
+    // (inside addEach the held-back head is in addEachFast's locals: publishing then would expose a stale one)
+    if (this.filling) this.reentrant('publish');
     const d16 = this.desc16;
     if (this.pendingHead >= 0) {
       if (this.atomic) Atomics.store(d16, this.pendingHead * 8 + 7, this.pendingFlags);
@@ -536,6 +882,12 @@ export class PackedDriverQueue implements DriverQueue {
    * beyond the buffer's writable bytes).
    */
   getUsed(): boolean {
+    if (this.filling) this.reentrant('getUsed');
+    return this.readUsed();
+  }
+
+  /** The complete reader behind {@link getUsed}: one used buffer, every check, the one place that reports. */
+  private readUsed(): boolean {
     if (this.isBroken) return false;
     if (this.batchLeft > 0) return this.nextInBatch();
     const d16 = this.desc16;
@@ -587,6 +939,7 @@ export class PackedDriverQueue implements DriverQueue {
    * tables and anything it does not take go through {@link getUsed}, which also does all reporting.
    */
   getUsedBatch(tokens: Int32Array, lens: Uint32Array, max: number): number {
+    if (this.filling) this.reentrant('getUsedBatch');
     let m = max;
     if (tokens.length < m) m = tokens.length;
     if (lens.length < m) m = lens.length;
@@ -615,7 +968,7 @@ export class PackedDriverQueue implements DriverQueue {
         if (k === m || ds[DS_PENDING]! === 0) break; // (DS_PENDING: 0 = nothing more is used)
       }
       // The complete reader for one entry (and the one place that reports).
-      if (!this.getUsed()) break;
+      if (!this.readUsed()) break;
       tokens[k] = this.tok;
       lens[k] = this.len;
       k++;
@@ -725,6 +1078,8 @@ export class PackedDriverQueue implements DriverQueue {
    * position of the next used descriptor; otherwise ENABLE.
    */
   enableInterrupts(): void {
+    // (inside collectEach the used position is in locals: the event offset would be stale)
+    if (this.filling) this.reentrant('enableInterrupts');
     const ev = this.drvEvent;
     if (this.eventIdx) {
       let uo = this.usedOff;

@@ -667,29 +667,46 @@ export class SplitDriverQueue implements DriverQueue {
         break;
       }
       const head = freeHead;
-      let d = head;
       let tail = head;
       let wBytes = 0;
-      for (let i = 0; i < cnt; i++) {
-        const ad = sAddr[i]!;
-        const l = sLen[i]!;
-        const w = d << 2;
-        const nx = rec[(d << 3) | REC_NEXT]!;
-        // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+      if (cnt === 1) {
+        // One segment: straight-line code (the common single-buffer request).
+        const ad = sAddr[0]!;
+        const l = sLen[0]!;
+        const w = head << 2;
         desc[w] = ad >>> 0;
         desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
         desc[w | 2] = l;
-        let fl = 0;
-        if (i >= rdEnd) {
-          fl = F_WRITE;
-          wBytes += l;
+        if (rdEnd === 0) {
+          desc[w | 3] = F_WRITE;
+          wBytes = l;
+        } else {
+          desc[w | 3] = 0;
         }
-        if (i < cnt - 1) fl |= F_NEXT | (nx << 16);
-        desc[w | 3] = fl;
-        tail = d;
-        d = nx;
+        freeHead = rec[(head << 3) | REC_NEXT]!;
+      } else {
+        let d = head;
+        for (let i = 0; i < cnt; i++) {
+          const ad = sAddr[i]!;
+          const l = sLen[i]!;
+          const w = d << 2;
+          const nx = rec[(d << 3) | REC_NEXT]!;
+          // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+          desc[w] = ad >>> 0;
+          desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+          desc[w | 2] = l;
+          let fl = 0;
+          if (i >= rdEnd) {
+            fl = F_WRITE;
+            wBytes += l;
+          }
+          if (i < cnt - 1) fl |= F_NEXT | (nx << 16);
+          desc[w | 3] = fl;
+          tail = d;
+          d = nx;
+        }
+        freeHead = d;
       }
-      freeHead = d;
       numFree -= cnt;
       const r = head << 3;
       rec[r] = f.token; // REC_TOKEN
