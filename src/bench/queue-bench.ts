@@ -114,7 +114,18 @@ export async function runQueueBench(o: QueueBenchOptions): Promise<QueueBenchRep
       const js = best(res.js.mchainsPerS);
       const c = best(res.c.mchainsPerS);
       log('round %d %o: js %d c %d', r, cell, js, c);
-      perCell[i]!.push({ round: r + 1, mchains_per_s: js, c_mchains_per_s: c, ratio_vs_c: js / c, js_reps: res.js.mchainsPerS, c_reps: res.c.mchainsPerS, api: res.js.api ?? 'chain' });
+      const plain = res.plain !== undefined ? best(res.plain.mchainsPerS) : null;
+      perCell[i]!.push({
+        round: r + 1,
+        mchains_per_s: js,
+        c_mchains_per_s: c,
+        ratio_vs_c: js / c,
+        js_reps: res.js.mchainsPerS,
+        c_reps: res.c.mchainsPerS,
+        api: res.js.api ?? 'chain',
+        plain_mchains_per_s: plain,
+        plain_ratio_vs_c: plain === null ? null : plain / c,
+      });
     }
   }
   const cpuList = cpus();

@@ -9,6 +9,7 @@ import type { QueueApi } from './queue-agents.js';
 import type { MeasureOptions, Measurement } from './measure.js';
 import { runSingleThread } from './queue-single.js';
 import { runTwoAgents } from './queue-two.js';
+import { runPlainSplit } from './queue-plain.js';
 
 /** Run the JS side of a cell in this process. */
 export async function runJsCell(cell: QueueCell, m: MeasureOptions, api: QueueApi = 'visit'): Promise<Measurement> {
@@ -19,6 +20,13 @@ export async function runJsCell(cell: QueueCell, m: MeasureOptions, api: QueueAp
 export interface CellRound {
   js: Measurement;
   c: Measurement;
+  /** The plain-JS yardstick (queue-plain.ts), measured for single-thread split cells only. */
+  plain?: Measurement;
+}
+
+/** Cells that also get the plain-JS yardstick. */
+export function hasPlain(cell: QueueCell): boolean {
+  return cell.ring === 'split' && cell.agents === 1;
 }
 
 /**
@@ -26,14 +34,17 @@ export interface CellRound {
  * runs right after process start-up.
  */
 export async function runCellRound(cell: QueueCell, m: MeasureOptions, cBinary: string, cFirst: boolean, api: QueueApi = 'visit'): Promise<CellRound> {
+  let js: Measurement;
+  let c: Measurement;
   if (cFirst) {
-    const c = await runCBench(cBinary, cell, m);
-    const js = await runJsCell(cell, m, api);
-    return { js, c };
+    c = await runCBench(cBinary, cell, m);
+    js = await runJsCell(cell, m, api);
+  } else {
+    js = await runJsCell(cell, m, api);
+    c = await runCBench(cBinary, cell, m);
   }
-  const js = await runJsCell(cell, m, api);
-  const c = await runCBench(cBinary, cell, m);
-  return { js, c };
+  if (!hasPlain(cell)) return { js, c };
+  return { js, c, plain: runPlainSplit(cell.descs, m) };
 }
 
 /** What the round process receives (JSON in argv[2]). */

@@ -20,6 +20,10 @@ export interface RoundValue {
   /** All timed repetitions of this round. */
   js_reps: number[];
   c_reps: number[];
+  /** Plain-JS yardstick (hand-written, no library) of this round, or null where not measured. */
+  plain_mchains_per_s: number | null;
+  /** plain_mchains_per_s / c_mchains_per_s of this round, or null. */
+  plain_ratio_vs_c: number | null;
 }
 
 /** One row of the report. */
@@ -38,6 +42,12 @@ export interface QueueBenchRow {
   mchains_per_s_range: [number, number];
   c_mchains_per_s_range: [number, number];
   ratio_vs_c_range: [number, number];
+  /**
+   * Median over rounds of the plain-JS yardstick's ratio to C (the C algorithm hand-written in
+   * plain JS, src/bench/queue-plain.ts): what JS itself reaches here. Null where not measured
+   * (it exists for single-thread split cells).
+   */
+  plain_ratio_vs_c: number | null;
   /** The project's target for ratio_vs_c, or null when none is set for this cell. */
   target_ratio: number | null;
   /** ratio_vs_c ≥ target_ratio (null without a target). */
@@ -87,6 +97,7 @@ export function buildRow(cell: QueueCell, rounds: RoundValue[]): QueueBenchRow {
   const js = summarize(rounds.map((r) => r.mchains_per_s));
   const c = summarize(rounds.map((r) => r.c_mchains_per_s));
   const ratio = summarize(rounds.map((r) => r.ratio_vs_c));
+  const plainRatios = rounds.map((r) => r.plain_ratio_vs_c).filter((x): x is number => x !== null);
   const target = targetRatio(cell);
   return {
     ring: cell.ring,
@@ -99,6 +110,7 @@ export function buildRow(cell: QueueCell, rounds: RoundValue[]): QueueBenchRow {
     mchains_per_s_range: [round4(js.min), round4(js.max)],
     c_mchains_per_s_range: [round4(c.min), round4(c.max)],
     ratio_vs_c_range: [round4(ratio.min), round4(ratio.max)],
+    plain_ratio_vs_c: plainRatios.length > 0 ? round4(summarize(plainRatios).median) : null,
     target_ratio: target,
     meets_target: target === null ? null : ratio.median >= target,
     rounds,
@@ -125,7 +137,7 @@ function cellText(med: number, range: [number, number], digits?: number): string
 
 /** A readable table of the rows (plus a line of metadata). */
 export function formatTable(report: QueueBenchReport): string {
-  const head = ['ring', 'descs', 'agents', 'api', 'JS Mchains/s', 'C Mchains/s', 'JS/C', 'target'];
+  const head = ['ring', 'descs', 'agents', 'api', 'JS Mchains/s', 'C Mchains/s', 'JS/C', 'target', 'plain JS/C'];
   const lines: string[][] = [head];
   for (const r of report.rows) {
     lines.push([
@@ -137,6 +149,7 @@ export function formatTable(report: QueueBenchReport): string {
       cellText(r.c_mchains_per_s, r.c_mchains_per_s_range),
       cellText(r.ratio_vs_c, r.ratio_vs_c_range, 2),
       r.target_ratio === null ? '-' : `≥ ${fmt(r.target_ratio, 2)} ${r.meets_target ? 'met' : 'MISSED'}`,
+      r.plain_ratio_vs_c === null ? '-' : fmt(r.plain_ratio_vs_c, 2),
     ]);
   }
   const widths = head.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
@@ -147,6 +160,9 @@ export function formatTable(report: QueueBenchReport): string {
   out.push('');
   out.push(`median [min–max] over ${m.rounds} round(s); each round = fresh process, best of ${m.measure.reps} × ${m.measure.ms} ms after ${m.measure.warmupMs} ms warm-up; JS/C taken within each round`);
   out.push(`node ${m.node}, ${m.cpu_model} × ${m.cpus}, ${m.c_compiler} ${m.c_flags.join(' ')}; loadavg(1 min) per round: ${loads}; ${fmt(m.duration_s, 1)} s`);
+  if (report.rows.some((r) => r.plain_ratio_vs_c !== null)) {
+    out.push('plain JS/C: the C algorithm hand-written in plain JS (typed arrays, state in locals, no library; src/bench/queue-plain.ts), same rounds: what JS itself reaches here');
+  }
   if (m.loadavg_per_round.some((l) => (l[0] ?? 0) >= 1)) out.push('note: the machine was busy (loadavg ≥ 1) during some rounds; two-agent numbers need both cores free');
   return out.join('\n');
 }

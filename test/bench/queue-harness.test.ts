@@ -5,6 +5,7 @@ import { expandCells } from '../../src/bench/queue-bench.js';
 import { makeDeviceQueue, makeDriverQueue } from '../../src/bench/queue-impl.js';
 import { BENCH_BATCH, BENCH_MEM_SIZE, DESC_OFF, STATUS_OFF, type RingKind } from '../../src/bench/queue-layout.js';
 import { TINY_MEASURE } from '../../src/bench/measure.js';
+import { runPlainSplit } from '../../src/bench/queue-plain.js';
 
 describe('queue benchmark JS harness (library queues)', () => {
   it.each(expandCells(['split', 'packed'], [1, 3], [1, 2]))('tiny run of %o returns positive rates', async (cell) => {
@@ -18,6 +19,12 @@ describe('queue benchmark JS harness (library queues)', () => {
       expect(v).toBeGreaterThan(0);
     }
     expect(m.chains).toBeGreaterThan(0);
+  });
+
+  it.each([1, 3] as const)('plain-JS yardstick (%d descriptors) completes chains with every status written', (descs) => {
+    const m = runPlainSplit(descs, TINY_MEASURE);
+    expect(m.chains).toBeGreaterThan(0);
+    expect(m.mchainsPerS[0]).toBeGreaterThan(0);
   });
 
   it.each(expandCells(['split', 'packed'], [1, 3], [1]).map((c) => ({ ring: c.ring, descs: c.descs, api: 'chain' as QueueApi })))('per-chain API tiny run of %o', async ({ ring, descs, api }) => {

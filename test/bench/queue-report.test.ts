@@ -4,11 +4,18 @@ import { buildRow, formatTable, targetRatio, type QueueBenchReport, type RoundVa
 import { TINY_MEASURE } from '../../src/bench/measure.js';
 import { median, summarize } from '../../src/bench/stats.js';
 
-function rv(round: number, js: number, c: number): RoundValue {
-  return { round, mchains_per_s: js, c_mchains_per_s: c, ratio_vs_c: js / c, js_reps: [js], c_reps: [c], api: 'chain' };
+function rv(round: number, js: number, c: number, plain: number | null = null): RoundValue {
+  return { round, mchains_per_s: js, c_mchains_per_s: c, ratio_vs_c: js / c, js_reps: [js], c_reps: [c], api: 'chain', plain_mchains_per_s: plain, plain_ratio_vs_c: plain === null ? null : plain / c };
 }
 
 describe('queue benchmark report', () => {
+  it('the plain-JS yardstick ratio is the median of per-round ratios, null where not measured, and shown in the table', () => {
+    const row = buildRow({ ring: 'split', descs: 1, agents: 1 }, [rv(1, 10, 100, 30), rv(2, 10, 50, 20), rv(3, 10, 40, 4)]);
+    expect(row.plain_ratio_vs_c).toBe(0.3); // 0.3, 0.4, 0.1
+    const none = buildRow({ ring: 'packed', descs: 1, agents: 1 }, [rv(1, 10, 100)]);
+    expect(none.plain_ratio_vs_c).toBeNull();
+  });
+
   it('median and summary', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(2.5);
@@ -43,7 +50,7 @@ describe('queue benchmark report', () => {
 
   it('formats a table with one line per row', () => {
     const report: QueueBenchReport = {
-      rows: [buildRow({ ring: 'split', descs: 1, agents: 1 }, [rv(1, 10, 100), rv(2, 12, 90)])],
+      rows: [buildRow({ ring: 'split', descs: 1, agents: 1 }, [rv(1, 10, 100, 40), rv(2, 12, 90, 36)])],
       meta: {
         tool: 't', date: 'd', node: 'v20', v8: 'x', platform: 'linux', arch: 'x64', cpu_model: 'cpu', cpus: 2,
         loadavg_per_round: [[0.1, 0.1, 0.1], [1.5, 1, 1]], rounds: 2, measure: DEFAULT_MEASURE, queue_size: 256, batch: 64,
@@ -53,7 +60,8 @@ describe('queue benchmark report', () => {
     const t = formatTable(report);
     expect(t).toMatch(/^ring\s+descs\s+agents/);
     expect(t).toMatch(/split\s+1\s+1\s+chain\s+11\.0 \[10\.0–12\.0\]/);
-    expect(t).toMatch(/MISSED/);
+    expect(t).toMatch(/MISSED\s+0\.40/); // plain JS/C column: per-round 0.4, 0.4
+    expect(t).toMatch(/plain JS\/C: the C algorithm hand-written in plain JS/);
     expect(t).toMatch(/busy/);
   });
 
@@ -66,6 +74,9 @@ describe('queue benchmark report', () => {
       expect(r.c_mchains_per_s).toBeGreaterThan(0);
       expect(r.ratio_vs_c).toBeGreaterThan(0);
       expect(r.rounds).toHaveLength(1);
+      // the plain-JS yardstick runs in the same round for single-thread split cells only
+      if (r.ring === 'split') expect(r.plain_ratio_vs_c).toBeGreaterThan(0);
+      else expect(r.plain_ratio_vs_c).toBeNull();
     }
     expect(report.meta.node).toBe(process.version);
     expect(report.meta.loadavg_per_round).toHaveLength(1);
