@@ -279,6 +279,8 @@ export class SplitDriverQueue implements DriverQueue {
 
   /** True while an addEach filler or a collectEach visitor runs (the ring state is in locals then). */
   private filling = false;
+  /** Set when addEach refuses a malformed description (state consistent: the queue keeps going). */
+  private badFill = false;
 
   /** Throw for an add call made from inside this queue's own addEach filler. */
   private reentrant(what: string): never {
@@ -514,6 +516,7 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   publish(): boolean {
+    if (this.filling) this.reentrant('publish');
     const nw = this.availShadow;
     const old = this.availPublished;
     if (nw === old) return false;
@@ -602,8 +605,15 @@ export class SplitDriverQueue implements DriverQueue {
     this.filling = true;
     try {
       return this.addEachLoop(filler, max);
+    } catch (e) {
+      // A filler that throws leaves this pass's descriptors written but unrecorded: stop the queue
+      // (the driver resets the device) and let the caller see the error. A malformed description
+      // is refused before anything of its chain is written: the queue stays usable.
+      if (!this.badFill) this.stopped = true;
+      throw e;
     } finally {
       this.filling = false;
+      this.badFill = false;
     }
   }
 
@@ -623,11 +633,11 @@ export class SplitDriverQueue implements DriverQueue {
         this.freeHead = ds[DS_FREE_HEAD]!;
         this.numFree = ds[DS_NUM_FREE]!;
         this.availShadow = ds[DS_AVAIL]!;
-        // ds[DS_SEG]: 0 = stopped by the filler or the ring; else the segment count of chain k,
-        // already described but refused by the fast path (malformed, or it needs the general writer).
-        const pending = ds[DS_SEG]!;
-        if (pending === 0) break;
-        if (!this.addEachSlow(filler, k, pending)) break;
+        // ds[DS_SEG]: 0 = stopped by the filler; 1 = chain k is described (its count, as returned,
+        // in pendingCnt) but the fast path did not take it (malformed, ring full, or it needs the
+        // general writer).
+        if (ds[DS_SEG] === 0) break;
+        if (!this.addEachSlow(filler, k, this.pendingCnt)) break;
         k++;
         continue;
       }
@@ -662,7 +672,7 @@ export class SplitDriverQueue implements DriverQueue {
       const cnt = f.fill(k, sAddr, sLen);
       if (cnt === 0) break;
       const rdEnd = f.readable;
-      if (!(cnt > 0 && cnt <= capSeg && rdEnd >= 0 && rdEnd <= cnt) || numFree < cnt) {
+      if (!(cnt > 0 && cnt <= capSeg && (cnt | 0) === cnt && rdEnd >= 0 && rdEnd <= cnt && (rdEnd | 0) === rdEnd) || numFree < cnt) {
         pending = cnt;
         break;
       }
@@ -719,9 +729,13 @@ export class SplitDriverQueue implements DriverQueue {
     ds[DS_FREE_HEAD] = freeHead;
     ds[DS_NUM_FREE] = numFree;
     ds[DS_AVAIL] = a;
-    ds[DS_SEG] = pending;
+    ds[DS_SEG] = pending === 0 ? 0 : 1;
+    this.pendingCnt = pending;
     return k;
   }
+
+  /** addEachFast's refused chain: the segment count fill() returned (any number). */
+  private pendingCnt = 0;
 
   /**
    * Add chain `k`, already described in the scratch arrays (`cnt` segments), with the general
@@ -731,6 +745,7 @@ export class SplitDriverQueue implements DriverQueue {
   private addEachSlow(f: ChainFiller, k: number, cnt: number): boolean {
     const rd = f.readable;
     if (!(Number.isInteger(cnt) && cnt > 0 && cnt <= this.fillLen.length) || !(Number.isInteger(rd) && rd >= 0 && rd <= cnt)) {
+      this.badFill = true;
       throw new VirtioError('INVALID_ARGUMENT', `SplitDriverQueue.addEach: chain ${k}: fill() returned ${cnt} segments with readable = ${rd}; need 1..${this.fillLen.length} segments and 0 <= readable <= segments`);
     }
     let one = this.oneSg;
@@ -969,6 +984,7 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   enableInterrupts(): void {
+    if (this.filling) this.reentrant('enableInterrupts');
     if (this.eventIdx) {
       // basic.split-vq.used-buffer-notif-suppression.driver.2: flags 0; used_event = next entry we want to hear about.
       Atomics.store(this.avail, this.usedEventAt, this.lastUsed);
@@ -978,6 +994,7 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   disableInterrupts(): void {
+    if (this.filling) this.reentrant('disableInterrupts');
     if (this.eventIdx) {
       // Point used_event at the entry just consumed: it is reached again only after 2^16 more.
       Atomics.store(this.avail, this.usedEventAt, (this.lastUsed - 1) & 0xffff);

@@ -264,6 +264,59 @@ describe('split addEach / collectEach', () => {
     expect(e.drv.inFlight).toBe(1);
   });
 
+  it('a fractional segment count is malformed too (INVALID_ARGUMENT), and the queue stays usable', () => {
+    const e = makeEnv({ size: 8 });
+    const bad: ChainFiller = {
+      token: 0,
+      readable: 0,
+      fill(_k, addr, len) {
+        addr[0] = e.data;
+        len[0] = 8;
+        addr[1] = e.data + 64;
+        len[1] = 8;
+        return 1.5;
+      },
+    };
+    expect(() => e.drv.addEach(bad, 1)).toThrow(/fill\(\) returned 1.5 segments/);
+    expect(e.drv.freeCount).toBe(8);
+    expect(e.drv.addEach(new Filler(e, 1), 1)).toBe(1);
+  });
+
+  it('a filler that throws stops the queue and the error reaches the caller', () => {
+    const e = makeEnv({ size: 8 });
+    const f: ChainFiller = {
+      token: 0,
+      readable: 0,
+      fill(k, addr, len) {
+        if (k === 1) throw new Error('filler bug');
+        addr[0] = e.data;
+        len[0] = 8;
+        return 1;
+      },
+    };
+    expect(() => e.drv.addEach(f, 4)).toThrow('filler bug');
+    expect(e.drv.addEach(new Filler(e, 1), 1)).toBe(0); // stopped
+  });
+
+  it('publish / enableInterrupts from inside a filler or used visitor throw REENTRANT_CALL', () => {
+    const e = makeEnv({ size: 8, eventIdx: true });
+    const f: ChainFiller = {
+      token: 0,
+      readable: 0,
+      fill() {
+        e.drv.publish();
+        return 0;
+      },
+    };
+    expect(() => e.drv.addEach(f, 1)).toThrow(/publish\(\) called from inside/);
+    const e2 = makeEnv({ size: 8, eventIdx: true });
+    expect(e2.drv.addEach(new Filler(e2, 1), 1)).toBe(1);
+    e2.drv.publish();
+    e2.raw.writeUsedElem(0, 0, 1);
+    e2.raw.setUsedIdx(1);
+    expect(() => e2.drv.collectEach({ used: () => e2.drv.enableInterrupts() }, 8)).toThrow(/enableInterrupts\(\) called from inside/);
+  });
+
   it('re-entrant add from a filler throws REENTRANT_CALL', () => {
     const e = makeEnv({ size: 8 });
     const f: ChainFiller = {
