@@ -45,7 +45,7 @@ describe('virtiokit CLI routing', () => {
     for (const argv of [['bench', 'queue', '--help'], ['bench', 'queue', '-h'], ['help', 'bench', 'queue']]) {
       const r = await cli(argv);
       expect(r.code).toBe(0);
-      for (const f of ['--json FILE', '--quick', '--rounds N', '--ring split|packed|both', '--descs 1|3|both', '--agents 1|2|both', '--api batch|chain']) expect(r.out).toContain(f);
+      for (const f of ['--json FILE', '--quick', '--rounds N', '--ring split|packed|both', '--descs 1|3|both', '--agents 1|2|both', '--api visit|batch|chain']) expect(r.out).toContain(f);
     }
   });
 
@@ -62,7 +62,7 @@ describe('virtiokit CLI routing', () => {
     expectOneLineError(await cli(['bench', 'queue', '--descs', '2']), /--descs must be one of 1, 3, both/);
     expectOneLineError(await cli(['bench', 'queue', '--agents', '3']), /--agents must be one of 1, 2, both/);
     expectOneLineError(await cli(['bench', 'queue', '--json']), /--json needs a value/);
-    expectOneLineError(await cli(['bench', 'queue', '--api', 'fast']), /--api must be one of batch, chain/);
+    expectOneLineError(await cli(['bench', 'queue', '--api', 'fast']), /--api must be one of visit, batch, chain/);
     expectOneLineError(await cli(['bench', 'queue', '--fast']), /unknown option --fast/);
     expectOneLineError(await cli(['bench', 'queue', 'extra']), /unexpected argument 'extra'/);
   });

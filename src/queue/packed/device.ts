@@ -685,6 +685,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     const idDescs = this.idDescs;
     const nd = idDescs[id]!;
     if (nd === 0) return 1; // (the visitor cannot complete it itself: pushUsed throws; defensive)
+    if (this.outOfOrder(id, 'popEach completion of')) return 1; // stays in flight
     const size = this.size;
     const fs = this.fs;
     let uo = this.usedOff;
@@ -1056,6 +1057,17 @@ export class PackedDeviceQueue implements DeviceQueue {
    * len > 0), then skips the slots the buffer occupied. basic.packed-vq.vq.device.2: call in
    * completion order. An id that is not in flight goes to the sink (USED_BAD_ID) and parks the queue.
    */
+  /**
+   * IN_ORDER: the device must use buffers in the order they were made available
+   * (reserved.reserved-feature-bits.device.5). Reports USED_BAD_ID and returns true when `id` is
+   * not the oldest buffer in flight (the completion is then ignored, as on split rings).
+   */
+  private outOfOrder(id: number, what: string): boolean {
+    if (!this.inOrder || this.idSeq[id] === this.doneSeq) return false;
+    this.reportOnly('USED_BAD_ID', 'reserved.reserved-feature-bits.device.5', `${what} id ${id} ignored: VIRTIO_F_IN_ORDER requires completing the oldest buffer in flight first`);
+    return true;
+  }
+
   pushUsed(id: number, len: number): void {
     if (this.visiting) this.reentrant('pushUsed');
     const size = this.size;
@@ -1065,6 +1077,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       this.fail('USED_BAD_ID', undefined, `device returned id ${id}, which is not in flight`);
       return;
     }
+    if (this.outOfOrder(id, 'pushUsed')) return;
     const d16 = this.desc16;
     let uo = this.usedOff;
     let uw = this.usedWrap;
@@ -1131,6 +1144,15 @@ export class PackedDeviceQueue implements DeviceQueue {
         return;
       }
       idDescs[id] = v | BATCH_MARK;
+    }
+    if (this.inOrder) {
+      for (let k = 0; k < n; k++) {
+        if (this.idSeq[heads[k]!] !== this.doneSeq + k) {
+          for (let j = 0; j < n; j++) idDescs[heads[j]!]! &= ~BATCH_MARK;
+          this.reportOnly('USED_BAD_ID', 'reserved.reserved-feature-bits.device.5', `pushUsedBatch ignored: entry ${k} (id ${heads[k]!}) is not the next oldest buffer in flight; VIRTIO_F_IN_ORDER requires the oldest buffers, in pop order`);
+          return;
+        }
+      }
     }
     const d16 = this.desc16;
     const d32 = this.desc32;
@@ -1362,6 +1384,15 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 
   /** Report a guest error, park the queue. Cold path. */
+  /** Report a device-model error to the sink without parking (the call is ignored). */
+  private reportOnly(code: VirtioErrorCode, clause: string | undefined, message: string): void {
+    try {
+      this.sink.guestError({ code, clause, message: `packed queue ${this.index}: ${message}`, queue: this.index });
+    } catch (e) {
+      log('guest error sink threw: %O', e);
+    }
+  }
+
   private fail(code: VirtioErrorCode, clause: string | undefined, message: string): false {
     this.isParked = true;
     const msg = `packed queue ${this.index}: ${message}`;

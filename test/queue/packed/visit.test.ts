@@ -100,8 +100,9 @@ interface Trace {
 
 /**
  * Run `ops` on `f`, with the plain calls (`visit` false) or the visitor forms (`visit` true). Chains
- * whose pop ordinal o has `(o + keep) % 3 === 0` stay in flight (completed by 'complete' ops); the
- * others are completed at once with `(7 * o) % (writable + 1)` bytes.
+ * whose pop ordinal o has `(o + keep) % 3 === 0` stay in flight (completed by 'complete' ops; not
+ * with IN_ORDER, where completions must follow pop order); the others are completed at once with
+ * `(7 * o) % (writable + 1)` bytes.
  */
 function run(f: Fixture, ops: Op[], visit: boolean): Trace {
   const events: unknown[] = [];
@@ -147,7 +148,8 @@ function run(f: Fixture, ops: Op[], visit: boolean): Trace {
         const decide = (c: DescChain): number => {
           const o = ordinal++;
           events.push(['chain', copySeen(c)]);
-          if ((o + op.keep) % 3 === 0) {
+          // With IN_ORDER the device must complete the oldest buffer first: nothing is held back then.
+          if ((o + op.keep) % 3 === 0 && !f.cfg.inOrder) {
             kept.push(c.head);
             return -1;
           }
@@ -232,6 +234,32 @@ describe('packed visitor forms: differential against pop / add / getUsed', () =>
 });
 
 describe('packed popEach', () => {
+  it('[reserved.reserved-feature-bits.device.5] IN_ORDER: completing a later buffer first is refused (USED_BAD_ID) by pushUsed, pushUsedBatch and popEach', () => {
+    const f = makeFixture({ size: 8, inOrder: true });
+    const sg = new SgList(1);
+    const buf = f.alloc(64);
+    for (let k = 0; k < 3; k++) f.drv.add(sg.clear().in(buf + 16 * k, 8), 50 + k);
+    f.drv.publish();
+    const heads: number[] = [];
+    // popEach: hold the first, try to complete the second at once -> refused, stays in flight
+    expect(f.dev.popEach({ visit: (c) => (heads.push(c.head), heads.length === 1 ? -1 : 4) }, 2)).toBe(2);
+    expect(f.sink.errors.map((e) => [e.code, e.clause])).toEqual([['USED_BAD_ID', 'reserved.reserved-feature-bits.device.5']]);
+    expect(f.dev.inFlight).toBe(2);
+    const c = new DescChain(4);
+    expect(f.dev.pop(c)).toBe(true);
+    f.dev.pushUsed(c.head, 1); // third before the first -> refused
+    f.dev.pushUsedBatch([heads[1]!, heads[0]!], [1, 1], 2); // wrong order -> refused, all or nothing
+    expect(f.sink.errors).toHaveLength(3);
+    expect(f.dev.inFlight).toBe(3);
+    expect(f.drv.getUsed()).toBe(false);
+    f.dev.pushUsedBatch([heads[0]!, heads[1]!, c.head], [8, 8, 2], 3); // in order: accepted
+    const got: number[] = [];
+    while (f.drv.getUsed()) got.push(f.drv.lastToken);
+    expect(got.length).toBeGreaterThan(0);
+    expect(f.dev.inFlight).toBe(0);
+    expect(f.drvSink.errors).toEqual([]);
+  });
+
   it('[basic.packed-vq.vq.device.2] a visitor returning -1 keeps the buffer in flight; pushUsed completes it later', () => {
     const f = makeFixture({ size: 8 });
     const sg = new SgList(2);
