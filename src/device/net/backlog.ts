@@ -24,6 +24,11 @@ export class FrameBacklog {
   /** Byte offset of the oldest frame / where the next one goes. */
   private head = 0;
   private tail = 0;
+  /**
+   * True when the frames wrapped around the end of the byte ring: they occupy [head, …) and
+   * [0, tail). Needed because head === tail is then a full ring, not an empty one.
+   */
+  private wrapped = false;
 
   constructor(maxFrames = 256, maxBytes = 1 << 20) {
     this.maxFrames = maxFrames;
@@ -51,12 +56,17 @@ export class FrameBacklog {
     let at: number;
     if (this.n === 0) {
       this.head = this.tail = 0;
+      this.wrapped = false;
       at = 0;
-    } else if (this.tail >= this.head) {
+    } else if (!this.wrapped) {
+      // Frames in [head, tail): append, or wrap to the start when the front has room.
       if (this.maxBytes - this.tail >= len) at = this.tail;
-      else if (this.head >= len) at = 0;
-      else return false;
+      else if (this.head >= len) {
+        at = 0;
+        this.wrapped = true;
+      } else return false;
     } else {
+      // Frames in [head, end) and [0, tail): only the gap between them is free.
       if (this.head - this.tail >= len) at = this.tail;
       else return false;
     }
@@ -109,11 +119,19 @@ export class FrameBacklog {
     if (this.n === 0) return;
     this.first = (this.first + 1) % this.maxFrames;
     this.n--;
-    if (this.n === 0) this.head = this.tail = this.first = 0;
-    else this.head = this.eOff[this.first]!;
+    if (this.n === 0) {
+      this.head = this.tail = this.first = 0;
+      this.wrapped = false;
+    } else {
+      const h = this.eOff[this.first]!;
+      // Past the last frame before the wrap point: the oldest frame is now the one at the start.
+      if (this.wrapped && h < this.head) this.wrapped = false;
+      this.head = h;
+    }
   }
 
   clear(): void {
     this.n = this.first = this.head = this.tail = 0;
+    this.wrapped = false;
   }
 }
