@@ -273,7 +273,7 @@ export class BenchDriver {
   reclaim(): number {
     if (this.visitApi) return this.reclaimVisit();
     if (!this.batchApi) return this.reclaimChains();
-    return this.descs === 3 ? this.reclaimBatch3() : this.reclaimBatch1();
+    return this.reclaimBatch();
   }
 
   /** Post with one addEach (the filler describes each chain straight into the queue's scratch). */
@@ -418,13 +418,19 @@ export class BenchDriver {
     return added;
   }
 
-  /** Reclaim 1-descriptor chains with getUsedBatch calls (status = first byte of the buffer). */
-  private reclaimBatch1(): number {
+  /**
+   * Reclaim with getUsedBatch calls, checking each token's status byte (first byte of the buffer for
+   * 1-descriptor chains, the status byte of a blk request otherwise). One method for both shapes:
+   * a constant status address measured no faster (callgrind).
+   */
+  private reclaimBatch(): number {
     const drv = this.drv;
     const u8 = this.u8;
     const freeTok = this.freeTok;
     const toks = this.usedTok;
     const lens = this.usedLen;
+    const statusBase = this.descs === 3 ? STATUS_OFF : BUF1_OFF;
+    const stride = this.descs === 3 ? 1 : BUF1_LEN;
     let nFree = this.nFree;
     let bad = 0;
     let got = 0;
@@ -432,30 +438,7 @@ export class BenchDriver {
       const n = drv.getUsedBatch!(toks, lens, BENCH_QUEUE_SIZE);
       for (let i = 0; i < n; i++) {
         const t = toks[i]!;
-        if (u8[BUF1_OFF + BUF1_LEN * t] !== VIRTIO_BLK_S_OK) bad++;
-        freeTok[nFree++] = t;
-      }
-      got += n;
-      if (n < BENCH_QUEUE_SIZE) break;
-    }
-    return this.finishReclaim(nFree, bad, got);
-  }
-
-  /** Reclaim virtio-blk requests with getUsedBatch calls (status byte per token). */
-  private reclaimBatch3(): number {
-    const drv = this.drv;
-    const u8 = this.u8;
-    const freeTok = this.freeTok;
-    const toks = this.usedTok;
-    const lens = this.usedLen;
-    let nFree = this.nFree;
-    let bad = 0;
-    let got = 0;
-    for (;;) {
-      const n = drv.getUsedBatch!(toks, lens, BENCH_QUEUE_SIZE);
-      for (let i = 0; i < n; i++) {
-        const t = toks[i]!;
-        if (u8[STATUS_OFF + t] !== VIRTIO_BLK_S_OK) bad++;
+        if (u8[statusBase + stride * t] !== VIRTIO_BLK_S_OK) bad++;
         freeTok[nFree++] = t;
       }
       got += n;
