@@ -38,6 +38,7 @@
  * returned with its full writable length. Otherwise, and for single {@link PackedDeviceQueue.pushUsed}
  * calls, one used descriptor per buffer is written, which is always correct.
  */
+import { specialize } from '../specialize.js';
 import { VirtioError, type VirtioErrorCode } from '../../errors.js';
 import { resolveErrorCode, type AddressSpace } from '../../memory/space.js';
 import type { GuestErrorSink } from '../../device/choke.js';
@@ -412,7 +413,7 @@ export class PackedDeviceQueue implements DeviceQueue {
           fs[FS_MAX] = max < 0x7fffffff ? max : 0x7fffffff;
           fs[FS_DIF] = this.descsInFlight;
           fs[FS_REGION] = this.lastRegion;
-          n = this.visitFast(visitor);
+          n = (this.visitFastFn ?? this.make_visitFastFn())(visitor);
           this.availOff = fs[FS_OFF]!;
           this.availWrap = fs[FS_WRAP]!;
           this.usedOff = fs[FS_USED_OFF]!;
@@ -454,216 +455,225 @@ export class PackedDeviceQueue implements DeviceQueue {
    * loop but the visitor.
    * @returns buffers visited so far in this popEach call
    */
-  private visitFast(v: ChainVisitor): number {
-    const fs = this.fs;
+  /** visitFast, specialised per queue (see specialize.ts); made on first use. */
+  private visitFastFn: ((v: ChainVisitor) => number) | null = null;
+  /** Compile (once) this queue's own copy of visitFast (see specialize.ts). */
+  private make_visitFastFn(): (v: ChainVisitor) => number {
+    return (this.visitFastFn = specialize(PackedDeviceQueue.make_visitFast, { AVAIL_USED, FS_ATOMIC, FS_DIF, FS_DONE, FS_KEPT, FS_MAX, FS_MAXDIRECT, FS_N, FS_OFF, FS_PUB, FS_PUB_FLAGS, FS_REGION, FS_SIZE, FS_STOP, FS_USED_OFF, FS_USED_WRAP, FS_WRAP, F_AVAIL, F_INDIRECT, F_NEXT, F_USED, F_WRITE, STOP_EMPTY, STOP_SLOW, TWO_POW_32 }, this));
+  }
+
+  private static make_visitFast(q: PackedDeviceQueue): (v: ChainVisitor) => number {
+    const fs = q.fs;
     const size = fs[FS_SIZE]!;
     const maxDirect = fs[FS_MAXDIRECT]!;
-    const m = fs[FS_MAX]!;
-    const ri = fs[FS_REGION]!;
-    let off = fs[FS_OFF]!;
-    let n = fs[FS_N]!;
-    let dif = fs[FS_DIF]!;
-    // (flags & 0x8080) of an available descriptor: AVAIL = wrap, USED = !wrap.
-    let av = fs[FS_WRAP] !== 0 ? F_AVAIL : F_USED;
-    const d32 = this.desc32;
-    // Scan the available run (at most one lap), stopping before the head of buffer m.
-    let o = off;
-    let a = av;
-    let k = 0;
-    let heads = n;
-    let lastHead = -1;
-    let prevNext = 0;
-    while (k < size) {
-      const fl = d32[(o << 2) | 3]! >>> 16;
-      if ((fl & AVAIL_USED) !== a) break;
-      if (prevNext === 0) {
-        if (heads === m) break;
-        heads++;
-        lastHead = o;
-      }
-      prevNext = fl & F_NEXT;
-      k++;
-      o++;
-      if (o === size) {
-        o = 0;
-        a ^= AVAIL_USED;
-      }
-    }
-    fs[FS_KEPT] = 0;
-    fs[FS_DONE] = 0;
-    if (lastHead < 0) {
-      fs[FS_STOP] = STOP_EMPTY;
-      return n;
-    }
-    // basic.packed-vq.vq-desc-table.device.2: acquire before reading descriptor bodies.
-    if (fs[FS_ATOMIC] !== 0) Atomics.load(this.desc16, (lastHead << 3) | 7);
-    let rem = k;
-    let uo = fs[FS_USED_OFF]!;
-    // (flags & 0x8080) of a used descriptor: AVAIL = USED = used wrap counter.
-    let ub = fs[FS_USED_WRAP] !== 0 ? AVAIL_USED : 0;
-    let pub = fs[FS_PUB]!;
-    let pubFlags = fs[FS_PUB_FLAGS]!;
-    let kept = 0;
-    let done = 0;
-    const d16 = this.desc16;
-    const rgc = this.rgc;
-    const rgBase = rgc[0]!;
-    const rgEnd = rgc[1]!;
-    const rgOff = rgc[2]!;
-    const rgWritable = rgc[3]!;
-    const idDescs = this.idDescs;
-    const cur = this.scratchChain();
+    const d32 = q.desc32;
+    const d16 = q.desc16;
+    const rgc = q.rgc;
+    const idDescs = q.idDescs;
+    const cur = q.scratchChain();
     const cRegion = cur.region;
     const cOff = cur.offset;
     const cAddr = cur.addr;
     const cLen = cur.len;
-    let stop = STOP_SLOW;
-    chains: while (n < m) {
-      const b0 = off << 2;
-      const word0 = d32[b0 | 3]!;
-      const fl0 = word0 >>> 16;
-      if ((fl0 & AVAIL_USED) !== av) {
-        stop = STOP_EMPTY;
-        break;
+    return (v: ChainVisitor): number => {
+      const m = fs[FS_MAX]!;
+      const ri = fs[FS_REGION]!;
+      let off = fs[FS_OFF]!;
+      let n = fs[FS_N]!;
+      let dif = fs[FS_DIF]!;
+      // (flags & 0x8080) of an available descriptor: AVAIL = wrap, USED = !wrap.
+      let av = fs[FS_WRAP] !== 0 ? F_AVAIL : F_USED;
+      // Scan the available run (at most one lap), stopping before the head of buffer m.
+      let o = off;
+      let a = av;
+      let k = 0;
+      let heads = n;
+      let lastHead = -1;
+      let prevNext = 0;
+      while (k < size) {
+        const fl = d32[(o << 2) | 3]! >>> 16;
+        if ((fl & AVAIL_USED) !== a) break;
+        if (prevNext === 0) {
+          if (heads === m) break;
+          heads++;
+          lastHead = o;
+        }
+        prevNext = fl & F_NEXT;
+        k++;
+        o++;
+        if (o === size) {
+          o = 0;
+          a ^= AVAIL_USED;
+        }
       }
-      if (rem === 0) break;
-      let id: number;
-      let count: number;
-      let readable: number;
-      let rBytes: number;
-      let wBytes: number;
-      if ((fl0 & (F_NEXT | F_INDIRECT)) === 0) {
-        // One descriptor: straight-line code (the common single-buffer request).
-        const lo = d32[b0]!;
-        const hi = d32[b0 | 1]!;
-        const len = d32[b0 | 2]!;
-        const addr = hi * TWO_POW_32 + lo;
-        if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break;
-        id = word0 & 0xffff;
-        if (id >= size || idDescs[id] !== 0 || dif >= size) break;
-        if ((fl0 & F_WRITE) !== 0) {
-          if (rgWritable === 0) break;
-          readable = 0;
-          rBytes = 0;
-          wBytes = len;
-        } else {
-          readable = 1;
-          rBytes = len;
-          wBytes = 0;
-        }
-        cRegion[0] = ri;
-        cOff[0] = rgOff + (addr - rgBase);
-        cAddr[0] = addr;
-        cLen[0] = len;
-        count = 1;
-        off = (off + 1) | 0;
-        if (off === size) {
-          off = 0;
-          av ^= AVAIL_USED;
-        }
-      } else {
-        // A NEXT-linked list of direct descriptors.
-        let o2 = off;
-        let a2 = av;
-        let word = word0;
-        let fl = fl0;
-        count = 0;
-        readable = 0;
-        rBytes = 0;
-        wBytes = 0;
-        for (;;) {
-          if ((fl & F_INDIRECT) !== 0) break chains;
-          const b = o2 << 2;
-          const lo = d32[b]!;
-          const hi = d32[b | 1]!;
-          const len = d32[b | 2]!;
-          const addr = hi * TWO_POW_32 + lo;
-          if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
-          if ((fl & F_WRITE) !== 0) {
-            if (rgWritable === 0) break chains;
-            wBytes += len;
-          } else {
-            if (count !== readable) break chains;
-            readable++;
-            rBytes += len;
-          }
-          cRegion[count] = ri;
-          cOff[count] = rgOff + (addr - rgBase);
-          cAddr[count] = addr;
-          cLen[count] = len;
-          count++;
-          o2++;
-          if (o2 === size) {
-            o2 = 0;
-            a2 ^= AVAIL_USED;
-          }
-          if ((fl & F_NEXT) === 0) break;
-          // Limits first (walk decides: defer or report), then availability of the rest.
-          if (count === maxDirect || count === rem) break chains;
-          word = d32[(o2 << 2) | 3]!;
-          fl = word >>> 16;
-          if ((fl & AVAIL_USED) !== a2) {
-            stop = STOP_EMPTY; // the rest of the list is not available yet
-            break chains;
-          }
-        }
-        id = word & 0xffff;
-        if (rBytes + wBytes > TWO_POW_32 || id >= size || idDescs[id] !== 0 || dif + count > size) break;
-        off = o2;
-        av = a2;
+      fs[FS_KEPT] = 0;
+      fs[FS_DONE] = 0;
+      if (lastHead < 0) {
+        fs[FS_STOP] = STOP_EMPTY;
+        return n;
       }
-      rem -= count;
-      n++;
-      cur.head = id;
-      cur.count = count;
-      cur.readable = readable;
-      cur.readableBytes = rBytes;
-      cur.writableBytes = wBytes;
-      cur.descCount = count;
-      const r = v.visit(cur);
-      if (r >= 0) {
-        // basic.packed-vq.vq.device.2: used descriptors in completion order, at the used position.
-        const b = uo << 2;
-        d32[b | 2] = r;
-        const f = ub | (r > 0 ? F_WRITE : 0);
-        if (pub < 0) {
-          // The call's first used descriptor: id now, flags at the end of popEach.
-          d16[(uo << 3) | 6] = id;
-          pub = uo;
-          pubFlags = f;
-        } else {
-          d32[b | 3] = id | (f << 16); // ordered by the first descriptor's release
-        }
-        // The buffer filled the ring: its used descriptor is on the next avail slot; stop there.
-        const full = dif + count === size;
-        done += count;
-        uo += count;
-        if (uo >= size) {
-          uo -= size;
-          ub ^= AVAIL_USED;
-        }
-        if (full) {
+      // basic.packed-vq.vq-desc-table.device.2: acquire before reading descriptor bodies.
+      if (fs[FS_ATOMIC] !== 0) Atomics.load(q.desc16, (lastHead << 3) | 7);
+      let rem = k;
+      let uo = fs[FS_USED_OFF]!;
+      // (flags & 0x8080) of a used descriptor: AVAIL = USED = used wrap counter.
+      let ub = fs[FS_USED_WRAP] !== 0 ? AVAIL_USED : 0;
+      let pub = fs[FS_PUB]!;
+      let pubFlags = fs[FS_PUB_FLAGS]!;
+      let kept = 0;
+      let done = 0;
+      const rgBase = rgc[0]!;
+      const rgEnd = rgc[1]!;
+      const rgOff = rgc[2]!;
+      const rgWritable = rgc[3]!;
+      let stop = STOP_SLOW;
+      chains: while (n < m) {
+        const b0 = off << 2;
+        const word0 = d32[b0 | 3]!;
+        const fl0 = word0 >>> 16;
+        if ((fl0 & AVAIL_USED) !== av) {
           stop = STOP_EMPTY;
           break;
         }
-      } else {
-        idDescs[id] = count;
-        dif += count;
-        kept++;
+        if (rem === 0) break;
+        let id: number;
+        let count: number;
+        let readable: number;
+        let rBytes: number;
+        let wBytes: number;
+        if ((fl0 & (F_NEXT | F_INDIRECT)) === 0) {
+          // One descriptor: straight-line code (the common single-buffer request).
+          const lo = d32[b0]!;
+          const hi = d32[b0 | 1]!;
+          const len = d32[b0 | 2]!;
+          const addr = hi * TWO_POW_32 + lo;
+          if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break;
+          id = word0 & 0xffff;
+          if (id >= size || idDescs[id] !== 0 || dif >= size) break;
+          if ((fl0 & F_WRITE) !== 0) {
+            if (rgWritable === 0) break;
+            readable = 0;
+            rBytes = 0;
+            wBytes = len;
+          } else {
+            readable = 1;
+            rBytes = len;
+            wBytes = 0;
+          }
+          cRegion[0] = ri;
+          cOff[0] = rgOff + (addr - rgBase);
+          cAddr[0] = addr;
+          cLen[0] = len;
+          count = 1;
+          off = (off + 1) | 0;
+          if (off === size) {
+            off = 0;
+            av ^= AVAIL_USED;
+          }
+        } else {
+          // A NEXT-linked list of direct descriptors.
+          let o2 = off;
+          let a2 = av;
+          let word = word0;
+          let fl = fl0;
+          count = 0;
+          readable = 0;
+          rBytes = 0;
+          wBytes = 0;
+          for (;;) {
+            if ((fl & F_INDIRECT) !== 0) break chains;
+            const b = o2 << 2;
+            const lo = d32[b]!;
+            const hi = d32[b | 1]!;
+            const len = d32[b | 2]!;
+            const addr = hi * TWO_POW_32 + lo;
+            if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
+            if ((fl & F_WRITE) !== 0) {
+              if (rgWritable === 0) break chains;
+              wBytes += len;
+            } else {
+              if (count !== readable) break chains;
+              readable++;
+              rBytes += len;
+            }
+            cRegion[count] = ri;
+            cOff[count] = rgOff + (addr - rgBase);
+            cAddr[count] = addr;
+            cLen[count] = len;
+            count++;
+            o2++;
+            if (o2 === size) {
+              o2 = 0;
+              a2 ^= AVAIL_USED;
+            }
+            if ((fl & F_NEXT) === 0) break;
+            // Limits first (walk decides: defer or report), then availability of the rest.
+            if (count === maxDirect || count === rem) break chains;
+            word = d32[(o2 << 2) | 3]!;
+            fl = word >>> 16;
+            if ((fl & AVAIL_USED) !== a2) {
+              stop = STOP_EMPTY; // the rest of the list is not available yet
+              break chains;
+            }
+          }
+          id = word & 0xffff;
+          if (rBytes + wBytes > TWO_POW_32 || id >= size || idDescs[id] !== 0 || dif + count > size) break;
+          off = o2;
+          av = a2;
+        }
+        rem -= count;
+        n++;
+        cur.head = id;
+        cur.count = count;
+        cur.readable = readable;
+        cur.readableBytes = rBytes;
+        cur.writableBytes = wBytes;
+        cur.descCount = count;
+        const r = v.visit(cur);
+        if (r >= 0) {
+          // basic.packed-vq.vq.device.2: used descriptors in completion order, at the used position.
+          const b = uo << 2;
+          d32[b | 2] = r;
+          const f = ub | (r > 0 ? F_WRITE : 0);
+          if (pub < 0) {
+            // The call's first used descriptor: id now, flags at the end of popEach.
+            d16[(uo << 3) | 6] = id;
+            pub = uo;
+            pubFlags = f;
+          } else {
+            d32[b | 3] = id | (f << 16); // ordered by the first descriptor's release
+          }
+          // The buffer filled the ring: its used descriptor is on the next avail slot; stop there.
+          const full = dif + count === size;
+          done += count;
+          uo += count;
+          if (uo >= size) {
+            uo -= size;
+            ub ^= AVAIL_USED;
+          }
+          if (full) {
+            stop = STOP_EMPTY;
+            break;
+          }
+        } else {
+          idDescs[id] = count;
+          dif += count;
+          kept++;
+        }
+        if (q.isParked) break;
       }
-      if (this.isParked) break;
-    }
-    fs[FS_STOP] = n >= m ? STOP_EMPTY : stop;
-    fs[FS_OFF] = off;
-    fs[FS_WRAP] = av === F_AVAIL ? 1 : 0;
-    fs[FS_USED_OFF] = uo;
-    fs[FS_USED_WRAP] = ub !== 0 ? 1 : 0;
-    fs[FS_DIF] = dif;
-    fs[FS_PUB] = pub;
-    fs[FS_PUB_FLAGS] = pubFlags;
-    fs[FS_KEPT] = kept;
-    fs[FS_DONE] = done;
-    return n;
+      fs[FS_STOP] = n >= m ? STOP_EMPTY : stop;
+      fs[FS_OFF] = off;
+      fs[FS_WRAP] = av === F_AVAIL ? 1 : 0;
+      fs[FS_USED_OFF] = uo;
+      fs[FS_USED_WRAP] = ub !== 0 ? 1 : 0;
+      fs[FS_DIF] = dif;
+      fs[FS_PUB] = pub;
+      fs[FS_PUB_FLAGS] = pubFlags;
+      fs[FS_KEPT] = kept;
+      fs[FS_DONE] = done;
+      return n;
+    };
   }
 
   /**

@@ -29,6 +29,7 @@
  * chains (no IN_ORDER, no indirect tables) that stop at anything else; {@link PackedDriverQueue.add}
  * and {@link PackedDriverQueue.getUsed} then handle that chain or entry and do all the reporting.
  */
+import { specialize } from '../specialize.js';
 import { VirtioError, requireArg, type VirtioErrorCode } from '../../errors.js';
 import type { AddressSpace } from '../../memory/space.js';
 import type { GuestErrorSink } from '../../device/choke.js';
@@ -557,7 +558,7 @@ export class PackedDriverQueue implements DriverQueue {
         ds[DS_SLOTS_ADDED] = 0;
         ds[DS_REFUSED] = 0;
         try {
-          this.addEachFast(filler);
+          (this.addEachFastFn ?? this.make_addEachFastFn())(filler);
         } finally {
           // Also when the filler threw: addEachFast wrote back the chains before it.
           const k1 = ds[DS_K]!;
@@ -597,111 +598,120 @@ export class PackedDriverQueue implements DriverQueue {
    * in `finally`, so a filler that throws leaves the chains before it added. No calls in the loop
    * but the filler.
    */
-  private addEachFast(f: ChainFiller): void {
-    const ds = this.ds;
+  /** addEachFast, specialised per queue (see specialize.ts); made on first use. */
+  private addEachFastFn: ((f: ChainFiller) => void) | null = null;
+  /** Compile (once) this queue's own copy of addEachFast (see specialize.ts). */
+  private make_addEachFastFn(): (f: ChainFiller) => void {
+    return (this.addEachFastFn = specialize(PackedDriverQueue.make_addEachFast, { AVAIL_USED, DS_FREE_DESCS, DS_FREE_HEAD, DS_K, DS_MAXDIRECT, DS_N, DS_OFF, DS_PENDING, DS_PENDING_FLAGS, DS_REFUSED, DS_SIZE, DS_SLOTS_ADDED, DS_WRAP, F_AVAIL, F_NEXT, F_USED, F_WRITE, REC_DESCS, REC_NEXT_FREE, REC_WRITABLE, TWO_POW_32 }, this));
+  }
+
+  private static make_addEachFast(q: PackedDriverQueue): (f: ChainFiller) => void {
+    const ds = q.ds;
     const size = ds[DS_SIZE]!;
     const maxDirect = ds[DS_MAXDIRECT]!;
-    const nChains = ds[DS_N]!;
-    let k = ds[DS_K]!;
-    let off = ds[DS_OFF]!;
-    // (flags & 0x8080) of an available descriptor in this lap: AVAIL = wrap, USED = !wrap.
-    let av = ds[DS_WRAP] !== 0 ? F_AVAIL : F_USED;
-    let freeDescs = ds[DS_FREE_DESCS]!;
-    let freeHead = ds[DS_FREE_HEAD]!;
-    let pending = ds[DS_PENDING]!;
-    let pendingFlags = ds[DS_PENDING_FLAGS]!;
-    let slotsAdded = 0;
-    let refused = 0;
-    const sAddr = this.fillAddr;
-    const sLen = this.fillLen;
-    const d32 = this.desc32;
-    const rec = this.rec;
-    try {
-      for (; k < nChains; k++) {
-        const n = f.fill(k, sAddr, sLen);
-        if (n === 0) break;
-        const readable = f.readable;
-        if (!((n | 0) === n && n > 0 && n <= maxDirect && n <= freeDescs && (readable | 0) === readable && readable >= 0 && readable <= n) || freeHead < 0) {
-          this.refusedCnt = n;
-          refused = 1;
-          break;
-        }
-        const id = freeHead;
-        const r = id << 2;
-        freeHead = rec[r | REC_NEXT_FREE]!;
-        const headSlot = off;
-        const headAv = av;
-        let writable = 0;
-        let headFlags: number;
-        if (n === 1) {
-          // One segment: straight-line code.
-          const a = sAddr[0]!;
-          const l = sLen[0]!;
-          const b = off << 2;
-          d32[b] = a >>> 0;
-          d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
-          d32[b | 2] = l;
-          if (readable === 0) {
-            headFlags = av | F_WRITE;
-            writable = l;
-          } else {
-            headFlags = av;
+    const sAddr = q.fillAddr;
+    const sLen = q.fillLen;
+    const d32 = q.desc32;
+    const rec = q.rec;
+    return (f: ChainFiller): void => {
+      const nChains = ds[DS_N]!;
+      let k = ds[DS_K]!;
+      let off = ds[DS_OFF]!;
+      // (flags & 0x8080) of an available descriptor in this lap: AVAIL = wrap, USED = !wrap.
+      let av = ds[DS_WRAP] !== 0 ? F_AVAIL : F_USED;
+      let freeDescs = ds[DS_FREE_DESCS]!;
+      let freeHead = ds[DS_FREE_HEAD]!;
+      let pending = ds[DS_PENDING]!;
+      let pendingFlags = ds[DS_PENDING_FLAGS]!;
+      let slotsAdded = 0;
+      let refused = 0;
+      try {
+        for (; k < nChains; k++) {
+          const n = f.fill(k, sAddr, sLen);
+          if (n === 0) break;
+          const readable = f.readable;
+          if (!((n | 0) === n && n > 0 && n <= maxDirect && n <= freeDescs && (readable | 0) === readable && readable >= 0 && readable <= n) || freeHead < 0) {
+            q.refusedCnt = n;
+            refused = 1;
+            break;
           }
-          off = (off + 1) | 0;
-          if (off === size) {
-            off = 0;
-            av ^= AVAIL_USED;
-          }
-        } else {
-          headFlags = av | F_NEXT | (readable === 0 ? F_WRITE : 0);
-          for (let i = 0; i < n; i++) {
-            const a = sAddr[i]!;
-            const l = sLen[i]!;
+          const id = freeHead;
+          const r = id << 2;
+          freeHead = rec[r | REC_NEXT_FREE]!;
+          const headSlot = off;
+          const headAv = av;
+          let writable = 0;
+          let headFlags: number;
+          if (n === 1) {
+            // One segment: straight-line code.
+            const a = sAddr[0]!;
+            const l = sLen[0]!;
             const b = off << 2;
             d32[b] = a >>> 0;
             d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
             d32[b | 2] = l;
-            let fl = av;
-            if (i >= readable) {
-              fl |= F_WRITE;
-              writable += l;
+            if (readable === 0) {
+              headFlags = av | F_WRITE;
+              writable = l;
+            } else {
+              headFlags = av;
             }
-            if (i < n - 1) fl |= F_NEXT;
-            // The head (i = 0) is written after the loop; the rest now (ordered by the head's store).
-            if (i > 0) d32[b | 3] = id | (fl << 16);
             off = (off + 1) | 0;
             if (off === size) {
               off = 0;
               av ^= AVAIL_USED;
             }
+          } else {
+            headFlags = av | F_NEXT | (readable === 0 ? F_WRITE : 0);
+            for (let i = 0; i < n; i++) {
+              const a = sAddr[i]!;
+              const l = sLen[i]!;
+              const b = off << 2;
+              d32[b] = a >>> 0;
+              d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+              d32[b | 2] = l;
+              let fl = av;
+              if (i >= readable) {
+                fl |= F_WRITE;
+                writable += l;
+              }
+              if (i < n - 1) fl |= F_NEXT;
+              // The head (i = 0) is written after the loop; the rest now (ordered by the head's store).
+              if (i > 0) d32[b | 3] = id | (fl << 16);
+              off = (off + 1) | 0;
+              if (off === size) {
+                off = 0;
+                av ^= AVAIL_USED;
+              }
+            }
           }
+          // basic.packed-vq.scatter-gather-support.driver.6 / updating-flags.driver.1: head flags last.
+          if (pending < 0) {
+            pending = headSlot;
+            pendingFlags = headFlags;
+            // Until publish: AVAIL = !wrap, USED = 0 — neither available to the device nor used to us.
+            d32[(headSlot << 2) | 3] = id | ((headAv === F_AVAIL ? 0 : F_AVAIL) << 16);
+          } else {
+            d32[(headSlot << 2) | 3] = id | (headFlags << 16);
+          }
+          rec[r] = f.token; // REC_TOKEN
+          rec[r | REC_WRITABLE] = writable;
+          rec[r | REC_DESCS] = n;
+          freeDescs -= n;
+          slotsAdded += n;
         }
-        // basic.packed-vq.scatter-gather-support.driver.6 / updating-flags.driver.1: head flags last.
-        if (pending < 0) {
-          pending = headSlot;
-          pendingFlags = headFlags;
-          // Until publish: AVAIL = !wrap, USED = 0 — neither available to the device nor used to us.
-          d32[(headSlot << 2) | 3] = id | ((headAv === F_AVAIL ? 0 : F_AVAIL) << 16);
-        } else {
-          d32[(headSlot << 2) | 3] = id | (headFlags << 16);
-        }
-        rec[r] = f.token; // REC_TOKEN
-        rec[r | REC_WRITABLE] = writable;
-        rec[r | REC_DESCS] = n;
-        freeDescs -= n;
-        slotsAdded += n;
+      } finally {
+        ds[DS_K] = k;
+        ds[DS_OFF] = off;
+        ds[DS_WRAP] = av === F_AVAIL ? 1 : 0;
+        ds[DS_FREE_DESCS] = freeDescs;
+        ds[DS_FREE_HEAD] = freeHead;
+        ds[DS_PENDING] = pending;
+        ds[DS_PENDING_FLAGS] = pendingFlags;
+        ds[DS_SLOTS_ADDED] = slotsAdded;
+        ds[DS_REFUSED] = refused;
       }
-    } finally {
-      ds[DS_K] = k;
-      ds[DS_OFF] = off;
-      ds[DS_WRAP] = av === F_AVAIL ? 1 : 0;
-      ds[DS_FREE_DESCS] = freeDescs;
-      ds[DS_FREE_HEAD] = freeHead;
-      ds[DS_PENDING] = pending;
-      ds[DS_PENDING_FLAGS] = pendingFlags;
-      ds[DS_SLOTS_ADDED] = slotsAdded;
-      ds[DS_REFUSED] = refused;
-    }
+    };
   }
 
   /**
@@ -760,7 +770,7 @@ export class PackedDriverQueue implements DriverQueue {
         ds[DS_K] = k;
         ds[DS_N] = max < 0x7fffffff ? max : 0x7fffffff;
         ds[DS_SLOTS_ADDED] = 0;
-        const k1 = this.collectEachFast(visitor);
+        const k1 = (this.collectEachFastFn ?? this.make_collectEachFastFn())(visitor);
         if (k1 > k) {
           this.nInFlight -= k1 - k;
           this.freeDescs += ds[DS_SLOTS_ADDED]!;
@@ -785,54 +795,63 @@ export class PackedDriverQueue implements DriverQueue {
    * without consuming at the first entry it does not take (ds[DS_PENDING] as collectFast).
    * @returns the number of buffers collected in this collectEach call so far
    */
-  private collectEachFast(v: UsedVisitor): number {
-    const ds = this.ds;
+  /** collectEachFast, specialised per queue (see specialize.ts); made on first use. */
+  private collectEachFastFn: ((v: UsedVisitor) => number) | null = null;
+  /** Compile (once) this queue's own copy of collectEachFast (see specialize.ts). */
+  private make_collectEachFastFn(): (v: UsedVisitor) => number {
+    return (this.collectEachFastFn = specialize(PackedDriverQueue.make_collectEachFast, { AVAIL_USED, DS_ATOMIC, DS_FREE_HEAD, DS_K, DS_N, DS_OFF, DS_PENDING, DS_SIZE, DS_SLOTS_ADDED, DS_WRAP, F_WRITE, REC_DESCS, REC_NEXT_FREE, REC_WRITABLE }, this));
+  }
+
+  private static make_collectEachFast(q: PackedDriverQueue): (v: UsedVisitor) => number {
+    const ds = q.ds;
     const size = ds[DS_SIZE]!;
-    const m = ds[DS_N]!;
-    let k = ds[DS_K]!;
-    let uo = ds[DS_OFF]!;
-    // (flags & 0x8080) of a used descriptor: AVAIL = USED = used wrap counter.
-    let ub = ds[DS_WRAP] !== 0 ? AVAIL_USED : 0;
-    let freeHead = ds[DS_FREE_HEAD]!;
-    let freed = 0;
-    const d32 = this.desc32;
-    const rec = this.rec;
-    if (ds[DS_ATOMIC] !== 0) Atomics.load(this.desc16, (uo << 3) | 7);
-    let more = 1;
-    while (k < m) {
-      const b = uo << 2;
-      const word = d32[b | 3]!;
-      const fl = word >>> 16;
-      if ((fl & AVAIL_USED) !== ub) {
-        more = 0;
-        break;
+    const d32 = q.desc32;
+    const rec = q.rec;
+    return (v: UsedVisitor): number => {
+      const m = ds[DS_N]!;
+      let k = ds[DS_K]!;
+      let uo = ds[DS_OFF]!;
+      // (flags & 0x8080) of a used descriptor: AVAIL = USED = used wrap counter.
+      let ub = ds[DS_WRAP] !== 0 ? AVAIL_USED : 0;
+      let freeHead = ds[DS_FREE_HEAD]!;
+      let freed = 0;
+      if (ds[DS_ATOMIC] !== 0) Atomics.load(q.desc16, (uo << 3) | 7);
+      let more = 1;
+      while (k < m) {
+        const b = uo << 2;
+        const word = d32[b | 3]!;
+        const fl = word >>> 16;
+        if ((fl & AVAIL_USED) !== ub) {
+          more = 0;
+          break;
+        }
+        const id = word & 0xffff;
+        if (id >= size) break;
+        const r = id << 2;
+        const nd = rec[r | REC_DESCS]!;
+        if (nd === 0) break;
+        // Element Length is reserved (ignored) in a used descriptor without WRITE.
+        const len = (fl & F_WRITE) !== 0 ? d32[b | 2]! : 0;
+        if (len > rec[r | REC_WRITABLE]!) break;
+        rec[r | REC_DESCS] = 0;
+        rec[r | REC_NEXT_FREE] = freeHead;
+        freeHead = id;
+        freed += nd;
+        k++;
+        uo += nd;
+        if (uo >= size) {
+          uo -= size;
+          ub ^= AVAIL_USED;
+        }
+        v.used(rec[r]!, len); // REC_TOKEN
       }
-      const id = word & 0xffff;
-      if (id >= size) break;
-      const r = id << 2;
-      const nd = rec[r | REC_DESCS]!;
-      if (nd === 0) break;
-      // Element Length is reserved (ignored) in a used descriptor without WRITE.
-      const len = (fl & F_WRITE) !== 0 ? d32[b | 2]! : 0;
-      if (len > rec[r | REC_WRITABLE]!) break;
-      rec[r | REC_DESCS] = 0;
-      rec[r | REC_NEXT_FREE] = freeHead;
-      freeHead = id;
-      freed += nd;
-      k++;
-      uo += nd;
-      if (uo >= size) {
-        uo -= size;
-        ub ^= AVAIL_USED;
-      }
-      v.used(rec[r]!, len); // REC_TOKEN
-    }
-    ds[DS_PENDING] = more;
-    ds[DS_OFF] = uo;
-    ds[DS_WRAP] = ub !== 0 ? 1 : 0;
-    ds[DS_FREE_HEAD] = freeHead;
-    ds[DS_SLOTS_ADDED] = freed;
-    return k;
+      ds[DS_PENDING] = more;
+      ds[DS_OFF] = uo;
+      ds[DS_WRAP] = ub !== 0 ? 1 : 0;
+      ds[DS_FREE_HEAD] = freeHead;
+      ds[DS_SLOTS_ADDED] = freed;
+      return k;
+    };
   }
 
   /** An SgList for addBatch's indirect path (grown on demand, not per request). */

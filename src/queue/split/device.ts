@@ -52,6 +52,7 @@ import {
   VIRTQ_DESC_F_WRITE,
 } from '../types.js';
 import { vringNeedEvent } from '../event-idx.js';
+import { specialize } from '../specialize.js';
 import { isSplitSetupError, resolveSplitRings, type SplitRingViews, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from './layout.js';
 
 // Module-local copies of the flag bits: V8 folds these into the fast loops (imported bindings are
@@ -332,7 +333,7 @@ export class SplitDeviceQueue implements DeviceQueue {
           fs[FS_USED] = this.usedIdx;
           fs[FS_MAX] = max;
           fs[FS_N] = n;
-          n = this.visitFast(visitor);
+          n = (this.visitFastFn ?? this.make_visitFastFn())(visitor);
           if (n === max || this.isParked || this.lastAvail === this.cachedAvail) continue;
         }
         if (!this.visitSlow(visitor)) break;
@@ -357,95 +358,104 @@ export class SplitDeviceQueue implements DeviceQueue {
    * consuming nothing — at the first chain it does not take. No calls in the loop but the visitor.
    * @returns chains visited so far in this popEach call
    */
-  private visitFast(v: ChainVisitor): number {
-    const fs = this.fs;
-    const max = fs[FS_MAX]!;
+  /** visitFast, specialised per queue (see specialize.ts); made on first use. */
+  private visitFastFn: ((v: ChainVisitor) => number) | null = null;
+  /** Compile (once) this queue's own copy of visitFast (see specialize.ts). */
+  private make_visitFastFn(): (v: ChainVisitor) => number {
+    return (this.visitFastFn = specialize(SplitDeviceQueue.make_visitFast, { FS_AVAIL, FS_LAST, FS_MASK, FS_MAX, FS_N, FS_SIZE, FS_USED, F_INDIRECT, F_NEXT, F_WRITE, MAX_CHAIN_BYTES, TWO32 }, this));
+  }
+
+  private static make_visitFast(q: SplitDeviceQueue): (v: ChainVisitor) => number {
+    const fs = q.fs;
     const size = fs[FS_SIZE]!;
     const mask = fs[FS_MASK]!;
-    const availIdx = fs[FS_AVAIL]!;
-    let last = fs[FS_LAST]!;
-    let u = fs[FS_USED]!;
-    let n = fs[FS_N]!;
-    const avail = this.avail;
-    const desc = this.desc;
-    const used32 = this.used32;
-    const inFlightMap = this.inFlightMap;
-    const cur = this.cur;
+    const avail = q.avail;
+    const desc = q.desc;
+    const used32 = q.used32;
+    const inFlightMap = q.inFlightMap;
+    const cur = q.cur;
     const cRegion = cur.region;
     const cOff = cur.offset;
     const cAddr = cur.addr;
     const cLen = cur.len;
     const cap = cLen.length;
-    const ri = this.lastRegion;
-    const rgc = this.rgc;
-    const rgBase = rgc[0]!;
-    const rgEnd = rgc[1]!;
-    const rgOff = rgc[2]!;
-    const rgWritable = rgc[3]!;
-    chains: while (n < max && last !== availIdx) {
-      const head = avail[2 + (last & mask)]!;
-      if (head >= size || inFlightMap[head] !== 0) break;
-      let idx = head;
-      let walked = 0;
-      let count = 0;
-      let readable = 0;
-      let rBytes = 0;
-      let wBytes = 0;
-      for (;;) {
-        if (walked === size) break chains;
-        walked++;
-        const w = idx << 2;
-        const lo = desc[w]!;
-        const hi = desc[w | 1]!;
-        const len = desc[w | 2]!;
-        const fn = desc[w | 3]!;
-        if ((fn & F_INDIRECT) !== 0) break chains;
-        if (len !== 0) {
-          if (count === cap) break chains;
-          const addr = hi * TWO32 + lo;
-          if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
-          if ((fn & F_WRITE) !== 0) {
-            if (rgWritable === 0) break chains;
-            wBytes += len;
-          } else {
-            if (count !== readable) break chains;
-            readable++;
-            rBytes += len;
+    const rgc = q.rgc;
+    return (v: ChainVisitor): number => {
+      const max = fs[FS_MAX]!;
+      const availIdx = fs[FS_AVAIL]!;
+      let last = fs[FS_LAST]!;
+      let u = fs[FS_USED]!;
+      let n = fs[FS_N]!;
+      const ri = q.lastRegion;
+      const rgBase = rgc[0]!;
+      const rgEnd = rgc[1]!;
+      const rgOff = rgc[2]!;
+      const rgWritable = rgc[3]!;
+      chains: while (n < max && last !== availIdx) {
+        const head = avail[2 + (last & mask)]!;
+        if (head >= size || inFlightMap[head] !== 0) break;
+        let idx = head;
+        let walked = 0;
+        let count = 0;
+        let readable = 0;
+        let rBytes = 0;
+        let wBytes = 0;
+        for (;;) {
+          if (walked === size) break chains;
+          walked++;
+          const w = idx << 2;
+          const lo = desc[w]!;
+          const hi = desc[w | 1]!;
+          const len = desc[w | 2]!;
+          const fn = desc[w | 3]!;
+          if ((fn & F_INDIRECT) !== 0) break chains;
+          if (len !== 0) {
+            if (count === cap) break chains;
+            const addr = hi * TWO32 + lo;
+            if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
+            if ((fn & F_WRITE) !== 0) {
+              if (rgWritable === 0) break chains;
+              wBytes += len;
+            } else {
+              if (count !== readable) break chains;
+              readable++;
+              rBytes += len;
+            }
+            if (rBytes + wBytes > MAX_CHAIN_BYTES) break chains;
+            cRegion[count] = ri;
+            cOff[count] = rgOff + (addr - rgBase);
+            cAddr[count] = addr;
+            cLen[count] = len;
+            count++;
           }
-          if (rBytes + wBytes > MAX_CHAIN_BYTES) break chains;
-          cRegion[count] = ri;
-          cOff[count] = rgOff + (addr - rgBase);
-          cAddr[count] = addr;
-          cLen[count] = len;
-          count++;
+          if ((fn & F_NEXT) === 0) break;
+          idx = fn >>> 16;
+          if (idx >= size) break chains;
         }
-        if ((fn & F_NEXT) === 0) break;
-        idx = fn >>> 16;
-        if (idx >= size) break chains;
+        cur.head = head;
+        cur.count = count;
+        cur.readable = readable;
+        cur.readableBytes = rBytes;
+        cur.writableBytes = wBytes;
+        cur.descCount = walked;
+        last = (last + 1) & 0xffff;
+        n++;
+        const r = v.visit(cur);
+        if (r >= 0) {
+          const slot = 1 + ((u & mask) << 1);
+          used32[slot] = head;
+          used32[slot + 1] = r;
+          u = (u + 1) & 0xffff;
+        } else {
+          inFlightMap[head] = 1;
+          q.inFlightCount++;
+        }
+        if (q.isParked) break;
       }
-      cur.head = head;
-      cur.count = count;
-      cur.readable = readable;
-      cur.readableBytes = rBytes;
-      cur.writableBytes = wBytes;
-      cur.descCount = walked;
-      last = (last + 1) & 0xffff;
-      n++;
-      const r = v.visit(cur);
-      if (r >= 0) {
-        const slot = 1 + ((u & mask) << 1);
-        used32[slot] = head;
-        used32[slot + 1] = r;
-        u = (u + 1) & 0xffff;
-      } else {
-        inFlightMap[head] = 1;
-        this.inFlightCount++;
-      }
-      if (this.isParked) break;
-    }
-    this.lastAvail = last;
-    this.usedIdx = u;
-    return n;
+      q.lastAvail = last;
+      q.usedIdx = u;
+      return n;
+    };
   }
 
   /**

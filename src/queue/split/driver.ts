@@ -36,6 +36,7 @@ import {
   type UsedVisitor,
 } from '../types.js';
 import { vringNeedEvent } from '../event-idx.js';
+import { specialize } from '../specialize.js';
 import { isSplitSetupError, resolveSplitRings, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY } from './layout.js';
 
 // Module-local copies of the flag bits: V8 folds these into the fast loops (imported bindings are
@@ -627,7 +628,7 @@ export class SplitDriverQueue implements DriverQueue {
         ds[DS_AVAIL] = this.availShadow;
         ds[DS_K] = k;
         ds[DS_N] = max;
-        const k1 = this.addEachFast(filler);
+        const k1 = (this.addEachFastFn ?? this.make_addEachFastFn())(filler);
         this.inFlightCount += k1 - k;
         k = k1;
         this.freeHead = ds[DS_FREE_HEAD]!;
@@ -653,85 +654,94 @@ export class SplitDriverQueue implements DriverQueue {
    * entry. Leaves ds[DS_SEG] = 0 when it stopped because the filler returned 0 or the ring is full,
    * else the segment count of the chain it did not take (for {@link addEachSlow} to check).
    */
-  private addEachFast(f: ChainFiller): number {
-    const ds = this.ds;
+  /** addEachFast, specialised per queue (see specialize.ts); made on first use. */
+  private addEachFastFn: ((f: ChainFiller) => number) | null = null;
+  /** Compile (once) this queue's own copy of addEachFast (see specialize.ts). */
+  private make_addEachFastFn(): (f: ChainFiller) => number {
+    return (this.addEachFastFn = specialize(SplitDriverQueue.make_addEachFast, { DS_AVAIL, DS_FREE_HEAD, DS_K, DS_MASK, DS_N, DS_NUM_FREE, DS_SEG, F_NEXT, F_WRITE, REC_DESCS, REC_NEXT, REC_TAIL, REC_WRITABLE, TWO32 }, this));
+  }
+
+  private static make_addEachFast(q: SplitDriverQueue): (f: ChainFiller) => number {
+    const ds = q.ds;
     const mask = ds[DS_MASK]!;
-    const n = ds[DS_N]!;
-    let k = ds[DS_K]!;
-    let freeHead = ds[DS_FREE_HEAD]!;
-    let numFree = ds[DS_NUM_FREE]!;
-    let a = ds[DS_AVAIL]!;
-    const desc = this.desc;
-    const avail = this.avail;
-    const rec = this.rec;
-    const sAddr = this.fillAddr;
-    const sLen = this.fillLen;
+    const desc = q.desc;
+    const avail = q.avail;
+    const rec = q.rec;
+    const sAddr = q.fillAddr;
+    const sLen = q.fillLen;
     const capSeg = sLen.length;
-    let pending = 0;
-    for (; k < n; k++) {
-      const cnt = f.fill(k, sAddr, sLen);
-      if (cnt === 0) break;
-      const rdEnd = f.readable;
-      if (!(cnt > 0 && cnt <= capSeg && (cnt | 0) === cnt && rdEnd >= 0 && rdEnd <= cnt && (rdEnd | 0) === rdEnd) || numFree < cnt) {
-        pending = cnt;
-        break;
-      }
-      const head = freeHead;
-      let tail = head;
-      let wBytes = 0;
-      if (cnt === 1) {
-        // One segment: straight-line code (the common single-buffer request).
-        const ad = sAddr[0]!;
-        const l = sLen[0]!;
-        const w = head << 2;
-        desc[w] = ad >>> 0;
-        desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
-        desc[w | 2] = l;
-        if (rdEnd === 0) {
-          desc[w | 3] = F_WRITE;
-          wBytes = l;
-        } else {
-          desc[w | 3] = 0;
+    return (f: ChainFiller): number => {
+      const n = ds[DS_N]!;
+      let k = ds[DS_K]!;
+      let freeHead = ds[DS_FREE_HEAD]!;
+      let numFree = ds[DS_NUM_FREE]!;
+      let a = ds[DS_AVAIL]!;
+      let pending = 0;
+      for (; k < n; k++) {
+        const cnt = f.fill(k, sAddr, sLen);
+        if (cnt === 0) break;
+        const rdEnd = f.readable;
+        if (!(cnt > 0 && cnt <= capSeg && (cnt | 0) === cnt && rdEnd >= 0 && rdEnd <= cnt && (rdEnd | 0) === rdEnd) || numFree < cnt) {
+          pending = cnt;
+          break;
         }
-        freeHead = rec[(head << 3) | REC_NEXT]!;
-      } else {
-        let d = head;
-        for (let i = 0; i < cnt; i++) {
-          const ad = sAddr[i]!;
-          const l = sLen[i]!;
-          const w = d << 2;
-          const nx = rec[(d << 3) | REC_NEXT]!;
-          // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+        const head = freeHead;
+        let tail = head;
+        let wBytes = 0;
+        if (cnt === 1) {
+          // One segment: straight-line code (the common single-buffer request).
+          const ad = sAddr[0]!;
+          const l = sLen[0]!;
+          const w = head << 2;
           desc[w] = ad >>> 0;
           desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
           desc[w | 2] = l;
-          let fl = 0;
-          if (i >= rdEnd) {
-            fl = F_WRITE;
-            wBytes += l;
+          if (rdEnd === 0) {
+            desc[w | 3] = F_WRITE;
+            wBytes = l;
+          } else {
+            desc[w | 3] = 0;
           }
-          if (i < cnt - 1) fl |= F_NEXT | (nx << 16);
-          desc[w | 3] = fl;
-          tail = d;
-          d = nx;
+          freeHead = rec[(head << 3) | REC_NEXT]!;
+        } else {
+          let d = head;
+          for (let i = 0; i < cnt; i++) {
+            const ad = sAddr[i]!;
+            const l = sLen[i]!;
+            const w = d << 2;
+            const nx = rec[(d << 3) | REC_NEXT]!;
+            // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+            desc[w] = ad >>> 0;
+            desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+            desc[w | 2] = l;
+            let fl = 0;
+            if (i >= rdEnd) {
+              fl = F_WRITE;
+              wBytes += l;
+            }
+            if (i < cnt - 1) fl |= F_NEXT | (nx << 16);
+            desc[w | 3] = fl;
+            tail = d;
+            d = nx;
+          }
+          freeHead = d;
         }
-        freeHead = d;
+        numFree -= cnt;
+        const r = head << 3;
+        rec[r] = f.token; // REC_TOKEN
+        rec[r | REC_WRITABLE] = wBytes > 0xffffffff ? -1 : wBytes; // saturated: used len is a u32
+        rec[r | REC_DESCS] = cnt;
+        rec[r | REC_TAIL] = tail;
+        avail[2 + (a & mask)] = head;
+        a = (a + 1) & 0xffff;
       }
-      numFree -= cnt;
-      const r = head << 3;
-      rec[r] = f.token; // REC_TOKEN
-      rec[r | REC_WRITABLE] = wBytes > 0xffffffff ? -1 : wBytes; // saturated: used len is a u32
-      rec[r | REC_DESCS] = cnt;
-      rec[r | REC_TAIL] = tail;
-      avail[2 + (a & mask)] = head;
-      a = (a + 1) & 0xffff;
-    }
-    ds[DS_FREE_HEAD] = freeHead;
-    ds[DS_NUM_FREE] = numFree;
-    ds[DS_AVAIL] = a;
-    ds[DS_SEG] = pending === 0 ? 0 : 1;
-    this.pendingCnt = pending;
-    return k;
+      ds[DS_FREE_HEAD] = freeHead;
+      ds[DS_NUM_FREE] = numFree;
+      ds[DS_AVAIL] = a;
+      ds[DS_SEG] = pending === 0 ? 0 : 1;
+      q.pendingCnt = pending;
+      return k;
+    };
   }
 
   /** addEachFast's refused chain: the segment count fill() returned (any number). */
@@ -797,7 +807,7 @@ export class SplitDriverQueue implements DriverQueue {
         ds[DS_NUM_FREE] = this.numFree;
         ds[DS_K] = k;
         ds[DS_N] = max;
-        const k1 = this.collectEachFast(visitor);
+        const k1 = (this.collectEachFastFn ?? this.make_collectEachFastFn())(visitor);
         this.inFlightCount -= k1 - k;
         k = k1;
         this.lastUsed = ds[DS_LAST_USED]!;
@@ -818,38 +828,47 @@ export class SplitDriverQueue implements DriverQueue {
    * collectEach's loop: the checks of {@link collectFast}, then the visitor (which must not call
    * this queue: the ring state is in locals until the loop ends).
    */
-  private collectEachFast(v: UsedVisitor): number {
-    const ds = this.ds;
+  /** collectEachFast, specialised per queue (see specialize.ts); made on first use. */
+  private collectEachFastFn: ((v: UsedVisitor) => number) | null = null;
+  /** Compile (once) this queue's own copy of collectEachFast (see specialize.ts). */
+  private make_collectEachFastFn(): (v: UsedVisitor) => number {
+    return (this.collectEachFastFn = specialize(SplitDriverQueue.make_collectEachFast, { DS_FREE_HEAD, DS_K, DS_LAST_USED, DS_MASK, DS_N, DS_NUM_FREE, DS_SIZE, DS_USED, REC_DESCS, REC_NEXT, REC_TAIL, REC_WRITABLE }, this));
+  }
+
+  private static make_collectEachFast(q: SplitDriverQueue): (v: UsedVisitor) => number {
+    const ds = q.ds;
     const mask = ds[DS_MASK]!;
     const size = ds[DS_SIZE]!;
-    const usedIdx = ds[DS_USED]!;
-    const max = ds[DS_N]!;
-    let k = ds[DS_K]!;
-    let last = ds[DS_LAST_USED]!;
-    let freeHead = ds[DS_FREE_HEAD]!;
-    let numFree = ds[DS_NUM_FREE]!;
-    const used32 = this.used32;
-    const rec = this.rec;
-    while (k < max && last !== usedIdx) {
-      const slot = 1 + ((last & mask) << 1);
-      const id = used32[slot]!;
-      const len = used32[slot + 1]!;
-      if (!(id < size)) break;
-      const r = id << 3;
-      const nd = rec[r | REC_DESCS]!;
-      if (nd === 0 || len > rec[r | REC_WRITABLE]! >>> 0) break;
-      rec[(rec[r | REC_TAIL]! << 3) | REC_NEXT] = freeHead;
-      freeHead = id;
-      numFree += nd;
-      rec[r | REC_DESCS] = 0;
-      k++;
-      last = (last + 1) & 0xffff;
-      v.used(rec[r]!, len); // REC_TOKEN
-    }
-    ds[DS_LAST_USED] = last;
-    ds[DS_FREE_HEAD] = freeHead;
-    ds[DS_NUM_FREE] = numFree;
-    return k;
+    const used32 = q.used32;
+    const rec = q.rec;
+    return (v: UsedVisitor): number => {
+      const usedIdx = ds[DS_USED]!;
+      const max = ds[DS_N]!;
+      let k = ds[DS_K]!;
+      let last = ds[DS_LAST_USED]!;
+      let freeHead = ds[DS_FREE_HEAD]!;
+      let numFree = ds[DS_NUM_FREE]!;
+      while (k < max && last !== usedIdx) {
+        const slot = 1 + ((last & mask) << 1);
+        const id = used32[slot]!;
+        const len = used32[slot + 1]!;
+        if (!(id < size)) break;
+        const r = id << 3;
+        const nd = rec[r | REC_DESCS]!;
+        if (nd === 0 || len > rec[r | REC_WRITABLE]! >>> 0) break;
+        rec[(rec[r | REC_TAIL]! << 3) | REC_NEXT] = freeHead;
+        freeHead = id;
+        numFree += nd;
+        rec[r | REC_DESCS] = 0;
+        k++;
+        last = (last + 1) & 0xffff;
+        v.used(rec[r]!, len); // REC_TOKEN
+      }
+      ds[DS_LAST_USED] = last;
+      ds[DS_FREE_HEAD] = freeHead;
+      ds[DS_NUM_FREE] = numFree;
+      return k;
+    };
   }
 
   /**
