@@ -120,6 +120,11 @@ describe('virtio-rng requests', () => {
       for (const v of seg) if (v === 0xee) sentinel++;
     }
     expect(sentinel).toBeLessThan(8);
+    // The 1-byte last segment is written too: over 8 more such chains, not every one still holds 0xee (2^-64).
+    const more = Array.from({ length: 8 }, () => d.post([10, 20, 30, 1]));
+    d.kick();
+    expect(d.collect().map((c) => c.len)).toEqual(Array(8).fill(61));
+    expect(more.every((q) => d.rig.ram[q.segs[3]![0]] === 0xee)).toBe(false);
   });
 
   it('[rng.dev-op.device.1] may fill less than the whole buffer: the rest is untouched and used len says how much', () => {
