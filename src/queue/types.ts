@@ -10,6 +10,7 @@
  * batch members (popBatch / addBatch / getUsedBatch, with {@link ChainBatch} and {@link SgBatch})
  * do the same work for many chains per call, keeping ring state in locals (perf-limits.md §6).
  */
+import { fixedF64, fixedI32, fixedU32 } from './fixed-arrays.js';
 import type { AddressSpace } from '../memory/space.js';
 import type { GuestErrorSink } from '../device/choke.js';
 import { VirtioError } from '../errors.js';
@@ -85,10 +86,10 @@ export class DescChain {
 
   /** @param capacity most segments a chain may have (use the queue size, or the max indirect length). */
   constructor(capacity: number) {
-    this.region = new Int32Array(capacity);
-    this.offset = new Float64Array(capacity);
-    this.addr = new Float64Array(capacity);
-    this.len = new Uint32Array(capacity);
+    this.region = fixedI32(capacity);
+    this.offset = fixedF64(capacity);
+    this.addr = fixedF64(capacity);
+    this.len = fixedU32(capacity);
   }
 
   /** Capacity in segments. */
@@ -138,11 +139,11 @@ export class ChainBatch {
    *   the whole capacity (or the device limit) is a guest error, as with {@link DescChain}.
    */
   constructor(maxChains: number, segCapacity = 4 * maxChains) {
-    this.head = new Uint32Array(maxChains);
-    this.chain = new Uint32Array(CHAIN_STRIDE * maxChains);
-    this.bytes = new Float64Array(2 * maxChains);
-    this.seg = new Uint32Array(2 * segCapacity);
-    this.pos = new Float64Array(2 * segCapacity);
+    this.head = fixedU32(maxChains);
+    this.chain = fixedU32(CHAIN_STRIDE * maxChains);
+    this.bytes = fixedF64(2 * maxChains);
+    this.seg = fixedU32(2 * segCapacity);
+    this.pos = fixedF64(2 * segCapacity);
   }
 
   /** Most chains per batch. */
@@ -276,8 +277,8 @@ export class SgList {
   readonly addr: Float64Array;
   readonly len: Uint32Array;
   constructor(capacity: number) {
-    this.addr = new Float64Array(capacity);
-    this.len = new Uint32Array(capacity);
+    this.addr = fixedF64(capacity);
+    this.len = fixedU32(capacity);
   }
   /** Reset to empty. */
   clear(): this {
@@ -327,8 +328,8 @@ export class SgBatch {
 
   /** @param maxChains most chains; @param segCapacity most segments over all chains (default 4 per chain). */
   constructor(maxChains: number, segCapacity = 4 * maxChains) {
-    this.chain = new Int32Array(SG_CHAIN_STRIDE * maxChains);
-    this.seg = new Float64Array(2 * segCapacity);
+    this.chain = fixedI32(SG_CHAIN_STRIDE * maxChains);
+    this.seg = fixedF64(2 * segCapacity);
   }
   /** Most chains. */
   get maxChains(): number {

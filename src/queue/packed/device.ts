@@ -38,6 +38,7 @@
  * returned with its full writable length. Otherwise, and for single {@link PackedDeviceQueue.pushUsed}
  * calls, one used descriptor per buffer is written, which is always correct.
  */
+import { fixedF64, fixedI32, fixedU32 } from '../fixed-arrays.js';
 import { specialize } from '../specialize.js';
 import { VirtioError, type VirtioErrorCode } from '../../errors.js';
 import { resolveErrorCode, type AddressSpace } from '../../memory/space.js';
@@ -175,9 +176,9 @@ export class PackedDeviceQueue implements DeviceQueue {
     const m = cfg.maxChainSegments ?? cfg.size;
     this.maxSeg = Number.isInteger(m) && m > 0 ? m : cfg.size;
     this.maxDirect = Math.min(this.maxSeg, cfg.size);
-    this.idDescs = new Uint32Array(cfg.size);
-    this.idWritable = new Float64Array(cfg.size);
-    this.idSeq = new Float64Array(cfg.size);
+    this.idDescs = fixedU32(cfg.size);
+    this.idWritable = fixedF64(cfg.size);
+    this.idSeq = fixedF64(cfg.size);
     this.fastOk = !cfg.inOrder;
     this.fs[FS_SIZE] = cfg.size;
     this.fs[FS_MAXDIRECT] = this.maxDirect;
@@ -727,9 +728,9 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 
   /** popFast's inputs and outputs (FS_* slots; an Int32Array so V8 keeps them untagged). */
-  private readonly fs = new Int32Array(FS_SLOTS);
+  private readonly fs = fixedI32(FS_SLOTS);
   /** Region cache (from {@link lastRegion}): base, end, buffer offset, writable (1/0). */
-  private readonly rgc = new Float64Array(4);
+  private readonly rgc = fixedF64(4);
   /** Index of the region the last buffer resolved into (fast-path cache). */
   private lastRegion = 0;
   /** popFast / pushFast are used unless IN_ORDER (whose bookkeeping the complete paths do); tests may turn them off. */

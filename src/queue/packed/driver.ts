@@ -29,6 +29,7 @@
  * chains (no IN_ORDER, no indirect tables) that stop at anything else; {@link PackedDriverQueue.add}
  * and {@link PackedDriverQueue.getUsed} then handle that chain or entry and do all the reporting.
  */
+import { fixedF64, fixedI32, fixedU16, fixedU32 } from '../fixed-arrays.js';
 import { specialize } from '../specialize.js';
 import { VirtioError, requireArg, type VirtioErrorCode } from '../../errors.js';
 import type { AddressSpace } from '../../memory/space.js';
@@ -141,7 +142,7 @@ export class PackedDriverQueue implements DriverQueue {
   private tok = 0;
   private len = 0;
   /** Fast-path scalar slots (DS_*). */
-  private readonly ds = new Int32Array(DS_SLOTS);
+  private readonly ds = fixedI32(DS_SLOTS);
   /**
    * addFast / collectFast are used unless IN_ORDER or indirect tables (the complete paths do their
    * bookkeeping); tests may turn them off to compare them with the complete paths.
@@ -150,8 +151,8 @@ export class PackedDriverQueue implements DriverQueue {
   /** True while an addEach filler or a collectEach visitor runs (the ring state is in locals then). */
   private filling = false;
   /** Scratch segment arrays handed to {@link addEach} fillers (allocated on first use, maxSeg entries). */
-  private fillAddr = new Float64Array(0);
-  private fillLen = new Uint32Array(0);
+  private fillAddr = fixedF64(0);
+  private fillLen = fixedU32(0);
   /** addEachFast out: the segment count the filler returned for the chain it did not take. */
   private refusedCnt = 0;
 
@@ -183,7 +184,7 @@ export class PackedDriverQueue implements DriverQueue {
     this.maxSeg = cfg.maxChainSegments ?? cfg.size;
     const size = cfg.size;
     this.freeDescs = size;
-    this.rec = new Float64Array(4 * size);
+    this.rec = fixedF64(4 * size);
     // Free ids as a LIFO list: 0, 1, 2, ... are handed out first.
     for (let i = 0; i < size; i++) this.rec[(i << 2) | REC_NEXT_FREE] = i + 1 < size ? i + 1 : -1;
     this.freeHead = 0;
@@ -191,8 +192,8 @@ export class PackedDriverQueue implements DriverQueue {
     this.ds[DS_SIZE] = size;
     this.ds[DS_MAXDIRECT] = Math.min(this.maxSeg, size);
     this.ds[DS_ATOMIC] = this.atomic ? 1 : 0;
-    this.idIndirect = new Float64Array(size).fill(-1);
-    this.fifo = new Uint16Array(size);
+    this.idIndirect = fixedF64(size).fill(-1);
+    this.fifo = fixedU16(size);
     v.desc32.fill(0);
     v.driverEvent.fill(0);
     v.deviceEvent.fill(0);
@@ -528,8 +529,8 @@ export class PackedDriverQueue implements DriverQueue {
     if (this.isBroken) return 0;
     if (this.fillLen.length === 0) {
       const cap = Number.isInteger(this.maxSeg) && this.maxSeg > 0 ? this.maxSeg : this.size;
-      this.fillAddr = new Float64Array(cap);
-      this.fillLen = new Uint32Array(cap);
+      this.fillAddr = fixedF64(cap);
+      this.fillLen = fixedU32(cap);
     }
     this.filling = true;
     try {

@@ -34,6 +34,7 @@
  *   Atomics work on non-shared buffers too, so the same code serves a SharedArrayBuffer, a memfd
  *   mapping shared with another process, or a plain ArrayBuffer.
  */
+import { fixedF64, fixedI32, fixedU16, fixedU8 } from '../fixed-arrays.js';
 import type { AddressSpace } from '../../memory/space.js';
 import { resolveErrorCode } from '../../memory/space.js';
 import type { GuestErrorSink } from '../../device/choke.js';
@@ -166,8 +167,8 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.used16 = views.used16;
     this.usedEventAt = 2 + cfg.size;
     this.availEventAt = 2 + 4 * cfg.size;
-    this.inFlightMap = new Uint8Array(cfg.size);
-    this.order = new Uint16Array(cfg.inOrder ? cfg.size : 0);
+    this.inFlightMap = fixedU8(cfg.size);
+    this.order = fixedU16(cfg.inOrder ? cfg.size : 0);
     this.fastOk = !cfg.inOrder;
     this.cur = new DescChain(this.maxSeg);
     this.fs[FS_SIZE] = cfg.size;
@@ -537,14 +538,14 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   /** popFast's inputs and outputs (FS_* slots). */
-  private readonly fs = new Int32Array(FS_SLOTS);
+  private readonly fs = fixedI32(FS_SLOTS);
   /** Segments used so far by the batch being popped (popFast / popSlow state). */
   private bSeg = 0;
   /**
    * Region cache as float64 numbers (from {@link lastRegion}): base, end, buffer offset, writable
    * (1/0). A Float64Array so popFast gets untagged doubles without per-use conversions.
    */
-  private readonly rgc = new Float64Array(4);
+  private readonly rgc = fixedF64(4);
   /** popFast is used unless IN_ORDER (whose bookkeeping popSlow does); tests may turn it off. */
   private fastOk: boolean;
 

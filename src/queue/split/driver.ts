@@ -19,6 +19,7 @@
  * stands for several chains; the earlier chains of the batch are reported with their full writable
  * length, as Linux does.
  */
+import { fixedF64, fixedI32, fixedU16, fixedU32 } from '../fixed-arrays.js';
 import type { AddressSpace } from '../../memory/space.js';
 import type { GuestErrorSink } from '../../device/choke.js';
 import { VirtioError, type VirtioErrorCode } from '../../errors.js';
@@ -135,9 +136,9 @@ export class SplitDriverQueue implements DriverQueue {
    */
   private fastOk: boolean;
   /** Fast-path scalar slots (DS_*). */
-  private readonly ds = new Int32Array(DS_SLOTS);
-  private readonly oneTok = new Int32Array(1);
-  private readonly oneLen = new Uint32Array(1);
+  private readonly ds = fixedI32(DS_SLOTS);
+  private readonly oneTok = fixedI32(1);
+  private readonly oneLen = fixedU32(1);
 
   /**
    * @param space the driver's view of memory (rings and buffers must lie inside it)
@@ -170,15 +171,15 @@ export class SplitDriverQueue implements DriverQueue {
     this.availEventAt = 2 + 4 * cfg.size;
     const size = cfg.size;
     this.numFree = size;
-    this.fillAddr = new Float64Array(size);
-    this.fillLen = new Uint32Array(size);
-    this.rec = new Int32Array(REC_STRIDE * size);
+    this.fillAddr = fixedF64(size);
+    this.fillLen = fixedU32(size);
+    this.rec = fixedI32(REC_STRIDE * size);
     for (let i = 0; i < size; i++) this.rec[REC_STRIDE * i + REC_NEXT] = (i + 1) & this.mask;
     this.fastOk = !cfg.inOrder && threshold === 0;
     this.ds[DS_MASK] = cfg.size - 1;
     this.ds[DS_SIZE] = cfg.size;
-    this.chainIndirect = new Float64Array(size).fill(-1);
-    this.order = new Uint16Array(size);
+    this.chainIndirect = fixedF64(size).fill(-1);
+    this.order = fixedU16(size);
     // The driver allocates the rings: start them zeroed
     // (basic.split-vq.available-buffer-notif-suppression.driver.1: used flags start at 0).
     this.desc.fill(0);
