@@ -156,6 +156,28 @@ describe('checks catch broken devices', () => {
   });
 });
 
+describe('driver-side checks need the workload served', () => {
+  for (const [id, transport] of [['driver.sim-pci', 'pci'], ['driver.sim-mmio', 'mmio']] as const) {
+    it(`[init.dev-init.driver.4] ${id}: a device that never completes the workload request is WEDGED, not PASS`, async () => {
+      // Takes the chain off the ring and never returns it.
+      const t = new TamperTarget((d) => brokenModel(d, (_q, pop) => { while (pop() !== undefined); }));
+      const t0 = performance.now();
+      const r = await runCheck(must(id), t, { device: 'blk', transport, swiotlb: false }, 1500);
+      expect(`${r.verdict}: ${r.detail}`).toMatch(/^WEDGED: .*workload was not served: a valid blk request on queue 0 was not completed within 500 ms/);
+      // The check's own wait ended it (not the runner's time limit), and it claims no clause PASS.
+      expect(performance.now() - t0).toBeLessThan(1400);
+      expect(Object.values(r.perClause ?? {}).filter((o) => o.verdict === 'PASS')).toEqual([]);
+      expect(Object.values(r.perClause ?? {}).some((o) => o.verdict === 'WEDGED')).toBe(true);
+    });
+
+    it(`[init.dev-init.driver.4] ${id}: a workload completed wrongly FAILs`, async () => {
+      const t = new TamperTarget((d) => brokenModel(d, (_q, pop, push) => { for (let c = pop(); c; c = pop()) push(c.head, 0); }));
+      const r = await runCheck(must(id), t, { device: 'rng', transport, swiotlb: false }, 1500);
+      expect(`${r.verdict}: ${r.detail}`).toMatch(/^FAIL: .*completed wrongly: used len 0 for a 64-byte buffer/);
+    });
+  }
+});
+
 describe('more broken devices', () => {
   it('[reserved.reserved-feature-bits.device.1] a device hiding VIRTIO_F_VERSION_1 FAILs', async () => {
     let common = -1;

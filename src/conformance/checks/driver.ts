@@ -7,30 +7,73 @@ import { VirtioMmioDriver } from '../../driver/mmio/driver.js';
 import { DEFAULT_SWIOTLB_BIT } from '../../features/bits.js';
 import { defineCheck, type Check, type CheckContext } from '../check.js';
 import { decodeMmio, decodePci, judgeDriver, judgedClauses, MmioAccessRecorder, PciAccessRecorder, type DriverRecording } from '../driver-judge.js';
+import type { SubmitResult } from '../../driver/virtqueue.js';
 import { fail, pass, type CheckResult, type ClauseOutcome } from '../verdict.js';
-import { buildWork } from './util.js';
-import { RawDriver } from '../raw.js';
+import { workPayload, workQueue } from './util.js';
 
-function toResult(rec: DriverRecording, extra: string): CheckResult {
+/** How the workload went on the live device the simulated driver brought to DRIVER_OK. */
+type WorkOutcome =
+  | { readonly ok: true; readonly detail: string }
+  | { readonly ok: false; readonly verdict: 'FAIL' | 'WEDGED'; readonly detail: string };
+
+/**
+ * Judge the recording, then fold in the workload: the driver clauses only PASS when the request
+ * the simulated driver submitted was served. A workload that never completed makes the check
+ * WEDGED, one that completed wrongly (or could not be submitted) FAIL; either way every clause
+ * the recording alone would have passed takes that verdict (nothing is claimed from a run whose
+ * queue never worked). Clauses the recording contradicts stay FAIL, and a FAIL wins.
+ */
+function toResult(rec: DriverRecording, extra: string, work: WorkOutcome): CheckResult {
   const js = judgeDriver(rec);
   const per: Record<string, ClauseOutcome> = {};
   for (const j of js) per[j.clause] = { verdict: j.verdict, detail: j.detail };
   const failed = js.filter((j) => j.verdict === 'FAIL');
-  if (failed.length > 0) return { verdict: 'FAIL', detail: failed.map((j) => `[${j.clause}] ${j.detail}`).join('; '), perClause: per };
-  return pass(`${js.filter((j) => j.verdict === 'PASS').length} driver clauses hold over ${rec.events.length} decoded accesses${extra}`, per);
+  const workNote = work.ok ? `; ${work.detail}` : `; workload: ${work.detail}`;
+  if (failed.length > 0) return { verdict: 'FAIL', detail: failed.map((j) => `[${j.clause}] ${j.detail}`).join('; ') + workNote, perClause: per };
+  const passed = js.filter((j) => j.verdict === 'PASS').length;
+  if (!work.ok) {
+    for (const j of js) if (j.verdict === 'PASS') per[j.clause] = { verdict: work.verdict, detail: `recorded accesses hold (${j.detail}), but the workload was not served: ${work.detail}` };
+    return { verdict: work.verdict, detail: `${passed} driver clauses hold over ${rec.events.length} decoded accesses${extra}, but the workload was not served: ${work.detail}`, perClause: per };
+  }
+  return pass(`${passed} driver clauses hold over ${rec.events.length} decoded accesses${extra}${workNote}`, per);
 }
 
-/** One request through the simulated driver's queue (the workload payload). */
-async function simWork(ctx: CheckContext, q: { submit(out: readonly Uint8Array[], inLens?: readonly number[]): Promise<unknown> }, kind: CheckContext['dut']['kind']): Promise<void> {
-  const probe = RawDriver.open(ctx);
+/** What the simulated driver's queue offers (VirtqueueDriver). */
+interface SubmitQueue {
+  submit(out: readonly Uint8Array[], inLens?: readonly number[]): Promise<SubmitResult>;
+}
+
+/**
+ * One request of the device type's workload through the simulated driver's queue `q`, on the
+ * device exactly as the driver left it after DRIVER_OK (no second driver, no reset, no
+ * re-negotiation). Waits at most `ctx.waitMs` (or until the check is aborted) for the completion
+ * and judges it with the workload's own verification.
+ */
+async function simWork(ctx: CheckContext, q: SubmitQueue, qi: number): Promise<WorkOutcome> {
+  const kind = ctx.dut.kind;
+  const w = workPayload(kind);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const t0 = performance.now();
   try {
-    probe.negotiate();
-    const w = buildWork(probe, kind);
-    const outs = w.readable.map((r) => r.data);
-    const ins = w.writable.map((b) => b.len);
-    await Promise.race([q.submit(outs, ins), new Promise((r) => setTimeout(r, ctx.waitMs))]);
+    const late = new Promise<'timeout' | 'aborted'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), ctx.waitMs);
+      onAbort = (): void => resolve('aborted');
+      if (ctx.signal.aborted) onAbort();
+      else ctx.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    const r = await Promise.race([q.submit(w.out, w.inLens), late]);
+    if (r === 'timeout' || r === 'aborted') {
+      return { ok: false, verdict: 'WEDGED', detail: `a valid ${kind} request on queue ${qi} was not completed within ${r === 'timeout' ? `${ctx.waitMs} ms` : 'the check time limit'}` };
+    }
+    const p = w.verify(ctx.dut, r.len, r.data);
+    if (p !== undefined) return { ok: false, verdict: 'FAIL', detail: `a valid ${kind} request on queue ${qi} completed wrongly: ${p}` };
+    return { ok: true, detail: `a valid ${kind} request on queue ${qi} was served (used len ${r.len}, ${Math.round(performance.now() - t0)} ms)` };
+  } catch (e) {
+    return { ok: false, verdict: 'FAIL', detail: `submitting a valid ${kind} request on queue ${qi} failed: ${e instanceof Error ? e.message : String(e)}` };
   } finally {
-    probe.close();
+    if (timer !== undefined) clearTimeout(timer);
+    if (onAbort !== undefined) ctx.signal.removeEventListener('abort', onAbort);
   }
 }
 
@@ -53,8 +96,9 @@ export const driverChecks: readonly Check[] = [
         return fail(`the simulated driver failed to initialize: ${e instanceof Error ? e.message : String(e)}`);
       }
       const q = drv.queues.findIndex((x) => x !== undefined);
-      const wq = ctx.dut.kind === 'net' || ctx.dut.kind === 'console' ? 1 : q;
-      await simWork(ctx, drv.queue(wq), ctx.dut.kind);
+      const wq = ctx.dut.kind === 'net' || ctx.dut.kind === 'console' ? workQueue(ctx.dut.kind) : q;
+      const work = await simWork(ctx, drv.queue(wq), wq);
+      const sw = drv.swiotlb; // read before close(): the reset forgets the negotiated set
       drv.close();
       const words = [0, 1, 2, 3].map((i) => drv.offered?.word(i) ?? 0);
       const cap = p.swiotlb;
@@ -64,7 +108,7 @@ export const driverChecks: readonly Check[] = [
         offered: words,
         ...(cap !== undefined ? { swiotlb: { bit: DEFAULT_SWIOTLB_BIT, base: at(cap.bar, cap.offset), size: cap.length } } : {}),
       };
-      return toResult(rec2, drv.swiotlb ? ' (SWIOTLB negotiated)' : '');
+      return toResult(rec2, sw ? ' (SWIOTLB negotiated)' : '', work);
     },
   }),
   defineCheck({
@@ -82,8 +126,9 @@ export const driverChecks: readonly Check[] = [
       } catch (e) {
         return fail(`the simulated driver failed to initialize: ${e instanceof Error ? e.message : String(e)}`);
       }
-      const wq = ctx.dut.kind === 'net' || ctx.dut.kind === 'console' ? 1 : 0;
-      await simWork(ctx, drv.queue(wq), ctx.dut.kind);
+      const wq = workQueue(ctx.dut.kind);
+      const work = await simWork(ctx, drv.queue(wq), wq);
+      const sw = drv.swiotlb; // read before close(): the reset forgets the negotiated set
       drv.close();
       const pool = m.platform.pool;
       const rec2: DriverRecording = {
@@ -92,7 +137,7 @@ export const driverChecks: readonly Check[] = [
         offered: [0, 1, 2, 3].map((i) => drv.offered?.word(i) ?? 0),
         ...(pool !== undefined ? { swiotlb: { bit: DEFAULT_SWIOTLB_BIT, base: pool.base, size: pool.size } } : {}),
       };
-      return toResult(rec2, drv.swiotlb ? ' (SWIOTLB negotiated)' : '');
+      return toResult(rec2, sw ? ' (SWIOTLB negotiated)' : '', work);
     },
   }),
 ];

@@ -4,7 +4,7 @@
  */
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED } from '../../features/bits.js';
 import type { FeatureSet } from '../../features/set.js';
-import type { CheckContext, DeviceKind } from '../check.js';
+import type { CheckContext, DeviceKind, Dut } from '../check.js';
 import { defaultAccept, RawDriver, RawSplitQueue, settle, waitFor, type RawBuf, type RawInitOptions, type UsedElem } from '../raw.js';
 import { fail, pass, reject, skip, wedged, type CheckResult, type ClauseOutcome } from '../verdict.js';
 
@@ -52,13 +52,91 @@ export function ethFrame(len = 60, dst: readonly number[] = [0xff, 0xff, 0xff, 0
   return f;
 }
 
-/** Build the workload of `kind` (optionally splitting the readable part into `split` pieces). */
+/**
+ * The workload of a device type as plain data, independent of who posts it: device-readable
+ * pieces, device-writable lengths, and the judgement of a completion from what the device wrote.
+ * {@link buildWork} places it in the raw driver's DMA memory; the driver-side checks hand it to
+ * the simulated driver's `submit`.
+ */
+export interface WorkPayload {
+  /** Workload queue ({@link workQueue}). */
+  readonly q: number;
+  /** Device-readable buffers, in chain order (before any splitting). */
+  readonly out: readonly Uint8Array[];
+  /** Device-writable buffer lengths, after the readable ones. */
+  readonly inLens: readonly number[];
+  /**
+   * Judge a completion: `len` is the used length, `written[i]` the bytes of writable buffer `i`
+   * as the driver sees them. A string is the problem.
+   */
+  verify(dut: Dut, len: number, written: readonly Uint8Array[]): string | undefined;
+}
+
+/** The workload of `kind` as data (see {@link WorkPayload}). */
+export function workPayload(kind: DeviceKind, seed = 1): WorkPayload {
+  switch (kind) {
+    case 'blk': {
+      const data = pattern(512, seed);
+      const sector = 1 + (seed % 64);
+      return {
+        q: 0,
+        out: [blkHeader(1, sector), data],
+        inLens: [1],
+        verify: (dut, len, written) => {
+          const s = written[0]?.[0];
+          if (s === undefined) return `used len ${len}: the device did not write the status byte`;
+          if (s !== 0) return `write request completed with status ${s} (expected VIRTIO_BLK_S_OK 0)`;
+          if (len < 1) return `used len ${len}, but the device wrote the status byte`;
+          const disk = dut.io.readDisk?.(512 * sector, 512);
+          if (disk !== undefined && !disk.every((b, i) => b === data[i])) return 'the written sector does not hold the data sent';
+          return undefined;
+        },
+      };
+    }
+    case 'rng':
+      return { q: 0, out: [], inLens: [64], verify: (_d, len) => (len >= 1 && len <= 64 ? undefined : `used len ${len} for a 64-byte buffer`) };
+    case 'net': {
+      const frame = ethFrame(60, undefined, seed);
+      const msg = new Uint8Array(12 + frame.length); // zeroed virtio_net_hdr (12 bytes, VERSION_1) + frame
+      msg.set(frame, 12);
+      return {
+        q: 1,
+        out: [msg],
+        inLens: [],
+        verify: (dut) => {
+          const sent = dut.io.sentFrames;
+          if (sent !== undefined && !sent.some((f) => f.length === frame.length && f.every((b, i) => b === frame[i]))) return 'the transmitted frame did not reach the backend intact';
+          return undefined;
+        },
+      };
+    }
+    case 'console': {
+      const text = new TextEncoder().encode(`hello ${seed}\r\n`);
+      return {
+        q: 1,
+        out: [text],
+        inLens: [],
+        verify: (dut) => {
+          const o = dut.io.consoleOutput;
+          if (o !== undefined) {
+            const s = String.fromCharCode(...o);
+            if (!s.includes(new TextDecoder().decode(text))) return `port 0 output ${JSON.stringify(s.slice(-40))} lacks the text sent`;
+          }
+          return undefined;
+        },
+      };
+    }
+  }
+}
+
+/** Build the workload of `kind` in the raw driver's DMA memory (optionally splitting the readable part into `split` pieces). */
 export function buildWork(raw: RawDriver, kind: DeviceKind, opts: { split?: number; seed?: number } = {}): Work {
   const mem = raw.mem;
+  const p = workPayload(kind, opts.seed ?? 1);
   const readable: Array<{ addr: number; data: Uint8Array }> = [];
   const writable: Array<{ addr: number; len: number }> = [];
   const bufs: RawBuf[] = [];
-  const out = (data: Uint8Array): void => {
+  for (const data of p.out) {
     const pieces = Math.max(1, Math.min(opts.split ?? 1, data.length));
     const step = Math.ceil(data.length / pieces);
     for (let o = 0; o < data.length; o += step) {
@@ -68,62 +146,25 @@ export function buildWork(raw: RawDriver, kind: DeviceKind, opts: { split?: numb
       readable.push({ addr: a, data: d });
       bufs.push({ addr: a, len: d.length });
     }
-  };
-  const inb = (len: number): number => {
+  }
+  for (const len of p.inLens) {
     const a = mem.alloc(len, 16);
     mem.write(a, new Uint8Array(len).fill(0xa5));
     writable.push({ addr: a, len });
     bufs.push({ addr: a, len, write: true });
-    return a;
-  };
-  const work = (q: number, verify: Work['verify']): Work => ({ q, bufs, readable, writable, verify });
-  const seed = opts.seed ?? 1;
-  switch (kind) {
-    case 'blk': {
-      const data = pattern(512, seed);
-      const sector = 1 + (seed % 64);
-      out(blkHeader(1, sector));
-      out(data);
-      const st = inb(1);
-      return work(0, (r, u) => {
-        const s = r.mem.read(st, 1)[0];
-        if (s !== 0) return `write request completed with status ${s} (expected VIRTIO_BLK_S_OK 0)`;
-        if (u.len < 1) return `used len ${u.len}, but the device wrote the status byte`;
-        const disk = r.dut.io.readDisk?.(512 * sector, 512);
-        if (disk !== undefined && !disk.every((b, i) => b === data[i])) return 'the written sector does not hold the data sent';
-        return undefined;
-      });
-    }
-    case 'rng': {
-      inb(64);
-      return work(0, (_r, u) => (u.len >= 1 && u.len <= 64 ? undefined : `used len ${u.len} for a 64-byte buffer`));
-    }
-    case 'net': {
-      const frame = ethFrame(60, undefined, seed);
-      const hdr = new Uint8Array(12);
-      const msg = new Uint8Array(12 + frame.length);
-      msg.set(hdr, 0);
-      msg.set(frame, 12);
-      out(msg);
-      return work(1, (r) => {
-        const sent = r.dut.io.sentFrames;
-        if (sent !== undefined && !sent.some((f) => f.length === frame.length && f.every((b, i) => b === frame[i]))) return 'the transmitted frame did not reach the backend intact';
-        return undefined;
-      });
-    }
-    case 'console': {
-      const text = new TextEncoder().encode(`hello ${seed}\r\n`);
-      out(text);
-      return work(1, (r) => {
-        const o = r.dut.io.consoleOutput;
-        if (o !== undefined) {
-          const s = String.fromCharCode(...o);
-          if (!s.includes(new TextDecoder().decode(text))) return `port 0 output ${JSON.stringify(s.slice(-40))} lacks the text sent`;
-        }
-        return undefined;
-      });
-    }
   }
+  return {
+    q: p.q,
+    bufs,
+    readable,
+    writable,
+    verify: (r, u) =>
+      p.verify(
+        r.dut,
+        u.len,
+        writable.map((w) => r.mem.read(w.addr, w.len)),
+      ),
+  };
 }
 
 /** Accept function: default acceptance with changes. */
