@@ -1,12 +1,16 @@
 """Attribute callgrind instruction counts (--dump-instr=yes) to V8 JIT functions (perf map).
 
 Usage: ir-per-function.py DIR UNITS  (DIR holds cg.2000, cg.6000, map.2000, map.6000)
-Prints (Ir(6000) - Ir(2000)) / UNITS per function, largest first.
+Prints (Ir(6000) - Ir(2000)) / UNITS per function, largest first; IRFN_SIZES=1 adds each code
+object's size (several optimised versions of one function, e.g. OSR, show separately).
 """
 import bisect
 import collections
 import re
+import os
 import sys
+
+SIZES = os.environ.get('IRFN_SIZES') == '1'
 
 
 def load(d, n):
@@ -59,6 +63,8 @@ def load(d, n):
         i = bisect.bisect_right(starts, addr) - 1
         if i >= 0 and addr < ranges[i][0] + ranges[i][1]:
             name = re.sub(r'file:///\S*/', '', re.sub(r'\s+', ' ', ranges[i][2]))
+            if SIZES:  # tell apart several code objects of one function (e.g. regular and OSR)
+                name += f' [{ranges[i][1]} bytes]'
         else:
             name = '(native) ' + cur[:70]
         cost[name] += c
