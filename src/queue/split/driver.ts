@@ -682,51 +682,66 @@ export class SplitDriverQueue implements DriverQueue {
         const cnt = f.fill(k, sAddr, sLen);
         if (cnt === 0) break;
         const rdEnd = f.readable;
-        if (!(cnt > 0 && cnt <= capSeg && (cnt | 0) === cnt && rdEnd >= 0 && rdEnd <= cnt && (rdEnd | 0) === rdEnd) || numFree < cnt) {
+        // Up to three segments in straight-line code: a loop nested in this chain loop would make V8
+        // re-check every typed array on each pass. Longer chains go to the general writer.
+        if (!(cnt > 0 && cnt <= 3 && cnt <= capSeg && (cnt | 0) === cnt && rdEnd >= 0 && rdEnd <= cnt && (rdEnd | 0) === rdEnd) || numFree < cnt) {
           pending = cnt;
           break;
         }
         const head = freeHead;
         let tail = head;
         let wBytes = 0;
-        if (cnt === 1) {
-          // One segment: straight-line code (the common single-buffer request).
-          const ad = sAddr[0]!;
-          const l = sLen[0]!;
-          const w = head << 2;
+        // Segment 0. Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+        let ad = sAddr[0]!;
+        let l = sLen[0]!;
+        let w = head << 2;
+        let nx = rec[(head << 3) | REC_NEXT]!;
+        let fl = 0;
+        desc[w] = ad >>> 0;
+        desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+        desc[w | 2] = l;
+        if (rdEnd === 0) {
+          fl = F_WRITE;
+          wBytes = l;
+        }
+        if (cnt > 1) {
+          desc[w | 3] = fl | F_NEXT | (nx << 16);
+          // Segment 1.
+          const d1 = nx;
+          tail = d1;
+          ad = sAddr[1]!;
+          l = sLen[1]!;
+          w = d1 << 2;
+          nx = rec[(d1 << 3) | REC_NEXT]!;
+          fl = 0;
           desc[w] = ad >>> 0;
           desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
           desc[w | 2] = l;
-          if (rdEnd === 0) {
-            desc[w | 3] = F_WRITE;
-            wBytes = l;
-          } else {
-            desc[w | 3] = 0;
+          if (rdEnd <= 1) {
+            fl = F_WRITE;
+            wBytes += l;
           }
-          freeHead = rec[(head << 3) | REC_NEXT]!;
-        } else {
-          let d = head;
-          for (let i = 0; i < cnt; i++) {
-            const ad = sAddr[i]!;
-            const l = sLen[i]!;
-            const w = d << 2;
-            const nx = rec[(d << 3) | REC_NEXT]!;
-            // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
+          if (cnt > 2) {
+            desc[w | 3] = fl | F_NEXT | (nx << 16);
+            // Segment 2.
+            const d2 = nx;
+            tail = d2;
+            ad = sAddr[2]!;
+            l = sLen[2]!;
+            w = d2 << 2;
+            nx = rec[(d2 << 3) | REC_NEXT]!;
+            fl = 0;
             desc[w] = ad >>> 0;
             desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
             desc[w | 2] = l;
-            let fl = 0;
-            if (i >= rdEnd) {
+            if (rdEnd <= 2) {
               fl = F_WRITE;
               wBytes += l;
             }
-            if (i < cnt - 1) fl |= F_NEXT | (nx << 16);
-            desc[w | 3] = fl;
-            tail = d;
-            d = nx;
           }
-          freeHead = d;
         }
+        desc[w | 3] = fl;
+        freeHead = nx;
         numFree -= cnt;
         const r = head << 3;
         rec[r] = f.token; // REC_TOKEN
