@@ -631,7 +631,7 @@ export class PackedDriverQueue implements DriverQueue {
           const n = f.fill(k, sAddr, sLen);
           if (n === 0) break;
           const readable = f.readable;
-          if (!((n | 0) === n && n > 0 && n <= maxDirect && n <= freeDescs && (readable | 0) === readable && readable >= 0 && readable <= n) || freeHead < 0) {
+          if (!((n | 0) === n && n > 0 && n <= 3 && n <= maxDirect && n <= freeDescs && (readable | 0) === readable && readable >= 0 && readable <= n) || freeHead < 0) {
             q.refusedCnt = n;
             refused = 1;
             break;
@@ -663,22 +663,53 @@ export class PackedDriverQueue implements DriverQueue {
               av ^= AVAIL_USED;
             }
           } else {
+            // Two or three segments, straight-line code too: a loop nested in this chain loop would
+            // make V8 re-check every typed array on each pass. Longer lists go to the general writer.
             headFlags = av | F_NEXT | (readable === 0 ? F_WRITE : 0);
-            for (let i = 0; i < n; i++) {
-              const a = sAddr[i]!;
-              const l = sLen[i]!;
-              const b = off << 2;
+            let a = sAddr[0]!;
+            let l = sLen[0]!;
+            let b = off << 2;
+            d32[b] = a >>> 0;
+            d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+            d32[b | 2] = l;
+            if (readable === 0) writable = l;
+            off = (off + 1) | 0;
+            if (off === size) {
+              off = 0;
+              av ^= AVAIL_USED;
+            }
+            // Segment 1 (written now; the head's flags are stored last, below).
+            a = sAddr[1]!;
+            l = sLen[1]!;
+            b = off << 2;
+            d32[b] = a >>> 0;
+            d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+            d32[b | 2] = l;
+            let fl = av;
+            if (readable <= 1) {
+              fl |= F_WRITE;
+              writable += l;
+            }
+            if (n > 2) fl |= F_NEXT;
+            d32[b | 3] = id | (fl << 16);
+            off = (off + 1) | 0;
+            if (off === size) {
+              off = 0;
+              av ^= AVAIL_USED;
+            }
+            if (n > 2) {
+              a = sAddr[2]!;
+              l = sLen[2]!;
+              b = off << 2;
               d32[b] = a >>> 0;
               d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
               d32[b | 2] = l;
-              let fl = av;
-              if (i >= readable) {
+              fl = av;
+              if (readable <= 2) {
                 fl |= F_WRITE;
                 writable += l;
               }
-              if (i < n - 1) fl |= F_NEXT;
-              // The head (i = 0) is written after the loop; the rest now (ordered by the head's store).
-              if (i > 0) d32[b | 3] = id | (fl << 16);
+              d32[b | 3] = id | (fl << 16);
               off = (off + 1) | 0;
               if (off === size) {
                 off = 0;
