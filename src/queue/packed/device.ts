@@ -581,13 +581,21 @@ export class PackedDeviceQueue implements DeviceQueue {
           readable = 0;
           rBytes = 0;
           wBytes = 0;
-          for (;;) {
+          // Up to three descriptors in straight-line code (a loop nested in the buffer loop makes V8
+          // re-check every typed array on each pass); a longer list goes to the complete walker.
+          let b: number;
+          let lo: number;
+          let hi: number;
+          let len: number;
+          let addr: number;
+          list: {
+            // Descriptor 0 of the list.
             if ((fl & F_INDIRECT) !== 0) break chains;
-            const b = o2 << 2;
-            const lo = d32[b]!;
-            const hi = d32[b | 1]!;
-            const len = d32[b | 2]!;
-            const addr = hi * TWO_POW_32 + lo;
+            b = o2 << 2;
+            lo = d32[b]!;
+            hi = d32[b | 1]!;
+            len = d32[b | 2]!;
+            addr = hi * TWO_POW_32 + lo;
             if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
             if ((fl & F_WRITE) !== 0) {
               if (rgWritable === 0) break chains;
@@ -607,7 +615,7 @@ export class PackedDeviceQueue implements DeviceQueue {
               o2 = 0;
               a2 ^= AVAIL_USED;
             }
-            if ((fl & F_NEXT) === 0) break;
+            if ((fl & F_NEXT) === 0) break list;
             // Limits first (walk decides: defer or report), then availability of the rest.
             if (count === maxDirect || count === rem) break chains;
             word = d32[(o2 << 2) | 3]!;
@@ -616,6 +624,68 @@ export class PackedDeviceQueue implements DeviceQueue {
               stop = STOP_EMPTY; // the rest of the list is not available yet
               break chains;
             }
+            // Descriptor 1 of the list.
+            if ((fl & F_INDIRECT) !== 0) break chains;
+            b = o2 << 2;
+            lo = d32[b]!;
+            hi = d32[b | 1]!;
+            len = d32[b | 2]!;
+            addr = hi * TWO_POW_32 + lo;
+            if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
+            if ((fl & F_WRITE) !== 0) {
+              if (rgWritable === 0) break chains;
+              wBytes += len;
+            } else {
+              if (count !== readable) break chains;
+              readable++;
+              rBytes += len;
+            }
+            cRegion[count] = ri;
+            cOff[count] = rgOff + (addr - rgBase);
+            cAddr[count] = addr;
+            cLen[count] = len;
+            count++;
+            o2++;
+            if (o2 === size) {
+              o2 = 0;
+              a2 ^= AVAIL_USED;
+            }
+            if ((fl & F_NEXT) === 0) break list;
+            // Limits first (walk decides: defer or report), then availability of the rest.
+            if (count === maxDirect || count === rem) break chains;
+            word = d32[(o2 << 2) | 3]!;
+            fl = word >>> 16;
+            if ((fl & AVAIL_USED) !== a2) {
+              stop = STOP_EMPTY; // the rest of the list is not available yet
+              break chains;
+            }
+            // Descriptor 2 of the list.
+            if ((fl & F_INDIRECT) !== 0) break chains;
+            b = o2 << 2;
+            lo = d32[b]!;
+            hi = d32[b | 1]!;
+            len = d32[b | 2]!;
+            addr = hi * TWO_POW_32 + lo;
+            if (!(hi < 0x200000 && addr >= rgBase && addr + len <= rgEnd)) break chains;
+            if ((fl & F_WRITE) !== 0) {
+              if (rgWritable === 0) break chains;
+              wBytes += len;
+            } else {
+              if (count !== readable) break chains;
+              readable++;
+              rBytes += len;
+            }
+            cRegion[count] = ri;
+            cOff[count] = rgOff + (addr - rgBase);
+            cAddr[count] = addr;
+            cLen[count] = len;
+            count++;
+            o2++;
+            if (o2 === size) {
+              o2 = 0;
+              a2 ^= AVAIL_USED;
+            }
+            if ((fl & F_NEXT) !== 0) break chains;
           }
           id = word & 0xffff;
           if (rBytes + wBytes > TWO_POW_32 || id >= size || idDescs[id] !== 0 || dif + count > size) break;
