@@ -14,7 +14,9 @@
  * type checker saw; only numeric module constants, listed by the caller and written in as `const`
  * literals, are added. Where code generation from strings is disallowed
  * (`--disallow-code-generation-from-strings`, a CSP), it falls back to calling the factory itself:
- * the same behaviour, without the gain, said once on `virtiokit:queue`.
+ * the same behaviour, without the gain, said once on `virtiokit:queue`. The same fallback is taken
+ * when a self-test finds that compiled text no longer matches the names it was written with (a
+ * minifier renamed the module constants that callers pass by name).
  */
 import { logger } from '../log.js';
 
@@ -23,6 +25,27 @@ const log = logger('queue');
 let serial = 0;
 let disabled = false;
 let warned = false;
+let selfTested = false;
+
+const PROBE_CONSTANT = 40;
+/** The self-test's factory: refers to a module constant by name, as the queue factories do. */
+function probeFactory(x: number): () => number {
+  return () => x + PROBE_CONSTANT;
+}
+
+/**
+ * Whether a specialised copy behaves like its source here: false where a minifier renamed module
+ * constants (the copy's text then names a constant the caller passed under its original name).
+ * Where code generation from strings is disallowed it finds that out (and records it, see
+ * {@link specializationActive}) while answering with the unspecialised function.
+ */
+export function specializationSelfTest(): boolean {
+  try {
+    return compileCopy(probeFactory, { PROBE_CONSTANT }, [2])() === 42;
+  } catch {
+    return false;
+  }
+}
 
 /** Numeric constants a factory's body refers to by name (written into the copy as `const`). */
 export type SpecializeConstants = Readonly<Record<string, number>>;
@@ -40,7 +63,19 @@ export function specializationActive(): boolean {
  * @param args the factory's arguments (e.g. the queue)
  */
 export function specialize<A extends unknown[], R>(factory: (...a: A) => R, constants: SpecializeConstants, ...args: A): R {
+  if (!selfTested) {
+    selfTested = true;
+    if (!disabled && !specializationSelfTest()) {
+      disabled = true;
+      log('a compiled function\'s text does not use the names it was written with (a minifier?): queue fast loops run unspecialised');
+    }
+  }
   if (disabled) return factory(...args);
+  return compileCopy(factory, constants, args);
+}
+
+/** Compile and call one copy of `factory` (no fallback decisions but EvalError). */
+function compileCopy<A extends unknown[], R>(factory: (...a: A) => R, constants: SpecializeConstants, args: A): R {
   let src = factory.toString();
   // A method's text ("name(q) { … }") is not an expression; as a function expression it is.
   if (!/^(function\b|async\b|\()/.test(src) && !/^[A-Za-z_$][\w$]*\s*=>/.test(src)) src = `function ${src}`;

@@ -5,8 +5,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { specialize, specializationActive } from '../../src/queue/specialize.js';
+import { specialize, specializationActive, specializationSelfTest } from '../../src/queue/specialize.js';
 import { BenchDevice, BenchDriver } from '../../src/bench/queue-agents.js';
 import { makeDeviceQueue, makeDriverQueue } from '../../src/bench/queue-impl.js';
 import { BENCH_BATCH, BENCH_MEM_SIZE, type ChainDescs, type RingKind } from '../../src/bench/queue-layout.js';
@@ -33,6 +36,11 @@ describe('specialize()', () => {
     // The copy is compiled from the factory's text: a constant left out is not in scope there.
     const c = specialize(Holder.make_adder, {}, new Holder(0));
     expect(() => c(1)).toThrow(ReferenceError);
+  });
+
+  it('passes its self-test here (names in compiled text match what callers pass)', () => {
+    expect(specializationSelfTest()).toBe(true);
+    expect(specializationActive()).toBe(true);
   });
 
   it('accepts plain functions and arrow factories', () => {
@@ -96,6 +104,33 @@ describe('specialised queues side by side', () => {
       expect(r.status, r.stderr).toBe(0);
       expect(r.stdout).toContain(`${20 * BENCH_BATCH} chains (visit API)`);
       expect(r.stderr.match(/code generation from strings is disallowed/g)).toHaveLength(1);
+    }
+  });
+
+  it('bundled and minified (module constants renamed), the self-test falls back and the queues still work', async () => {
+    // esbuild comes with tsx/vitest (dev dependencies); it stands in for a user's bundler here.
+    const esbuild = await import('esbuild');
+    const dir = mkdtempSync(join(tmpdir(), 'vk-minify-'));
+    try {
+      const out = join(dir, 'q.mjs');
+      esbuild.buildSync({
+        entryPoints: [join(ROOT, 'src/bench/queue-fixed-main.ts')],
+        bundle: true,
+        minify: true,
+        platform: 'node',
+        format: 'esm',
+        outfile: out,
+        banner: { js: 'import { createRequire } from "module"; const require = createRequire(import.meta.url);' },
+        logLevel: 'error',
+      });
+      for (const ring of ['split', 'packed']) {
+        const r = spawnSync(process.execPath, [out, ring, '3', '20', 'visit'], { encoding: 'utf8', env: { ...process.env, DEBUG: 'virtiokit:queue' }, timeout: 60_000 });
+        expect(r.status, r.stderr).toBe(0);
+        expect(r.stdout).toContain(`${20 * BENCH_BATCH} chains (visit API)`);
+        expect(r.stderr).toMatch(/does not use the names it was written with/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
