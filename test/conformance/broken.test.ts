@@ -174,6 +174,10 @@ describe('driver-side checks need the workload served', () => {
       const t = new TamperTarget((d) => brokenModel(d, (_q, pop, push) => { for (let c = pop(); c; c = pop()) push(c.head, 0); }));
       const r = await runCheck(must(id), t, { device: 'rng', transport, swiotlb: false }, 1500);
       expect(`${r.verdict}: ${r.detail}`).toMatch(/^FAIL: .*completed wrongly: used len 0 for a 64-byte buffer/);
+      // The device is at fault, not the driver: no driver clause PASSes or FAILs from this run.
+      const clauses = Object.values(r.perClause ?? {});
+      expect(clauses.filter((o) => o.verdict === 'PASS' || o.verdict === 'FAIL')).toEqual([]);
+      expect(clauses.some((o) => o.verdict === 'SKIP' && /workload was not served/.test(o.detail ?? ''))).toBe(true);
     });
   }
 });

@@ -19,9 +19,10 @@ type WorkOutcome =
 /**
  * Judge the recording, then fold in the workload: the driver clauses only PASS when the request
  * the simulated driver submitted was served. A workload that never completed makes the check
- * WEDGED, one that completed wrongly (or could not be submitted) FAIL; either way every clause
- * the recording alone would have passed takes that verdict (nothing is claimed from a run whose
- * queue never worked). Clauses the recording contradicts stay FAIL, and a FAIL wins.
+ * WEDGED (and so is every clause the recording alone would have passed); one that completed wrongly
+ * (or could not be submitted) FAILs the check, but the device is at fault there, not the driver, so
+ * those clauses are SKIP with the reason. Nothing is claimed PASS from a run whose queue never
+ * worked. Clauses the recording contradicts stay FAIL, and a FAIL wins.
  */
 function toResult(rec: DriverRecording, extra: string, work: WorkOutcome): CheckResult {
   const js = judgeDriver(rec);
@@ -32,7 +33,11 @@ function toResult(rec: DriverRecording, extra: string, work: WorkOutcome): Check
   if (failed.length > 0) return { verdict: 'FAIL', detail: failed.map((j) => `[${j.clause}] ${j.detail}`).join('; ') + workNote, perClause: per };
   const passed = js.filter((j) => j.verdict === 'PASS').length;
   if (!work.ok) {
-    for (const j of js) if (j.verdict === 'PASS') per[j.clause] = { verdict: work.verdict, detail: `recorded accesses hold (${j.detail}), but the workload was not served: ${work.detail}` };
+    // WEDGED: the device stopped answering, so the run proves nothing either way. FAIL: the device
+    // under test served the request wrongly — its fault, not the driver's — so the driver clauses
+    // are not judged from this run (SKIP with the reason) while the check itself FAILs.
+    const clauseVerdict = work.verdict === 'WEDGED' ? 'WEDGED' : 'SKIP';
+    for (const j of js) if (j.verdict === 'PASS') per[j.clause] = { verdict: clauseVerdict, detail: `recorded accesses hold (${j.detail}), but the workload was not served: ${work.detail}` };
     return { verdict: work.verdict, detail: `${passed} driver clauses hold over ${rec.events.length} decoded accesses${extra}, but the workload was not served: ${work.detail}`, perClause: per };
   }
   return pass(`${passed} driver clauses hold over ${rec.events.length} decoded accesses${extra}${workNote}`, per);
