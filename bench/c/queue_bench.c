@@ -469,6 +469,9 @@ HOT int driver_post(struct bench *b, uint32_t max, const int P, const uint32_t D
   uint32_t len[3];
   uint32_t posted = 0;
   uint8_t *mem = b->m.p;
+  /* Room first, as a driver does: nothing is prepared for a chain that cannot be added. */
+  uint32_t room = (P ? b->pdrv.num_free : b->sdrv.num_free) / D;
+  if (max > room) max = room;
   while (posted < max && b->nfree_tok > 0) {
     uint32_t t = b->free_tok[b->nfree_tok - 1];
     int r;

@@ -264,6 +264,12 @@ export class BenchDriver {
 
   /** Post up to `max` (≤ 64) chains and publish them; returns how many were posted. */
   post(max: number): number {
+    // Room first, as a driver does (Linux's virtqueue_add checks num_free before anything else): no
+    // request is prepared — no header written into guest memory — for a chain that cannot be added.
+    // The C reference (bench/c/queue_bench.c, driver_post) does the same.
+    const room = Math.floor(this.drv.freeCount / this.descs);
+    if (room < max) max = room;
+    if (max <= 0) return 0;
     if (this.visitApi) return this.postVisit(max);
     if (!this.batchApi) return this.postChains(max);
     return this.descs === 3 ? this.postBatch3(max) : this.postBatch1(max);
