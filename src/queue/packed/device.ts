@@ -447,15 +447,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     return n;
   }
 
-  /**
-   * popEach's loop over regular buffers (the acceptance rules of {@link popFast}, the same scan and
-   * single acquire): walk into the scratch chain, call the visitor, then write the used descriptor
-   * (the call's first one without its flags: fs[FS_PUB]) or mark the buffer in flight. Stops —
-   * consuming nothing — at the first buffer it does not take (fs[FS_STOP] as popFast), and after a
-   * completion whose used descriptor landed on the next avail slot (STOP_EMPTY). No calls in the
-   * loop but the visitor.
-   * @returns buffers visited so far in this popEach call
-   */
   /** visitFast, specialised per queue (see specialize.ts); made on first use. */
   private visitFastFn: ((v: ChainVisitor) => number) | null = null;
   /** Compile (once) this queue's own copy of visitFast (see specialize.ts). */
@@ -463,6 +454,16 @@ export class PackedDeviceQueue implements DeviceQueue {
     return (this.visitFastFn = specialize(PackedDeviceQueue.make_visitFast, { AVAIL_USED, FS_ATOMIC, FS_DIF, FS_DONE, FS_KEPT, FS_MAX, FS_MAXDIRECT, FS_N, FS_OFF, FS_PUB, FS_PUB_FLAGS, FS_REGION, FS_SIZE, FS_STOP, FS_USED_OFF, FS_USED_WRAP, FS_WRAP, F_AVAIL, F_INDIRECT, F_NEXT, F_USED, F_WRITE, STOP_EMPTY, STOP_SLOW, TWO_POW_32 }, this));
   }
 
+  /**
+   * Factory of popEach's loop over regular buffers for one queue (compiled once per queue by
+   * specialize()); the acceptance rules of {@link popFast}, the same scan and single acquire, lists
+   * of up to three descriptors (longer ones are left to the complete walker). It walks into the
+   * scratch chain, calls the visitor, then writes the used descriptor (the call's first one without
+   * its flags: fs[FS_PUB]) or marks the buffer in flight. Stops — consuming nothing — at the first
+   * buffer it does not take (fs[FS_STOP] as popFast), and after a completion whose used descriptor
+   * landed on the next avail slot (STOP_EMPTY). No calls in the loop but the visitor. The returned
+   * function gives the buffers visited so far in this popEach call.
+   */
   private static make_visitFast(q: PackedDeviceQueue): (v: ChainVisitor) => number {
     const fs = q.fs;
     const size = fs[FS_SIZE]!;

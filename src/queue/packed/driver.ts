@@ -591,14 +591,6 @@ export class PackedDriverQueue implements DriverQueue {
     return k;
   }
 
-  /**
-   * addEach's loop (the rules of {@link addFast}): ask the filler for chain k, write its
-   * descriptors (head flags last; the publish batch's first head held back), record the id. Stops
-   * when the filler returns 0, or — consuming nothing but the description — at a chain it does not
-   * take (ds[DS_REFUSED] = 1, the filler's count in {@link refusedCnt}). Its state goes back to `ds`
-   * in `finally`, so a filler that throws leaves the chains before it added. No calls in the loop
-   * but the filler.
-   */
   /** addEachFast, specialised per queue (see specialize.ts); made on first use. */
   private addEachFastFn: ((f: ChainFiller) => void) | null = null;
   /** Compile (once) this queue's own copy of addEachFast (see specialize.ts). */
@@ -606,6 +598,15 @@ export class PackedDriverQueue implements DriverQueue {
     return (this.addEachFastFn = specialize(PackedDriverQueue.make_addEachFast, { AVAIL_USED, DS_FREE_DESCS, DS_FREE_HEAD, DS_K, DS_MAXDIRECT, DS_N, DS_OFF, DS_PENDING, DS_PENDING_FLAGS, DS_REFUSED, DS_SIZE, DS_SLOTS_ADDED, DS_WRAP, F_AVAIL, F_NEXT, F_USED, F_WRITE, REC_DESCS, REC_NEXT_FREE, REC_WRITABLE, TWO_POW_32 }, this));
   }
 
+  /**
+   * Factory of addEach's loop for one queue (compiled once per queue by specialize()); the rules of
+   * {@link addFast}: ask the filler for chain k, write its descriptors (lists of up to three; longer
+   * ones are refused to the general writer; head flags last; the publish batch's first head held
+   * back), record the id. Stops when the filler returns 0, or — consuming nothing but the
+   * description — at a chain it does not take (ds[DS_REFUSED] = 1, the filler's count in
+   * {@link refusedCnt}). Its state goes back to `ds` in `finally`, so a filler that throws leaves the
+   * chains before it added. No calls in the loop but the filler.
+   */
   private static make_addEachFast(q: PackedDriverQueue): (f: ChainFiller) => void {
     const ds = q.ds;
     const size = ds[DS_SIZE]!;
@@ -821,12 +822,6 @@ export class PackedDriverQueue implements DriverQueue {
     return k;
   }
 
-  /**
-   * collectEach's loop: the checks and the single acquire of {@link collectFast}, then the visitor
-   * (which must not call this queue: the ring state is in locals until the loop ends). Stops
-   * without consuming at the first entry it does not take (ds[DS_PENDING] as collectFast).
-   * @returns the number of buffers collected in this collectEach call so far
-   */
   /** collectEachFast, specialised per queue (see specialize.ts); made on first use. */
   private collectEachFastFn: ((v: UsedVisitor) => number) | null = null;
   /** Compile (once) this queue's own copy of collectEachFast (see specialize.ts). */
@@ -834,6 +829,13 @@ export class PackedDriverQueue implements DriverQueue {
     return (this.collectEachFastFn = specialize(PackedDriverQueue.make_collectEachFast, { AVAIL_USED, DS_ATOMIC, DS_FREE_HEAD, DS_K, DS_N, DS_OFF, DS_PENDING, DS_SIZE, DS_SLOTS_ADDED, DS_WRAP, F_WRITE, REC_DESCS, REC_NEXT_FREE, REC_WRITABLE }, this));
   }
 
+  /**
+   * Factory of collectEach's loop for one queue (compiled once per queue by specialize()): the
+   * checks and the single acquire of {@link collectFast}, then the visitor (which must not call this
+   * queue: the ring state is in locals until the loop ends). Stops without consuming at the first
+   * entry it does not take (ds[DS_PENDING] as collectFast). The returned function gives the number
+   * of buffers collected in this collectEach call so far.
+   */
   private static make_collectEachFast(q: PackedDriverQueue): (v: UsedVisitor) => number {
     const ds = q.ds;
     const size = ds[DS_SIZE]!;

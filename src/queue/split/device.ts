@@ -353,12 +353,6 @@ export class SplitDeviceQueue implements DeviceQueue {
     return n;
   }
 
-  /**
-   * popEach's loop over regular chains (the acceptance rules of {@link popFast}): walk into
-   * {@link cur}, call the visitor, write the used element or mark the chain in flight. Stops —
-   * consuming nothing — at the first chain it does not take. No calls in the loop but the visitor.
-   * @returns chains visited so far in this popEach call
-   */
   /** visitFast, specialised per queue (see specialize.ts); made on first use. */
   private visitFastFn: ((v: ChainVisitor) => number) | null = null;
   /** Compile (once) this queue's own copy of visitFast (see specialize.ts). */
@@ -366,6 +360,13 @@ export class SplitDeviceQueue implements DeviceQueue {
     return (this.visitFastFn = specialize(SplitDeviceQueue.make_visitFast, { FS_AVAIL, FS_LAST, FS_MASK, FS_MAX, FS_N, FS_SIZE, FS_USED, F_INDIRECT, F_NEXT, F_WRITE, MAX_CHAIN_BYTES, TWO32 }, this));
   }
 
+  /**
+   * Factory of popEach's loop for one queue (compiled once per queue by specialize()): walk regular
+   * chains of up to three descriptors into {@link cur} (the acceptance rules of {@link popFast}),
+   * call the visitor, write the used element or mark the chain in flight. Stops — consuming
+   * nothing — at the first chain it does not take. No calls in the loop but the visitor.
+   * The returned function gives the chains visited so far in this popEach call.
+   */
   private static make_visitFast(q: SplitDeviceQueue): (v: ChainVisitor) => number {
     const fs = q.fs;
     const size = fs[FS_SIZE]!;

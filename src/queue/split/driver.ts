@@ -650,11 +650,6 @@ export class SplitDriverQueue implements DriverQueue {
     return k;
   }
 
-  /**
-   * addEach's loop: ask the filler for chain k, write its descriptors, record it, fill the avail
-   * entry. Leaves ds[DS_SEG] = 0 when it stopped because the filler returned 0 or the ring is full,
-   * else the segment count of the chain it did not take (for {@link addEachSlow} to check).
-   */
   /** addEachFast, specialised per queue (see specialize.ts); made on first use. */
   private addEachFastFn: ((f: ChainFiller) => number) | null = null;
   /** Compile (once) this queue's own copy of addEachFast (see specialize.ts). */
@@ -662,6 +657,12 @@ export class SplitDriverQueue implements DriverQueue {
     return (this.addEachFastFn = specialize(SplitDriverQueue.make_addEachFast, { DS_AVAIL, DS_FREE_HEAD, DS_K, DS_MASK, DS_N, DS_NUM_FREE, DS_SEG, F_NEXT, F_WRITE, REC_DESCS, REC_NEXT, REC_TAIL, REC_WRITABLE, TWO32 }, this));
   }
 
+  /**
+   * Factory of addEach's loop for one queue (compiled once per queue by specialize()): ask the
+   * filler for chain k, write its descriptors (chains of up to three segments; longer ones are left
+   * to {@link addEachSlow}), record it, fill the avail entry. Leaves ds[DS_SEG] = 0 when it stopped
+   * because the filler returned 0, else 1 with the refused chain's segment count in pendingCnt.
+   */
   private static make_addEachFast(q: SplitDriverQueue): (f: ChainFiller) => number {
     const ds = q.ds;
     const mask = ds[DS_MASK]!;
@@ -840,10 +841,6 @@ export class SplitDriverQueue implements DriverQueue {
     return k;
   }
 
-  /**
-   * collectEach's loop: the checks of {@link collectFast}, then the visitor (which must not call
-   * this queue: the ring state is in locals until the loop ends).
-   */
   /** collectEachFast, specialised per queue (see specialize.ts); made on first use. */
   private collectEachFastFn: ((v: UsedVisitor) => number) | null = null;
   /** Compile (once) this queue's own copy of collectEachFast (see specialize.ts). */
@@ -851,6 +848,11 @@ export class SplitDriverQueue implements DriverQueue {
     return (this.collectEachFastFn = specialize(SplitDriverQueue.make_collectEachFast, { DS_FREE_HEAD, DS_K, DS_LAST_USED, DS_MASK, DS_N, DS_NUM_FREE, DS_SIZE, DS_USED, REC_DESCS, REC_NEXT, REC_TAIL, REC_WRITABLE }, this));
   }
 
+  /**
+   * Factory of collectEach's loop for one queue (compiled once per queue by specialize()): the
+   * checks of {@link collectFast}, then the visitor (which must not call this queue: the ring state
+   * is in locals until the loop ends).
+   */
   private static make_collectEachFast(q: SplitDriverQueue): (v: UsedVisitor) => number {
     const ds = q.ds;
     const mask = ds[DS_MASK]!;
