@@ -615,13 +615,6 @@ export class PackedDriverQueue implements DriverQueue {
     const sLen = q.fillLen;
     const d32 = q.desc32;
     const rec = q.rec;
-    /** Address and length of one descriptor (the flags word is written by the caller). */
-    const putBody = (b: number, a: number, l: number): void => {
-      // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
-      d32[b] = a >>> 0;
-      d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
-      d32[b | 2] = l;
-    };
     return (f: ChainFiller): void => {
       const nChains = ds[DS_N]!;
       let k = ds[DS_K]!;
@@ -656,7 +649,9 @@ export class PackedDriverQueue implements DriverQueue {
             const a = sAddr[0]!;
             const l = sLen[0]!;
             const b = off << 2;
-            putBody(b, a, l);
+            d32[b] = a >>> 0;
+            d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+            d32[b | 2] = l;
             if (readable === 0) {
               headFlags = av | F_WRITE;
               writable = l;
@@ -675,7 +670,9 @@ export class PackedDriverQueue implements DriverQueue {
             let a = sAddr[0]!;
             let l = sLen[0]!;
             let b = off << 2;
-            putBody(b, a, l);
+            d32[b] = a >>> 0;
+            d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+            d32[b | 2] = l;
             if (readable === 0) writable = l;
             off = (off + 1) | 0;
             if (off === size) {
@@ -686,7 +683,9 @@ export class PackedDriverQueue implements DriverQueue {
             a = sAddr[1]!;
             l = sLen[1]!;
             b = off << 2;
-            putBody(b, a, l);
+            d32[b] = a >>> 0;
+            d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+            d32[b | 2] = l;
             let fl = av;
             if (readable <= 1) {
               fl |= F_WRITE;
@@ -703,7 +702,9 @@ export class PackedDriverQueue implements DriverQueue {
               a = sAddr[2]!;
               l = sLen[2]!;
               b = off << 2;
-              putBody(b, a, l);
+              d32[b] = a >>> 0;
+              d32[b | 1] = a > 0xffffffff ? (a / TWO_POW_32) >>> 0 : 0;
+              d32[b | 2] = l;
               fl = av;
               if (readable <= 2) {
                 fl |= F_WRITE;

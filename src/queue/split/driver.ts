@@ -672,13 +672,6 @@ export class SplitDriverQueue implements DriverQueue {
     const sAddr = q.fillAddr;
     const sLen = q.fillLen;
     const capSeg = sLen.length;
-    /** Address and length of one direct descriptor (the flags word is written by the caller). */
-    const putBody = (w: number, ad: number, l: number): void => {
-      // Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
-      desc[w] = ad >>> 0;
-      desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
-      desc[w | 2] = l;
-    };
     return (f: ChainFiller): number => {
       const n = ds[DS_N]!;
       let k = ds[DS_K]!;
@@ -699,13 +692,15 @@ export class SplitDriverQueue implements DriverQueue {
         const head = freeHead;
         let tail = head;
         let wBytes = 0;
-        // Segment 0.
+        // Segment 0. Addresses are below 2^53: `>>> 0` takes the low 32 bits exactly, `/ 2^32 >>> 0` the high ones.
         let ad = sAddr[0]!;
         let l = sLen[0]!;
         let w = head << 2;
         let nx = rec[(head << 3) | REC_NEXT]!;
         let fl = 0;
-        putBody(w, ad, l);
+        desc[w] = ad >>> 0;
+        desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+        desc[w | 2] = l;
         if (rdEnd === 0) {
           fl = F_WRITE;
           wBytes = l;
@@ -720,7 +715,9 @@ export class SplitDriverQueue implements DriverQueue {
           w = d1 << 2;
           nx = rec[(d1 << 3) | REC_NEXT]!;
           fl = 0;
-          putBody(w, ad, l);
+          desc[w] = ad >>> 0;
+          desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+          desc[w | 2] = l;
           if (rdEnd <= 1) {
             fl = F_WRITE;
             wBytes += l;
@@ -735,7 +732,9 @@ export class SplitDriverQueue implements DriverQueue {
             w = d2 << 2;
             nx = rec[(d2 << 3) | REC_NEXT]!;
             fl = 0;
-            putBody(w, ad, l);
+            desc[w] = ad >>> 0;
+            desc[w | 1] = ad > 0xffffffff ? (ad / TWO32) >>> 0 : 0;
+            desc[w | 2] = l;
             if (rdEnd <= 2) {
               fl = F_WRITE;
               wBytes += l;
