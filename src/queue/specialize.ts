@@ -15,8 +15,9 @@
  * literals, are added. Where code generation from strings is disallowed
  * (`--disallow-code-generation-from-strings`, a CSP), it falls back to calling the factory itself:
  * the same behaviour, without the gain, said once on `virtiokit:queue`. The same fallback is taken
- * when a self-test finds that compiled text no longer matches the names it was written with (a
- * minifier renamed the module constants that callers pass by name).
+ * when a self-test finds that compiled text no longer stands on its own (a minifier renamed the
+ * module constants that callers pass by name, or a transpiler wrapped functions in helpers of its
+ * own), and when instantiating a copy meets a name it lacks.
  */
 import { logger } from '../log.js';
 
@@ -57,7 +58,9 @@ export function specializationActive(): boolean {
 
 /**
  * A fresh instance of `factory` (a plain function, a static method or an arrow function whose
- * only free identifiers are globals and the names in `constants`), called with `args`.
+ * only free identifiers are globals and the names in `constants`), called with `args`. Factories
+ * declare no named functions inside: a transpiler that keeps names (esbuild's `keepNames`, used by
+ * tsx) wraps them in a helper of its own that a copy does not have — instantiation then falls back.
  * @param factory returns the hot function, capturing what it needs as `const`s
  * @param constants module constants the factory uses, by name (finite numbers only)
  * @param args the factory's arguments (e.g. the queue)
@@ -99,5 +102,14 @@ function compileCopy<A extends unknown[], R>(factory: (...a: A) => R, constants:
     }
     return factory(...args);
   }
-  return made(...args);
+  try {
+    return made(...args);
+  } catch (e) {
+    // The copy's text refers to something only its module had (a transpiler's helper): run the
+    // factory itself, as for a failed self-test.
+    if (!(e instanceof ReferenceError)) throw e;
+    disabled = true;
+    log('a specialised copy could not be instantiated (%s): queue fast loops run unspecialised', e.message);
+    return factory(...args);
+  }
 }

@@ -4,7 +4,8 @@
  * must be handed to specialize() as a numeric constant. A name forgotten there would only fail when
  * its branch runs, so this test finds them statically with the TypeScript checker: for each
  * `static make_*` factory in the queue sources, the module-level values it refers to must equal
- * the constants listed in its specialize() call.
+ * the constants listed in its specialize() call, and the factory declares no function but the
+ * loop it returns.
  */
 import { describe, expect, it } from 'vitest';
 import ts from 'typescript';
@@ -73,6 +74,16 @@ describe('specialised fast loops: no module binding is left out of a specialize(
         const used = [...moduleNamesUsed(decl.body!, sf, checker)].sort();
         expect(passed.has(name), `${rel}: ${name} has no specialize() call`).toBe(true);
         expect([...passed.get(name)!].sort(), `${rel}: ${name}`).toEqual(used);
+        // One function inside a factory: the hot loop it returns, with none nested in it. A named
+        // inner function gets a transpiler helper (esbuild keepNames: `__name`) the copy lacks.
+        const fns: ts.Node[] = [];
+        const findFns = (n: ts.Node): void => {
+          if (ts.isFunctionLike(n)) fns.push(n);
+          ts.forEachChild(n, findFns);
+        };
+        ts.forEachChild(decl.body!, findFns);
+        expect(fns.length, `${rel}: ${name} declares functions besides its returned loop`).toBe(1);
+        expect(ts.isArrowFunction(fns[0]!) && ts.isReturnStatement(fns[0]!.parent), `${rel}: ${name} must return its loop as an arrow function`).toBe(true);
       }
     });
   }
