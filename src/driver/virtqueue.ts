@@ -88,7 +88,13 @@ export class VirtqueueDriver {
   private readonly notifier: QueueNotifier;
   private readonly dma: DriverDma;
   private readonly ram: GuestRamAllocator;
-  private readonly notifyAddr: number;
+  /**
+   * `[notify address]` in a generic (tagged-element) array. A bus address is above the small-integer
+   * range, so a number field holding it is stored unboxed and re-boxed (a 16-byte heap number)
+   * every time it is passed to a call that is not inlined — once per kick. Read from here, the
+   * number boxed once at construction is passed as it is: kick allocates nothing.
+   */
+  private readonly notifyAddrBox: number[];
   private readonly notifyValue: number;
   private readonly data32: boolean;
   private readonly bounces: boolean;
@@ -121,7 +127,9 @@ export class VirtqueueDriver {
     this.notifier = notifier;
     this.dma = dma;
     this.ram = ram;
-    this.notifyAddr = notify.addr;
+    // Filled with a non-number first: the elements kind stays generic for good (never unboxed doubles).
+    this.notifyAddrBox = new Array<number>(1).fill(undefined as unknown as number);
+    this.notifyAddrBox[0] = notify.addr;
     this.notifyValue = notify.value & 0xffff;
     this.data32 = notify.data32;
     this.bounces = dma.bounces;
@@ -246,10 +254,10 @@ export class VirtqueueDriver {
     this.stats.kicks++;
     if (this.data32) {
       // pci.available-buffer-notif.driver.2/.3/.4: 32-bit, vq index (or config data) | next_off/next_wrap.
-      this.notifier.notify32(this.notifyAddr, (this.notifyValue | this.ring.notificationData()) >>> 0);
+      this.notifier.notify32(this.notifyAddrBox[0]!, (this.notifyValue | this.ring.notificationData()) >>> 0);
     } else {
       // pci.available-buffer-notif.driver.1/.3/.4: 16-bit vq index (or queue_notif_config_data).
-      this.notifier.notify16(this.notifyAddr, this.notifyValue);
+      this.notifier.notify16(this.notifyAddrBox[0]!, this.notifyValue);
     }
     return true;
   }

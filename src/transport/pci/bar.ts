@@ -145,6 +145,15 @@ export class PciBars {
     return this.bars[index]?.spec.size ?? 0;
   }
 
+  /**
+   * Bus address BAR `index` is programmed at (0 after reset), or -1 when it is not implemented.
+   * Allocation-free (for the per-access decode path; {@link info} builds an object).
+   */
+  address(index: number): number {
+    const st = this.bars[index];
+    return st === undefined ? -1 : st.hi * TWO32 + st.lo;
+  }
+
   /** Current view of BAR `index`, or undefined when it is not implemented. */
   info(index: number): BarInfo | undefined {
     const st = this.bars[index];

@@ -134,7 +134,10 @@ export class PciConfigSpace {
   }
 
   private checkHost(off: number, len: number): void {
-    requireArg(Number.isInteger(off) && off >= 0 && Number.isInteger(len) && len > 0 && off + len <= this.data.length, `config space range [0x${off.toString(16)}, +${len}) is outside the ${this.data.length}-byte space`);
+    // Hot path (get/set run per interrupt): the message is built only on failure — no allocation otherwise.
+    if (!(Number.isInteger(off) && off >= 0 && Number.isInteger(len) && len > 0 && off + len <= this.data.length)) {
+      requireArg(false, `config space range [0x${off.toString(16)}, +${len}) is outside the ${this.data.length}-byte space`);
+    }
   }
 
   // ---------------------------------------------------------------- driver side (never throws)

@@ -59,6 +59,13 @@ export class Msix {
   private readonly pba: Uint8Array;
   private readonly pdv: DataView;
   private deliver: MsiSink;
+  /**
+   * Message address of each entry, as a JS number kept in a generic (tagged) array. An x86 MSI
+   * address (0xFEE0_0000) is above the small-integer range, so a freshly computed address is a
+   * heap number allocated each time it crosses a call; reading it from here hands out the number
+   * boxed once when the entry was written, so {@link send} allocates nothing.
+   */
+  private readonly msgAddress: number[];
   private readonly enableListeners: Array<(enabled: boolean) => void> = [];
   private lastEnabled = false;
 
@@ -79,6 +86,10 @@ export class Msix {
     this.tdv = new DataView(this.table.buffer);
     this.pba = new Uint8Array(pbaBytes(o.vectors));
     this.pdv = new DataView(this.pba.buffer);
+    // Filled with a non-number first: the array's elements kind is then generic (tagged values) for
+    // good, never the unboxed-double kind whose reads box a new number (see msgAddress).
+    this.msgAddress = new Array<number>(o.vectors).fill(undefined as unknown as number);
+    this.msgAddress.fill(0);
     const off = caps.addRaw(PCI_CAP_ID_MSIX, 12);
     this.capOffset = off;
     space.set(off + 2, 2, o.vectors - 1); // pci.msix.device.2: Table Size (N − 1)
@@ -145,9 +156,8 @@ export class Msix {
   }
 
   private send(v: number): void {
-    const b = v * PCI_MSIX_ENTRY_SIZE;
-    const address = this.tdv.getUint32(b + 4, true) * 4294967296 + this.tdv.getUint32(b, true);
-    const data = this.tdv.getUint32(b + 8, true);
+    const address = this.msgAddress[v]!; // = entry(v).address, boxed once (no allocation here)
+    const data = this.tdv.getUint32(v * PCI_MSIX_ENTRY_SIZE + 8, true);
     this.sent++;
     try {
       this.deliver(address, data, v);
@@ -201,7 +211,15 @@ export class Msix {
         this.table[b] = byte;
       }
     }
+    // Message address fields touched: refresh the cached addresses of the entries written.
+    for (let v = off >>> 4; v <= (off + size - 1) >>> 4; v++) this.cacheAddress(v);
     this.flushPending();
+  }
+
+  private cacheAddress(v: number): void {
+    const b = v * PCI_MSIX_ENTRY_SIZE;
+    const a = this.tdv.getUint32(b + 4, true) * 4294967296 + this.tdv.getUint32(b, true);
+    if (this.msgAddress[v] !== a) this.msgAddress[v] = a;
   }
 
   /** PBA read at `off` (relative to the PBA start); out of range reads 0. */
@@ -218,6 +236,7 @@ export class Msix {
   /** Function-level reset: MSI-X disabled, function unmasked, every vector masked, nothing pending. */
   reset(): void {
     this.table.fill(0);
+    this.msgAddress.fill(0);
     for (let v = 0; v < this.vectors; v++) this.table[v * PCI_MSIX_ENTRY_SIZE + 12] = 1;
     this.pba.fill(0);
     this.space.set(this.capOffset + 2, 2, this.vectors - 1);

@@ -293,13 +293,13 @@ export class VirtioPciDevice implements TransportHooks {
   mmioRead(addr: number, size: number): number {
     const b = this.barSet.decode(addr, size);
     if (b < 0) return allOnes(size);
-    return this.barRead(b, addr - this.barSet.info(b)!.address, size);
+    return this.barRead(b, addr - this.barSet.address(b), size);
   }
 
   /** Bus-address write (see {@link mmioRead}). */
   mmioWrite(addr: number, size: number, value: number): void {
     const b = this.barSet.decode(addr, size);
-    if (b >= 0) this.barWrite(b, addr - this.barSet.info(b)!.address, size, value);
+    if (b >= 0) this.barWrite(b, addr - this.barSet.address(b), size, value);
   }
 
   // ------------------------------------------------------------------ state
