@@ -22,6 +22,11 @@
  *        "interrupt" counter (release); each side busy-polls the other's counter (acquire),
  *        bounded in time (--timeout-ms without progress -> exit 3).
  *
+ * --sides 1 (two agents only): also time each side's busy calls with CLOCK_MONOTONIC — driver_post
+ *        and driver_reclaim calls that moved chains, device_batch calls that served some — and
+ *        print "sides":{"post_ns","reclaim_ns","device_ns"} per chain over the timed repetitions
+ *        (two clock reads per call; the JS harness does the same with --sides).
+ *
  * Output: one JSON object on stdout. Exit codes: 0 ok, 2 bad arguments, 3 timeout,
  * 4 ring/check error.
  *
@@ -577,7 +582,19 @@ struct shared {
   _Alignas(64) uint32_t irq;    /* device -> driver: bumped after each used batch */
   _Alignas(64) uint32_t stop;   /* driver -> device: leave the loop */
   _Alignas(64) uint32_t dev_state; /* device -> driver: 1 running, 2 exited ok, 3 error, 4 timeout */
+  _Alignas(64) uint32_t epoch;  /* driver -> device (--sides): bumped when a measurement phase starts */
+  _Alignas(64) double dev_ns;   /* device only (--sides): busy ns and chains of the current epoch */
+  double dev_chains;
 };
+
+/* --sides: time the busy calls of each side (two agents). */
+static int g_sides = 0;
+static double g_post_ns, g_post_chains, g_recl_ns, g_recl_chains, g_dev_ns, g_dev_chains;
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
 
 struct dev_arg {
   struct bench *b;
@@ -588,7 +605,7 @@ struct dev_arg {
 HOT void device_loop(struct dev_arg *a, const int P, const uint32_t D) {
   struct bench *b = a->b;
   struct shared *s = a->s;
-  uint32_t seen = 0, irq = 0;
+  uint32_t seen = 0, irq = 0, epoch = 0;
   REL(&s->dev_state, 1);
   double last_progress = now_s();
   uint32_t spins = 0;
@@ -603,7 +620,16 @@ HOT void device_loop(struct dev_arg *a, const int P, const uint32_t D) {
     }
     seen = nt;
     for (;;) {
-      int n = device_batch(b, P, D);
+      int n;
+      if (g_sides) {
+        uint32_t ep = ACQ(&s->epoch);
+        if (ep != epoch) { epoch = ep; s->dev_ns = 0; s->dev_chains = 0; }
+        double c0 = now_ns();
+        n = device_batch(b, P, D);
+        if (n > 0) { s->dev_ns += now_ns() - c0; s->dev_chains += n; }
+      } else {
+        n = device_batch(b, P, D);
+      }
       if (n < 0) { REL(&s->dev_state, 3); return; }
       if (n == 0) break;
       REL(&s->irq, ++irq);
@@ -635,14 +661,21 @@ HOT int64_t run_two(struct bench *b, struct shared *s, double secs, double timeo
   uint32_t inflight = 0;
   for (;;) {
     if (posting) {
+      double c0 = g_sides ? now_ns() : 0;
       int p = driver_post(b, BATCH, P, D);
-      if (p > 0) { inflight += (uint32_t)p; REL(&s->notify, ++notify); }
+      if (p > 0) {
+        if (g_sides) { g_post_ns += now_ns() - c0; g_post_chains += p; }
+        inflight += (uint32_t)p;
+        REL(&s->notify, ++notify);
+      }
     }
     uint32_t ir = ACQ(&s->irq);
     if (ir != seen) {
       seen = ir;
+      double c0 = g_sides ? now_ns() : 0;
       int r = driver_reclaim(b, P, D);
       if (r < 0) return -1;
+      if (g_sides && r > 0) { g_recl_ns += now_ns() - c0; g_recl_chains += r; }
       done += r;
       inflight -= (uint32_t)r;
       spins = 0;
@@ -686,7 +719,7 @@ static int64_t two(struct bench *b, struct shared *s, double secs, double timeou
 /* -------------------------------------------------------------------- main */
 
 static void usage(void) {
-  fprintf(stderr, "usage: queue_bench --ring split|packed --descs 1|3 --agents 1|2 [--ms N] [--warmup-ms N] [--reps N] [--timeout-ms N]\n");
+  fprintf(stderr, "usage: queue_bench --ring split|packed --descs 1|3 --agents 1|2 [--ms N] [--warmup-ms N] [--reps N] [--timeout-ms N] [--sides 0|1]\n");
 }
 
 int main(int argc, char **argv) {
@@ -694,6 +727,7 @@ int main(int argc, char **argv) {
   uint32_t descs = 0;
   double ms = 200, warm = 100, timeout_ms = 5000;
   int reps = 3;
+  int sides = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) { usage(); return 2; }
@@ -704,10 +738,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--warmup-ms")) warm = atof(v);
     else if (!strcmp(a, "--reps")) reps = atoi(v);
     else if (!strcmp(a, "--timeout-ms")) timeout_ms = atof(v);
+    else if (!strcmp(a, "--sides")) sides = !strcmp(v, "1") ? 1 : !strcmp(v, "0") ? 0 : -1;
     else { usage(); return 2; }
     i++;
   }
-  if (packed < 0 || (descs != 1 && descs != 3) || (agents != 1 && agents != 2) || reps < 1 || reps > 100 || !(ms > 0) || !(warm >= 0) || !(timeout_ms > 0)) {
+  if (packed < 0 || (descs != 1 && descs != 3) || (agents != 1 && agents != 2) || reps < 1 || reps > 100 || !(ms > 0) || !(warm >= 0) || !(timeout_ms > 0) || sides < 0 || (sides && agents != 2)) {
     usage();
     return 2;
   }
@@ -730,6 +765,8 @@ int main(int argc, char **argv) {
   } else {
     struct shared *s = aligned_alloc(64, sizeof(struct shared));
     memset(s, 0, sizeof *s);
+    g_sides = sides;
+    s->epoch = 1; /* warm-up */
     struct dev_arg da = { b, s, timeout };
     pthread_t th;
     if (pthread_create(&th, NULL, device_thread, &da) != 0) { fprintf(stderr, "pthread_create failed\n"); return 1; }
@@ -738,6 +775,9 @@ int main(int argc, char **argv) {
       int64_t n = two(b, s, warm / 1000.0, timeout, &el);
       if (n < 0) rc = n == -2 ? 3 : 4;
     }
+    /* Timed repetitions: a new epoch (the device zeroes its sums) and zeroed driver sums. */
+    REL(&s->epoch, 2);
+    g_post_ns = g_post_chains = g_recl_ns = g_recl_chains = 0;
     for (int r = 0; r < reps && rc == 0; r++) {
       int64_t n = two(b, s, ms / 1000.0, timeout, &el);
       if (n < 0) { rc = n == -2 ? 3 : 4; break; }
@@ -746,6 +786,8 @@ int main(int argc, char **argv) {
     }
     REL(&s->stop, 1);
     pthread_join(th, NULL);
+    g_dev_ns = s->dev_ns;
+    g_dev_chains = s->dev_chains;
     uint32_t ds = ACQ(&s->dev_state);
     if (rc == 0 && ds == 4) { fail("timeout: driver made no progress"); rc = 3; }
     if (rc == 0 && ds == 3) rc = 4;
@@ -758,6 +800,9 @@ int main(int argc, char **argv) {
   printf("{\"ok\":true,\"ring\":\"%s\",\"descs\":%u,\"agents\":%d,\"chains\":%lld,\"checksum\":%llu,\"mchains_per_s\":[",
          packed ? "packed" : "split", descs, agents, (long long)total, (unsigned long long)b->checksum);
   for (int r = 0; r < reps; r++) printf("%s%.4f", r ? "," : "", res[r]);
-  printf("]}\n");
+  printf("]");
+  if (sides && g_post_chains > 0 && g_recl_chains > 0 && g_dev_chains > 0)
+    printf(",\"sides\":{\"post_ns\":%.2f,\"reclaim_ns\":%.2f,\"device_ns\":%.2f}", g_post_ns / g_post_chains, g_recl_ns / g_recl_chains, g_dev_ns / g_dev_chains);
+  printf("}\n");
   return 0;
 }

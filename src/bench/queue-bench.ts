@@ -13,7 +13,7 @@ import { nodeArgsFor, siblingModule } from './launch.js';
 import { type CellRound, type CellRoundReply, type CellRoundRequest, runCellRound } from './queue-cell.js';
 import { type Agents, BENCH_BATCH, BENCH_QUEUE_SIZE, type ChainDescs, type QueueCell, type RingKind } from './queue-layout.js';
 import { checkMeasureOptions, type MeasureOptions } from './measure.js';
-import { buildRow, type QueueBenchReport, type RoundValue } from './queue-report.js';
+import { buildRow, type QueueBenchReport, type RoundValue, sidesNs } from './queue-report.js';
 import { best } from './stats.js';
 import type { QueueApi } from './queue-agents.js';
 
@@ -115,7 +115,7 @@ export async function runQueueBench(o: QueueBenchOptions): Promise<QueueBenchRep
       const c = best(res.c.mchainsPerS);
       log('round %d %o: js %d c %d', r, cell, js, c);
       const plain = res.plain !== undefined ? best(res.plain.mchainsPerS) : null;
-      perCell[i]!.push({
+      const rv: RoundValue = {
         round: r + 1,
         mchains_per_s: js,
         c_mchains_per_s: c,
@@ -125,7 +125,9 @@ export async function runQueueBench(o: QueueBenchOptions): Promise<QueueBenchRep
         api: res.js.api ?? 'chain',
         plain_mchains_per_s: plain,
         plain_ratio_vs_c: plain === null ? null : plain / c,
-      });
+      };
+      if (res.js.sides !== undefined && res.c.sides !== undefined) rv.sides = { js: sidesNs(res.js.sides), c: sidesNs(res.c.sides) };
+      perCell[i]!.push(rv);
     }
   }
   const cpuList = cpus();

@@ -5,9 +5,21 @@
  * warm-up and N timed repetitions, and the round's value of each side is its best repetition.
  * The ratio JS/C is taken within each round; a row reports the median over rounds and [min–max].
  */
-import type { MeasureOptions } from './measure.js';
+import type { MeasureOptions, SideTimes } from './measure.js';
 import type { Agents, ChainDescs, QueueCell, RingKind } from './queue-layout.js';
 import { summarize } from './stats.js';
+
+/** Busy time per chain of each side with two agents (`--sides`), ns. */
+export interface SidesNs {
+  post_ns: number;
+  reclaim_ns: number;
+  device_ns: number;
+}
+
+/** JSON form of a {@link SideTimes}. */
+export function sidesNs(s: SideTimes): SidesNs {
+  return { post_ns: round4(s.postNs), reclaim_ns: round4(s.reclaimNs), device_ns: round4(s.deviceNs) };
+}
 
 /** One round of one cell, as reported. */
 export interface RoundValue {
@@ -24,6 +36,8 @@ export interface RoundValue {
   plain_mchains_per_s: number | null;
   /** plain_mchains_per_s / c_mchains_per_s of this round, or null. */
   plain_ratio_vs_c: number | null;
+  /** Two agents with `--sides`: busy ns per chain of each side, JS and C, in this round. */
+  sides?: { js: SidesNs; c: SidesNs };
 }
 
 /** One row of the report. */
@@ -52,6 +66,11 @@ export interface QueueBenchRow {
   target_ratio: number | null;
   /** ratio_vs_c ≥ target_ratio (null without a target). */
   meets_target: boolean | null;
+  /**
+   * Two agents with `--sides`: median over rounds of each side's busy ns per chain (driver post,
+   * driver reclaim, device batch), JS and C; null otherwise.
+   */
+  sides: { js: SidesNs; c: SidesNs } | null;
   rounds: RoundValue[];
 }
 
@@ -99,6 +118,15 @@ export function buildRow(cell: QueueCell, rounds: RoundValue[]): QueueBenchRow {
   const ratio = summarize(rounds.map((r) => r.ratio_vs_c));
   const plainRatios = rounds.map((r) => r.plain_ratio_vs_c).filter((x): x is number => x !== null);
   const target = targetRatio(cell);
+  const timed = rounds.map((r) => r.sides).filter((x): x is { js: SidesNs; c: SidesNs } => x !== undefined);
+  const med = (f: (x: { js: SidesNs; c: SidesNs }) => number): number => round4(summarize(timed.map(f)).median);
+  const sides =
+    timed.length === 0
+      ? null
+      : {
+          js: { post_ns: med((x) => x.js.post_ns), reclaim_ns: med((x) => x.js.reclaim_ns), device_ns: med((x) => x.js.device_ns) },
+          c: { post_ns: med((x) => x.c.post_ns), reclaim_ns: med((x) => x.c.reclaim_ns), device_ns: med((x) => x.c.device_ns) },
+        };
   return {
     ring: cell.ring,
     descs: cell.descs,
@@ -113,6 +141,7 @@ export function buildRow(cell: QueueCell, rounds: RoundValue[]): QueueBenchRow {
     plain_ratio_vs_c: plainRatios.length > 0 ? round4(summarize(plainRatios).median) : null,
     target_ratio: target,
     meets_target: target === null ? null : ratio.median >= target,
+    sides,
     rounds,
   };
 }
@@ -133,6 +162,35 @@ function rateDigits(x: number): number {
 function cellText(med: number, range: [number, number], digits?: number): string {
   const d = digits ?? rateDigits(med);
   return `${fmt(med, d)} [${fmt(range[0], d)}–${fmt(range[1], d)}]`;
+}
+
+/** The `--sides` table: busy ns per chain of each side next to the elapsed ns per chain. */
+function formatSides(rows: QueueBenchRow[]): string {
+  const head = ['ring', 'descs', 'JS post', 'reclaim', 'device', 'sum', 'elapsed', 'C post', 'reclaim', 'device', 'sum', 'elapsed'];
+  const lines: string[][] = [head];
+  const sum = (s: SidesNs): number => s.post_ns + s.reclaim_ns + s.device_ns;
+  for (const r of rows) {
+    const s = r.sides!;
+    lines.push([
+      r.ring,
+      String(r.descs),
+      fmt(s.js.post_ns, 1),
+      fmt(s.js.reclaim_ns, 1),
+      fmt(s.js.device_ns, 1),
+      fmt(sum(s.js), 1),
+      fmt(1e3 / r.mchains_per_s, 1),
+      fmt(s.c.post_ns, 1),
+      fmt(s.c.reclaim_ns, 1),
+      fmt(s.c.device_ns, 1),
+      fmt(sum(s.c), 1),
+      fmt(1e3 / r.c_mchains_per_s, 1),
+    ]);
+  }
+  const widths = head.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
+  const out = lines.map((l) => l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+  out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  out.unshift('two agents, busy ns per chain of each side (median over rounds; --sides): driver post and reclaim calls, device batches; elapsed = 1000 / median M chains/s. A sum above elapsed means the sides overlapped; below it, both waited.');
+  return out.join('\n');
 }
 
 /** A readable table of the rows (plus a line of metadata). */
@@ -163,6 +221,8 @@ export function formatTable(report: QueueBenchReport): string {
   if (report.rows.some((r) => r.plain_ratio_vs_c !== null)) {
     out.push('plain JS/C: the C algorithm hand-written in plain JS (typed arrays, state in locals, no library; src/bench/queue-plain.ts), same rounds: what JS itself reaches here');
   }
+  const timed = report.rows.filter((r) => r.sides !== null);
+  if (timed.length > 0) out.push('', formatSides(timed));
   if (m.loadavg_per_round.some((l) => (l[0] ?? 0) >= 1)) out.push('note: the machine was busy (loadavg ≥ 1) during some rounds; two-agent numbers need both cores free');
   return out.join('\n');
 }

@@ -16,8 +16,13 @@ export const CTL_IRQ = 16;
 export const CTL_STOP = 32;
 /** Device → driver: a {@link DeviceState}. */
 export const CTL_DEV_STATE = 48;
+/**
+ * Driver → device, with `sides`: the measurement phase (1 = warm-up, 2 = timed repetitions); the
+ * device zeroes its busy-time sums when it changes.
+ */
+export const CTL_EPOCH = 64;
 /** Bytes of the control buffer. */
-export const CTL_BYTES = 256;
+export const CTL_BYTES = 320;
 
 /** Device loop states (CTL_DEV_STATE). */
 export const DeviceState = { STARTING: 0, RUNNING: 1, STOPPED: 2, FAILED: 3, TIMED_OUT: 4 } as const;
@@ -36,9 +41,17 @@ export interface DeviceWorkerData {
   timeoutMs: number;
   /** Effective API style (decided by the main thread). */
   api: 'chain' | 'batch' | 'visit';
+  /** Time each device batch (see MeasureOptions.sides). */
+  sides: boolean;
+}
+
+/** The device's busy time with `sides`: ms in batches that served chains, and those chains (current epoch). */
+export interface DeviceSides {
+  busyMs: number;
+  chains: number;
 }
 
 /** Messages from the device worker. */
 export type DeviceWorkerMessage =
   | { type: 'ready' }
-  | { type: 'done'; state: DeviceState; checksum: number; error: string | undefined };
+  | { type: 'done'; state: DeviceState; checksum: number; error: string | undefined; sides?: DeviceSides };

@@ -11,8 +11,8 @@ import type { RecordingSink } from '../device/choke.js';
 import { BenchDriver, effectiveApi, type QueueApi } from './queue-agents.js';
 import { describeSinks, makeDeviceQueue, makeDriverQueue } from './queue-impl.js';
 import { BENCH_BATCH, BENCH_MEM_SIZE, type ChainDescs, type RingKind } from './queue-layout.js';
-import { checkMeasureOptions, type MeasureOptions, type Measurement } from './measure.js';
-import { CTL_BYTES, CTL_DEV_STATE, CTL_IRQ, CTL_NOTIFY, CTL_STOP, DeviceState, type DeviceWorkerData, type DeviceWorkerMessage, SPINS_PER_CHECK } from './queue-shared.js';
+import { checkMeasureOptions, type MeasureOptions, type Measurement, type SideTimes } from './measure.js';
+import { CTL_BYTES, CTL_DEV_STATE, CTL_EPOCH, CTL_IRQ, CTL_NOTIFY, CTL_STOP, DeviceState, type DeviceWorkerData, type DeviceWorkerMessage, SPINS_PER_CHECK } from './queue-shared.js';
 import { siblingModule, startWorker } from './launch.js';
 
 /** Wait for the worker's next message, an error, an exit, or `ms`. */
@@ -52,11 +52,18 @@ interface DriverRun {
   elapsedMs: number;
 }
 
+/** Slots of the driver's busy-time sums (`sides`): ms in post calls that posted, chains posted, ms in reclaims that reclaimed, chains reclaimed. */
+const S_POST_MS = 0;
+const S_POST_N = 1;
+const S_RECL_MS = 2;
+const S_RECL_N = 3;
+
 /**
  * Driver side of one repetition: post and reclaim for `ms`, then drain.
+ * With `sides` (non-null) the post and reclaim calls that moved chains are timed into it.
  * Returns chains completed or a failure text.
  */
-function driverRun(driver: BenchDriver, sink: RecordingSink, ctl: Int32Array, ms: number, timeoutMs: number): DriverRun | string {
+function driverRun(driver: BenchDriver, sink: RecordingSink, ctl: Int32Array, ms: number, timeoutMs: number, sides: Float64Array | null): DriverRun | string {
   let done = 0;
   let seen = Atomics.load(ctl, CTL_IRQ);
   let notify = Atomics.load(ctl, CTL_NOTIFY);
@@ -66,14 +73,37 @@ function driverRun(driver: BenchDriver, sink: RecordingSink, ctl: Int32Array, ms
   let posting = true;
   let spins = 0;
   for (;;) {
-    if (posting && driver.post(BENCH_BATCH) > 0) {
-      notify = (notify + 1) | 0;
-      Atomics.store(ctl, CTL_NOTIFY, notify);
+    if (posting) {
+      let p: number;
+      if (sides !== null) {
+        const c0 = performance.now();
+        p = driver.post(BENCH_BATCH);
+        if (p > 0) {
+          sides[S_POST_MS] += performance.now() - c0;
+          sides[S_POST_N] += p;
+        }
+      } else {
+        p = driver.post(BENCH_BATCH);
+      }
+      if (p > 0) {
+        notify = (notify + 1) | 0;
+        Atomics.store(ctl, CTL_NOTIFY, notify);
+      }
     }
     const irq = Atomics.load(ctl, CTL_IRQ);
     if (irq !== seen) {
       seen = irq;
-      done += driver.reclaim();
+      if (sides !== null) {
+        const c0 = performance.now();
+        const r = driver.reclaim();
+        if (r > 0) {
+          sides[S_RECL_MS] += performance.now() - c0;
+          sides[S_RECL_N] += r;
+        }
+        done += r;
+      } else {
+        done += driver.reclaim();
+      }
       spins = 0;
       t = performance.now();
       lastProgress = t;
@@ -110,7 +140,10 @@ export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: Meas
   const used: QueueApi = effectiveApi(api, probe.dq, d.drv);
   const driver = new BenchDriver(d.drv, guest, descs, used);
   const url = siblingModule('queue-worker', import.meta.url);
-  const data: DeviceWorkerData = { guest, ctl: ctlBuf, ring, descs, timeoutMs: opts.timeoutMs, api: used };
+  const timing = opts.sides === true;
+  const data: DeviceWorkerData = { guest, ctl: ctlBuf, ring, descs, timeoutMs: opts.timeoutMs, api: used, sides: timing };
+  // Timed in warm-up too (same code path throughout: no deoptimization when measuring starts).
+  const sides = timing ? new Float64Array(4) : null;
   const w = startWorker(url, { workerData: data });
   const label = `${ring}, ${descs} descriptors, two agents`;
   let failure: string | undefined;
@@ -120,12 +153,16 @@ export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: Meas
     const startMs = Math.max(30_000, opts.timeoutMs);
     const ready = await nextMessage(w, startMs, 'starting');
     if (ready.type !== 'ready') throw new VirtioError('INTERNAL', `queue benchmark (${label}): device worker failed to start: ${ready.type === 'done' ? ready.error : ''}`);
+    Atomics.store(ctl, CTL_EPOCH, 1);
     if (opts.warmupMs > 0) {
-      const r = driverRun(driver, d.sink, ctl, opts.warmupMs, opts.timeoutMs);
+      const r = driverRun(driver, d.sink, ctl, opts.warmupMs, opts.timeoutMs, sides);
       if (typeof r === 'string') failure = r;
     }
+    // Timed repetitions: a new epoch (the device zeroes its sums), zeroed driver sums.
+    Atomics.store(ctl, CTL_EPOCH, 2);
+    sides?.fill(0);
     for (let i = 0; i < opts.reps && failure === undefined; i++) {
-      const r = driverRun(driver, d.sink, ctl, opts.ms, opts.timeoutMs);
+      const r = driverRun(driver, d.sink, ctl, opts.ms, opts.timeoutMs, sides);
       if (typeof r === 'string') {
         failure = r;
         break;
@@ -152,5 +189,18 @@ export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: Meas
   if (driver.badStatus !== 0) {
     throw new VirtioError('INTERNAL', `queue benchmark (${label}): ${driver.badStatus} status bytes were not written by the device`);
   }
-  return { mchainsPerS, chains, api: used };
+  const out: Measurement = { mchainsPerS, chains, api: used };
+  if (sides !== null) {
+    const dev = end.type === 'done' ? end.sides : undefined;
+    if (dev === undefined || !(dev.chains > 0) || !(sides[S_POST_N]! > 0) || !(sides[S_RECL_N]! > 0)) {
+      throw new VirtioError('INTERNAL', `queue benchmark (${label}): no busy-time figures (device ${JSON.stringify(dev)}, driver ${Array.from(sides).join(', ')})`);
+    }
+    const st: SideTimes = {
+      postNs: (sides[S_POST_MS]! / sides[S_POST_N]!) * 1e6,
+      reclaimNs: (sides[S_RECL_MS]! / sides[S_RECL_N]!) * 1e6,
+      deviceNs: (dev.busyMs / dev.chains) * 1e6,
+    };
+    out.sides = st;
+  }
+  return out;
 }

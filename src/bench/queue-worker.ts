@@ -8,15 +8,18 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { BenchDevice } from './queue-agents.js';
 import { describeSinks, makeDeviceQueue } from './queue-impl.js';
 import { BENCH_BATCH } from './queue-layout.js';
-import { CTL_DEV_STATE, CTL_IRQ, CTL_NOTIFY, CTL_STOP, DeviceState, type DeviceWorkerData, type DeviceWorkerMessage, SPINS_PER_CHECK } from './queue-shared.js';
+import { CTL_DEV_STATE, CTL_EPOCH, CTL_IRQ, CTL_NOTIFY, CTL_STOP, type DeviceSides, DeviceState, type DeviceWorkerData, type DeviceWorkerMessage, SPINS_PER_CHECK } from './queue-shared.js';
 
 /**
  * Poll and serve until stop, failure or timeout; returns the final state. `ready` is called after
- * the counters were sampled, so a notification sent right after it is not missed.
+ * the counters were sampled, so a notification sent right after it is not missed. With `sides`
+ * (non-null) each batch that served chains is timed into it, zeroed whenever CTL_EPOCH changes
+ * (the timing branch is the same in warm-up and timed repetitions, so it never deoptimizes).
  */
-function deviceLoop(ctl: Int32Array, device: BenchDevice, timeoutMs: number, ready: () => void): DeviceState {
+function deviceLoop(ctl: Int32Array, device: BenchDevice, timeoutMs: number, ready: () => void, sides: DeviceSides | null): DeviceState {
   let seen = Atomics.load(ctl, CTL_NOTIFY);
   let irq = Atomics.load(ctl, CTL_IRQ);
+  let epoch = -1;
   ready();
   let spins = 0;
   let last = performance.now();
@@ -31,7 +34,23 @@ function deviceLoop(ctl: Int32Array, device: BenchDevice, timeoutMs: number, rea
     }
     seen = nt;
     for (;;) {
-      const n = device.batch();
+      let n: number;
+      if (sides !== null) {
+        const ep = Atomics.load(ctl, CTL_EPOCH);
+        if (ep !== epoch) {
+          epoch = ep;
+          sides.busyMs = 0;
+          sides.chains = 0;
+        }
+        const t0 = performance.now();
+        n = device.batch();
+        if (n > 0) {
+          sides.busyMs += performance.now() - t0;
+          sides.chains += n;
+        }
+      } else {
+        n = device.batch();
+      }
       if (n < 0) return DeviceState.FAILED;
       if (n === 0) break;
       irq = (irq + 1) | 0;
@@ -52,7 +71,8 @@ function main(): void {
     const v = makeDeviceQueue(data.ring, data.guest);
     const device = new BenchDevice(v.dq, v.space, data.descs, data.api);
     Atomics.store(ctl, CTL_DEV_STATE, DeviceState.RUNNING);
-    const state = deviceLoop(ctl, device, data.timeoutMs, () => port.postMessage({ type: 'ready' } satisfies DeviceWorkerMessage));
+    const sides: DeviceSides | null = data.sides ? { busyMs: 0, chains: 0 } : null;
+    const state = deviceLoop(ctl, device, data.timeoutMs, () => port.postMessage({ type: 'ready' } satisfies DeviceWorkerMessage), sides);
     Atomics.store(ctl, CTL_DEV_STATE, state);
     const error =
       state === DeviceState.FAILED
@@ -63,6 +83,7 @@ function main(): void {
           ? `device saw no notification for ${data.timeoutMs} ms`
           : undefined;
     msg = { type: 'done', state, checksum: device.checksum, error };
+    if (sides !== null) msg.sides = sides;
   } catch (e) {
     Atomics.store(ctl, CTL_DEV_STATE, DeviceState.FAILED);
     msg = { type: 'done', state: DeviceState.FAILED, checksum: 0, error: e instanceof Error ? e.message : String(e) };

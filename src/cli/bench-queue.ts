@@ -16,6 +16,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'ring', type: 'choice', choices: ['split', 'packed', 'both'], description: 'ring layout (default both)' },
   { name: 'descs', type: 'choice', choices: ['1', '3', 'both'], description: 'descriptors per chain: 1, or 3 as a virtio-blk read (default both)' },
   { name: 'agents', type: 'choice', choices: ['1', '2', 'both'], description: '1 = one thread; 2 = driver and device on two threads (default both)' },
+  { name: 'sides', type: 'boolean', description: 'two agents: also time each side (driver post, reclaim, device batch) in JS and C, ns per chain; two clock reads per call' },
   { name: 'api', type: 'choice', choices: ['visit', 'batch', 'chain'], description: 'queue calls: visit = popEach/addEach/collectEach, one pass per chain (default); batch = popBatch/addBatch/getUsedBatch; chain = pop/add/getUsed' },
 ];
 
@@ -57,10 +58,11 @@ export const benchQueueCommand: Command = {
         throw new VirtioError('INVALID_ARGUMENT', `cannot write the JSON report to ${jsonPath}: ${(e as Error).message}`, { cause: e });
       }
     }
+    const base = quick ? QUICK_MEASURE : DEFAULT_MEASURE;
     const report = await runQueueBench({
       cells,
       rounds,
-      measure: quick ? QUICK_MEASURE : DEFAULT_MEASURE,
+      measure: f['sides'] === true ? { ...base, sides: true } : base,
       api: f['api'] === 'chain' || f['api'] === 'batch' ? f['api'] : 'visit',
       progress: (line) => io.err(line),
     });

@@ -51,8 +51,22 @@ describe('C reference program (bench/c/queue_bench.c)', () => {
     expect(o.checksum).toBeGreaterThan(0);
   });
 
+  it.each(['split', 'packed'] as const)('--sides 1 (two agents, %s): busy ns per chain of each side, over the timed repetitions', async (ring) => {
+    const cell = { ring, descs: 3 as const, agents: 2 as const };
+    const m = await runCBench(bin.path, cell, { ...TINY_MEASURE, sides: true });
+    expect(m.sides).toBeDefined();
+    for (const v of [m.sides!.postNs, m.sides!.reclaimNs, m.sides!.deviceNs]) {
+      expect(Number.isFinite(v)).toBe(true);
+      expect(v).toBeGreaterThan(0);
+    }
+    // Without the flag the program prints no such figures.
+    const plain = await runCBench(bin.path, cell, TINY_MEASURE);
+    expect(plain.sides).toBeUndefined();
+    expect(cBenchArgs({ ring, descs: 3, agents: 1 }, { ...TINY_MEASURE, sides: true })).not.toContain('--sides');
+  });
+
   it('rejects bad arguments with exit code 2', async () => {
-    for (const args of [['--ring', 'ring'], ['--ring', 'split', '--descs', '2', '--agents', '1'], ['--bogus', '1'], ['--ring']]) {
+    for (const args of [['--ring', 'split', '--descs', '3', '--agents', '1', '--sides', '1'], ['--ring', 'split', '--descs', '3', '--agents', '2', '--sides', 'yes'], ['--ring', 'ring'], ['--ring', 'split', '--descs', '2', '--agents', '1'], ['--bogus', '1'], ['--ring']]) {
       const r = await exec(bin.path, args);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/usage/);
@@ -67,6 +81,12 @@ describe('C reference program (bench/c/queue_bench.c)', () => {
     expect(() => parseCBenchOutput('not json', { ring: 'split', descs: 1, agents: 1 }, 1)).toThrow(/not JSON/);
     expect(() => parseCBenchOutput('{"ok":false,"error":"descriptor chain loops"}', { ring: 'split', descs: 1, agents: 1 }, 1)).toThrow(/descriptor chain loops/);
     expect(() => parseCBenchOutput(good.replace('1.5', '0'), { ring: 'split', descs: 1, agents: 1 }, 1)).toThrow(/does not match/);
+    // --sides asked for: the figures must be there and positive.
+    const two = '{"ok":true,"ring":"split","descs":3,"agents":2,"chains":10,"checksum":0,"mchains_per_s":[1.5]';
+    const cell = { ring: 'split', descs: 3, agents: 2 } as const;
+    expect(parseCBenchOutput(`${two},"sides":{"post_ns":20,"reclaim_ns":21.5,"device_ns":30}}`, cell, 1, true).sides).toEqual({ post_ns: 20, reclaim_ns: 21.5, device_ns: 30 });
+    expect(() => parseCBenchOutput(`${two}}`, cell, 1, true)).toThrow(/lacks the busy-time figures/);
+    expect(() => parseCBenchOutput(`${two},"sides":{"post_ns":20,"reclaim_ns":0,"device_ns":30}}`, cell, 1, true)).toThrow(/lacks the busy-time figures/);
   });
 
   it('reports a missing C compiler clearly (NATIVE_UNAVAILABLE)', async () => {

@@ -21,6 +21,20 @@ describe('queue benchmark JS harness (library queues)', () => {
     expect(m.chains).toBeGreaterThan(0);
   });
 
+  it.each(['split', 'packed'] as const)('two agents with sides (%s): busy ns per chain of driver post, reclaim and device batch', async (ring) => {
+    const m = await runJsCell({ ring, descs: 3, agents: 2 }, { ...TINY_MEASURE, sides: true });
+    expect(m.sides).toBeDefined();
+    for (const v of [m.sides!.postNs, m.sides!.reclaimNs, m.sides!.deviceNs]) {
+      expect(Number.isFinite(v)).toBe(true);
+      expect(v).toBeGreaterThan(0);
+    }
+    // The device serves only the timed repetition's chains (drained before and after), so its busy
+    // time per chain cannot exceed the elapsed time per chain (margin: clock granularity).
+    const elapsedNs = 1e3 / Math.min(...m.mchainsPerS);
+    expect(m.sides!.deviceNs).toBeLessThan(elapsedNs * 1.5);
+    expect((await runJsCell({ ring, descs: 3, agents: 2 }, TINY_MEASURE)).sides).toBeUndefined();
+  });
+
   it.each([1, 3] as const)('plain-JS yardstick (%d descriptors) completes chains with every status written', (descs) => {
     const m = runPlainSplit(descs, TINY_MEASURE);
     expect(m.chains).toBeGreaterThan(0);

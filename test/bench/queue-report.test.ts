@@ -65,6 +65,35 @@ describe('queue benchmark report', () => {
     expect(t).toMatch(/busy/);
   });
 
+  it('--sides: per-side busy ns are medians over the rounds that have them, shown in their own table', () => {
+    const sides = (p: number, r: number, d: number) => ({ post_ns: p, reclaim_ns: r, device_ns: d });
+    const rounds = [rv(1, 10, 20), rv(2, 12, 18), rv(3, 11, 19)];
+    rounds[0]!.sides = { js: sides(30, 10, 50), c: sides(15, 20, 25) };
+    rounds[1]!.sides = { js: sides(40, 12, 40), c: sides(17, 22, 27) };
+    rounds[2]!.sides = { js: sides(20, 11, 60), c: sides(16, 21, 26) };
+    const row = buildRow({ ring: 'split', descs: 3, agents: 2 }, rounds);
+    expect(row.sides).toEqual({ js: sides(30, 11, 50), c: sides(16, 21, 26) });
+    expect(buildRow({ ring: 'split', descs: 3, agents: 2 }, [rv(1, 10, 20)]).sides).toBeNull();
+    const meta = {
+      tool: 't', date: 'd', node: 'v20', v8: 'x', platform: 'linux', arch: 'x64', cpu_model: 'cpu', cpus: 2,
+      loadavg_per_round: [[0.1, 0.1, 0.1]], rounds: 3, measure: DEFAULT_MEASURE, queue_size: 256, batch: 64,
+      c_compiler: 'cc', c_flags: ['-O2'], method: 'm', duration_s: 1,
+    };
+    const t = formatTable({ rows: [row], meta });
+    // JS: 30 + 11 + 50 = 91 busy vs 1000 / 11 = 90.9 elapsed; C: 63 vs 1000 / 19 = 52.6
+    expect(t).toMatch(/busy ns per chain of each side/);
+    expect(t).toMatch(/split\s+3\s+30\.0\s+11\.0\s+50\.0\s+91\.0\s+90\.9\s+16\.0\s+21\.0\s+26\.0\s+63\.0\s+52\.6/);
+    expect(formatTable({ rows: [buildRow({ ring: 'split', descs: 3, agents: 2 }, [rv(1, 10, 20)])], meta })).not.toMatch(/busy ns per chain/);
+  });
+
+  it('runs a tiny two-agent benchmark with --sides in fresh processes: JS and C busy times per side', async () => {
+    const report = await runQueueBench({ cells: expandCells(['split'], [3], [2]), rounds: 1, measure: { ...TINY_MEASURE, sides: true } });
+    const s = report.rows[0]!.sides;
+    expect(s).not.toBeNull();
+    for (const side of [s!.js, s!.c]) for (const v of [side.post_ns, side.reclaim_ns, side.device_ns]) expect(v).toBeGreaterThan(0);
+    expect(report.rows[0]!.rounds[0]!.sides).toBeDefined();
+  }, 120_000);
+
   it('runs a tiny benchmark in fresh processes and returns a well-formed report', async () => {
     const cells = expandCells(['split', 'packed'], [3], [1]);
     const report = await runQueueBench({ cells, rounds: 1, measure: TINY_MEASURE });
