@@ -10,6 +10,7 @@ import type { MeasureOptions, Measurement } from './measure.js';
 import { runSingleThread } from './queue-single.js';
 import { runTwoAgents } from './queue-two.js';
 import { runPlainSplit } from './queue-plain.js';
+import { runPlainTwoAgents } from './queue-plain-two.js';
 
 /** Run the JS side of a cell in this process. */
 export async function runJsCell(cell: QueueCell, m: MeasureOptions, api: QueueApi = 'visit'): Promise<Measurement> {
@@ -20,13 +21,13 @@ export async function runJsCell(cell: QueueCell, m: MeasureOptions, api: QueueAp
 export interface CellRound {
   js: Measurement;
   c: Measurement;
-  /** The plain-JS yardstick (queue-plain.ts), measured for single-thread split cells only. */
+  /** The plain-JS yardstick (queue-plain.ts; two agents: queue-plain-two.ts), measured for split cells only. */
   plain?: Measurement;
 }
 
-/** Cells that also get the plain-JS yardstick. */
+/** Cells that also get the plain-JS yardstick: split rings (it has no packed ring), one or two agents. */
 export function hasPlain(cell: QueueCell): boolean {
-  return cell.ring === 'split' && cell.agents === 1;
+  return cell.ring === 'split';
 }
 
 /**
@@ -44,7 +45,9 @@ export async function runCellRound(cell: QueueCell, m: MeasureOptions, cBinary: 
     c = await runCBench(cBinary, cell, m);
   }
   if (!hasPlain(cell)) return { js, c };
-  return { js, c, plain: runPlainSplit(cell.descs, m) };
+  // The yardstick takes no busy-time figures (sides): it is read against the untimed rates.
+  const pm: MeasureOptions = { ms: m.ms, warmupMs: m.warmupMs, reps: m.reps, timeoutMs: m.timeoutMs };
+  return { js, c, plain: cell.agents === 1 ? runPlainSplit(cell.descs, pm) : await runPlainTwoAgents(cell.descs, pm) };
 }
 
 /** What the round process receives (JSON in argv[2]). */

@@ -4,8 +4,8 @@
  * guest memory, ring state in locals inside each hot function (loaded from an object at entry,
  * as code with runtime queue addresses must), no library, no batch arrays, no in-flight map.
  *
- * It answers "what does JS itself reach against C on this machine" for the single-thread split
- * cells, so the report can separate the cost of the language from the cost of the library's
+ * It answers "what does JS itself reach against C on this machine" for the split cells (one
+ * thread here; two agents in queue-plain-two.ts), so the report can separate the cost of the language from the cost of the library's
  * layers (perf-limits.md §4: such code reached 0.35× C where the targets were set). It makes the
  * C program's checks: avail idx not more than the queue size ahead, head and next in range, a
  * chain-length TTL, no indirect, every buffer inside guest memory, readable before writable, at
@@ -38,8 +38,8 @@ const ST_NFREE_TOK = 8;
 const ST_BAD = 9;
 const ST_SEQ = 10;
 
-/** All state of one plain run; hot functions copy what they use into locals. */
-interface Plain {
+/** All state of one side (or both) of a plain run; hot functions copy what they use into locals. */
+export interface Plain {
   descs: ChainDescs;
   u8: Uint8Array;
   u16: Uint16Array;
@@ -57,8 +57,13 @@ interface Plain {
   error: string | undefined;
 }
 
-function makePlain(descs: ChainDescs): Plain {
-  const sab = new SharedArrayBuffer(MEM);
+/**
+ * State for a plain run. Without `attach`: fresh guest memory with the driver's free list laid out
+ * (the driver side, or both sides in one thread). With `attach`: the device side over guest memory
+ * another thread's driver laid out (nothing is written to it here).
+ */
+export function makePlain(descs: ChainDescs, attach?: SharedArrayBuffer): Plain {
+  const sab = attach ?? new SharedArrayBuffer(MEM);
   const p: Plain = {
     descs,
     u8: new Uint8Array(sab),
@@ -77,7 +82,7 @@ function makePlain(descs: ChainDescs): Plain {
     error: undefined,
   };
   for (let i = 0; i < QS; i++) {
-    p.u16[((DESC32 + 4 * i + 3) << 1) + 1] = (i + 1) & QMASK;
+    if (attach === undefined) p.u16[((DESC32 + 4 * i + 3) << 1) + 1] = (i + 1) & QMASK;
     p.freeTok[i] = QS - 1 - i;
   }
   p.st[ST_NUM_FREE] = QS;
@@ -85,8 +90,18 @@ function makePlain(descs: ChainDescs): Plain {
   return p;
 }
 
+/** Chains the driver side of `p` has posted and not reclaimed. */
+export function plainInFlight(p: Plain): number {
+  return QS - p.st[ST_NFREE_TOK]!;
+}
+
+/** Status bytes the driver side of `p` found not written by the device. */
+export function plainBadStatus(p: Plain): number {
+  return p.st[ST_BAD]!;
+}
+
 /** Driver: post up to `max` chains and publish them. */
-function post(p: Plain, max: number): number {
+export function post(p: Plain, max: number): number {
   const u8 = p.u8;
   const u16 = p.u16;
   const u32 = p.u32;
@@ -163,7 +178,7 @@ function post(p: Plain, max: number): number {
 }
 
 /** Device: pop, handle and complete up to one batch; -1 on a ring error (recorded in p.error). */
-function device(p: Plain): number {
+export function device(p: Plain): number {
   const u8 = p.u8;
   const u16 = p.u16;
   const u32 = p.u32;
@@ -245,7 +260,7 @@ function device(p: Plain): number {
 }
 
 /** Driver: reclaim every used chain; -1 on a bad used element. */
-function reclaim(p: Plain): number {
+export function reclaim(p: Plain): number {
   const u8 = p.u8;
   const u16 = p.u16;
   const u32 = p.u32;

@@ -59,7 +59,7 @@ export interface QueueBenchRow {
   /**
    * Median over rounds of the plain-JS yardstick's ratio to C (the C algorithm hand-written in
    * plain JS, src/bench/queue-plain.ts): what JS itself reaches here. Null where not measured
-   * (it exists for single-thread split cells).
+   * (it exists for split cells, one and two agents).
    */
   plain_ratio_vs_c: number | null;
   /** The project's target for ratio_vs_c, or null when none is set for this cell. */
@@ -219,7 +219,7 @@ export function formatTable(report: QueueBenchReport): string {
   out.push(`median [min–max] over ${m.rounds} round(s); each round = fresh process, best of ${m.measure.reps} × ${m.measure.ms} ms after ${m.measure.warmupMs} ms warm-up; JS/C taken within each round`);
   out.push(`node ${m.node}, ${m.cpu_model} × ${m.cpus}, ${m.c_compiler} ${m.c_flags.join(' ')}; loadavg(1 min) per round: ${loads}; ${fmt(m.duration_s, 1)} s`);
   if (report.rows.some((r) => r.plain_ratio_vs_c !== null)) {
-    out.push('plain JS/C: the C algorithm hand-written in plain JS (typed arrays, state in locals, no library; src/bench/queue-plain.ts), same rounds: what JS itself reaches here');
+    out.push('plain JS/C: the C algorithm hand-written in plain JS (typed arrays, state in locals, no library; src/bench/queue-plain.ts, two agents: queue-plain-two.ts), same rounds: what JS itself reaches here');
   }
   const timed = report.rows.filter((r) => r.sides !== null);
   if (timed.length > 0) out.push('', formatSides(timed));

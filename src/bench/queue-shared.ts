@@ -45,6 +45,14 @@ export interface DeviceWorkerData {
   sides: boolean;
 }
 
+/** Data handed to the plain-JS yardstick's device worker (queue-plain-worker.ts): split rings only. */
+export interface PlainWorkerData {
+  guest: SharedArrayBuffer;
+  ctl: SharedArrayBuffer;
+  descs: 1 | 3;
+  timeoutMs: number;
+}
+
 /** The device's busy time with `sides`: ms in batches that served chains, and those chains (current epoch). */
 export interface DeviceSides {
   busyMs: number;

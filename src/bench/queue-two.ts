@@ -16,7 +16,7 @@ import { CTL_BYTES, CTL_DEV_STATE, CTL_EPOCH, CTL_IRQ, CTL_NOTIFY, CTL_STOP, Dev
 import { siblingModule, startWorker } from './launch.js';
 
 /** Wait for the worker's next message, an error, an exit, or `ms`. */
-function nextMessage(w: Worker, ms: number, what: string): Promise<DeviceWorkerMessage> {
+export function nextMessage(w: Worker, ms: number, what: string): Promise<DeviceWorkerMessage> {
   return new Promise((resolve, reject) => {
     const done = (): void => {
       clearTimeout(timer);

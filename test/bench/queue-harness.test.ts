@@ -6,6 +6,7 @@ import { makeDeviceQueue, makeDriverQueue } from '../../src/bench/queue-impl.js'
 import { BENCH_BATCH, BENCH_MEM_SIZE, DESC_OFF, STATUS_OFF, type RingKind } from '../../src/bench/queue-layout.js';
 import { TINY_MEASURE } from '../../src/bench/measure.js';
 import { runPlainSplit } from '../../src/bench/queue-plain.js';
+import { runPlainTwoAgents } from '../../src/bench/queue-plain-two.js';
 
 describe('queue benchmark JS harness (library queues)', () => {
   it.each(expandCells(['split', 'packed'], [1, 3], [1, 2]))('tiny run of %o returns positive rates', async (cell) => {
@@ -33,6 +34,13 @@ describe('queue benchmark JS harness (library queues)', () => {
     const elapsedNs = 1e3 / Math.min(...m.mchainsPerS);
     expect(m.sides!.deviceNs).toBeLessThan(elapsedNs * 1.5);
     expect((await runJsCell({ ring, descs: 3, agents: 2 }, TINY_MEASURE)).sides).toBeUndefined();
+  });
+
+  it.each([1, 3] as const)('plain-JS yardstick with two agents (%d descriptors): device in a worker, every status written', async (descs) => {
+    const m = await runPlainTwoAgents(descs, TINY_MEASURE);
+    expect(m.chains).toBeGreaterThan(0);
+    expect(m.mchainsPerS).toHaveLength(TINY_MEASURE.reps);
+    expect(m.mchainsPerS[0]).toBeGreaterThan(0);
   });
 
   it.each([1, 3] as const)('plain-JS yardstick (%d descriptors) completes chains with every status written', (descs) => {

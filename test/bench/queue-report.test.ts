@@ -92,6 +92,8 @@ describe('queue benchmark report', () => {
     expect(s).not.toBeNull();
     for (const side of [s!.js, s!.c]) for (const v of [side.post_ns, side.reclaim_ns, side.device_ns]) expect(v).toBeGreaterThan(0);
     expect(report.rows[0]!.rounds[0]!.sides).toBeDefined();
+    // split with two agents also gets the plain-JS yardstick (its own device worker)
+    expect(report.rows[0]!.plain_ratio_vs_c).toBeGreaterThan(0);
   }, 120_000);
 
   it('runs a tiny benchmark in fresh processes and returns a well-formed report', async () => {
@@ -103,7 +105,7 @@ describe('queue benchmark report', () => {
       expect(r.c_mchains_per_s).toBeGreaterThan(0);
       expect(r.ratio_vs_c).toBeGreaterThan(0);
       expect(r.rounds).toHaveLength(1);
-      // the plain-JS yardstick runs in the same round for single-thread split cells only
+      // the plain-JS yardstick runs in the same round for split cells only (one and two agents)
       if (r.ring === 'split') expect(r.plain_ratio_vs_c).toBeGreaterThan(0);
       else expect(r.plain_ratio_vs_c).toBeNull();
     }
