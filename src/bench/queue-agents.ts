@@ -141,16 +141,22 @@ class Fill3 implements ChainFiller {
   }
 }
 
-/** collectEach visitor: check the status byte at `base + stride * token`, return the token. */
-class Reclaim implements UsedVisitor {
-  constructor(
-    private readonly st: DriverState,
-    private readonly base: number,
-    private readonly stride: number,
-  ) {}
+/** collectEach visitor for 1-descriptor chains: check the status byte (first byte of the buffer), free the token. */
+class Reclaim1 implements UsedVisitor {
+  constructor(private readonly st: DriverState) {}
   used(token: number, _len: number): void {
     const st = this.st;
-    if (st.u8[this.base + this.stride * token] !== VIRTIO_BLK_S_OK) st.bad++;
+    if (st.u8[BUF1_OFF + BUF1_LEN * token] !== VIRTIO_BLK_S_OK) st.bad++;
+    st.freeTok[st.nFree++] = token;
+  }
+}
+
+/** collectEach visitor for virtio-blk reads: check the status byte, free the token (offsets as constants, as in the C program). */
+class Reclaim3 implements UsedVisitor {
+  constructor(private readonly st: DriverState) {}
+  used(token: number, _len: number): void {
+    const st = this.st;
+    if (st.u8[STATUS_OFF + token] !== VIRTIO_BLK_S_OK) st.bad++;
     st.freeTok[st.nFree++] = token;
   }
 }
@@ -249,7 +255,7 @@ export class BenchDriver {
     this.visitApi = api === 'visit';
     this.vst = new DriverState(guest);
     this.filler = descs === 3 ? new Fill3(this.vst) : new Fill1(this.vst);
-    this.reclaimer = descs === 3 ? new Reclaim(this.vst, STATUS_OFF, 1) : new Reclaim(this.vst, BUF1_OFF, BUF1_LEN);
+    this.reclaimer = descs === 3 ? new Reclaim3(this.vst) : new Reclaim1(this.vst);
     this.sgBatch = new SgBatch(BENCH_BATCH, 3 * BENCH_BATCH);
     this.usedTok = new Int32Array(BENCH_QUEUE_SIZE);
     this.usedLen = new Uint32Array(BENCH_QUEUE_SIZE);

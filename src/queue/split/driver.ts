@@ -868,9 +868,12 @@ export class SplitDriverQueue implements DriverQueue {
       let numFree = ds[DS_NUM_FREE]!;
       while (k < max && last !== usedIdx) {
         const slot = 1 + ((last & mask) << 1);
-        const id = used32[slot]!;
+        const rawId = used32[slot]!;
         const len = used32[slot + 1]!;
-        if (!(id < size)) break;
+        if (!(rawId < size)) break;
+        // Known below the queue size now: as an int32, freeHead (an int32 from ds) stays one too
+        // (a Uint32Array value would make it a double, converted back on every store).
+        const id = rawId | 0;
         const r = id << 3;
         const nd = rec[r | REC_DESCS]!;
         if (nd === 0 || len > rec[r | REC_WRITABLE]! >>> 0) break;
@@ -940,9 +943,10 @@ export class SplitDriverQueue implements DriverQueue {
     const rec = this.rec;
     while (k < max && last !== usedIdx) {
       const slot = 1 + ((last & mask) << 1);
-      const id = used32[slot]!;
+      const rawId = used32[slot]!;
       const len = used32[slot + 1]!;
-      if (!(id < size)) break;
+      if (!(rawId < size)) break;
+      const id = rawId | 0; // int32 from here (see collectEachFast)
       const r = id << 3;
       const nd = rec[r | REC_DESCS]!;
       if (nd === 0 || len > rec[r | REC_WRITABLE]! >>> 0) break;
