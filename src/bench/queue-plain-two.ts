@@ -11,15 +11,15 @@
  * polymorphic (V8 type feedback is per function), slowing whichever runs second.
  */
 import { VirtioError } from '../errors.js';
-import { siblingModule, startWorker } from './launch.js';
+import { siblingModule } from './launch.js';
 import { BENCH_BATCH, type ChainDescs } from './queue-layout.js';
 import { checkMeasureOptions, type MeasureOptions, type Measurement } from './measure.js';
 import { makePlain, type Plain, plainBadStatus, plainInFlight, post, reclaim } from './queue-plain.js';
-import { CTL_BYTES, CTL_DEV_STATE, CTL_IRQ, CTL_NOTIFY, CTL_STOP, DeviceState, type DeviceWorkerMessage, type PlainWorkerData, SPINS_PER_CHECK } from './queue-shared.js';
-import { nextMessage } from './queue-two.js';
+import { CTL_BYTES, CTL_DEV_STATE, CTL_IRQ, CTL_NOTIFY, DeviceState, type PlainWorkerData, SPINS_PER_CHECK } from './queue-shared.js';
+import { type DriverRun, runAgainstWorker } from './queue-worker-run.js';
 
 /** One repetition: post and reclaim for `ms`, then drain. Chains and elapsed ms, or a failure text. */
-function plainDriverRun(p: Plain, ctl: Int32Array, ms: number, timeoutMs: number): { chains: number; elapsedMs: number } | string {
+function plainDriverRun(p: Plain, ctl: Int32Array, ms: number, timeoutMs: number): DriverRun | string {
   let done = 0;
   let seen = Atomics.load(ctl, CTL_IRQ);
   let notify = Atomics.load(ctl, CTL_NOTIFY);
@@ -69,43 +69,10 @@ export async function runPlainTwoAgents(descs: ChainDescs, opts: MeasureOptions)
   const ctlBuf = new SharedArrayBuffer(CTL_BYTES);
   const ctl = new Int32Array(ctlBuf);
   const data: PlainWorkerData = { guest: p.u8.buffer as SharedArrayBuffer, ctl: ctlBuf, descs, timeoutMs: opts.timeoutMs };
-  const w = startWorker(siblingModule('queue-plain-worker', import.meta.url), { workerData: data });
   const label = `plain JS, split, ${descs} descriptors, two agents`;
-  let failure: string | undefined;
-  const mchainsPerS: number[] = [];
-  let chains = 0;
-  try {
-    const ready = await nextMessage(w, Math.max(30_000, opts.timeoutMs), 'starting');
-    if (ready.type !== 'ready') throw new VirtioError('INTERNAL', `queue benchmark (${label}): device worker failed to start: ${ready.type === 'done' ? ready.error : ''}`);
-    if (opts.warmupMs > 0) {
-      const r = plainDriverRun(p, ctl, opts.warmupMs, opts.timeoutMs);
-      if (typeof r === 'string') failure = r;
-    }
-    for (let i = 0; i < opts.reps && failure === undefined; i++) {
-      const r = plainDriverRun(p, ctl, opts.ms, opts.timeoutMs);
-      if (typeof r === 'string') {
-        failure = r;
-        break;
-      }
-      chains += r.chains;
-      mchainsPerS.push(r.chains / r.elapsedMs / 1000);
-    }
-  } catch (e) {
-    await w.terminate();
-    throw e;
-  }
-  Atomics.store(ctl, CTL_STOP, 1);
-  let end: DeviceWorkerMessage;
-  try {
-    end = await nextMessage(w, opts.timeoutMs + 5000, 'stopping');
-  } finally {
-    await w.terminate();
-  }
-  const devError = end.type === 'done' && end.state !== DeviceState.STOPPED ? end.error : undefined;
-  if (failure !== undefined || devError !== undefined) {
-    const code = end.type === 'done' && end.state === DeviceState.TIMED_OUT ? 'TIMEOUT' : 'INTERNAL';
-    throw new VirtioError(code, `queue benchmark (${label}): ${failure ?? 'device failed'}${devError ? `; device: ${devError}` : ''}`);
-  }
+  const run = await runAgainstWorker(siblingModule('queue-plain-worker', import.meta.url), data, ctl, label, opts, {
+    rep: (ms) => plainDriverRun(p, ctl, ms, opts.timeoutMs),
+  });
   if (plainBadStatus(p) !== 0) throw new VirtioError('INTERNAL', `queue benchmark (${label}): ${plainBadStatus(p)} status bytes were not written by the device`);
-  return { mchainsPerS, chains };
+  return { mchainsPerS: run.mchainsPerS, chains: run.chains };
 }

@@ -5,52 +5,15 @@
  * publish), reclaims whenever the device signals, and stops posting when a repetition's time is
  * up, then drains. Every busy-poll gives up after `timeoutMs` without progress.
  */
-import type { Worker } from 'node:worker_threads';
 import { VirtioError } from '../errors.js';
 import type { RecordingSink } from '../device/choke.js';
 import { BenchDriver, effectiveApi, type QueueApi } from './queue-agents.js';
 import { describeSinks, makeDeviceQueue, makeDriverQueue } from './queue-impl.js';
 import { BENCH_BATCH, BENCH_MEM_SIZE, type ChainDescs, type RingKind } from './queue-layout.js';
 import { checkMeasureOptions, type MeasureOptions, type Measurement, type SideTimes } from './measure.js';
-import { CTL_BYTES, CTL_DEV_STATE, CTL_EPOCH, CTL_IRQ, CTL_NOTIFY, CTL_STOP, DeviceState, type DeviceWorkerData, type DeviceWorkerMessage, SPINS_PER_CHECK } from './queue-shared.js';
-import { siblingModule, startWorker } from './launch.js';
-
-/** Wait for the worker's next message, an error, an exit, or `ms`. */
-export function nextMessage(w: Worker, ms: number, what: string): Promise<DeviceWorkerMessage> {
-  return new Promise((resolve, reject) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      w.off('message', onMessage);
-      w.off('error', onError);
-      w.off('exit', onExit);
-    };
-    const onMessage = (m: DeviceWorkerMessage): void => {
-      done();
-      resolve(m);
-    };
-    const onError = (e: Error): void => {
-      done();
-      reject(new VirtioError('INTERNAL', `queue benchmark device worker failed while ${what}: ${e.message}`, { cause: e }));
-    };
-    const onExit = (code: number): void => {
-      done();
-      reject(new VirtioError('INTERNAL', `queue benchmark device worker exited (code ${code}) while ${what}`));
-    };
-    const timer = setTimeout(() => {
-      done();
-      reject(new VirtioError('TIMEOUT', `queue benchmark device worker did not answer within ${ms} ms while ${what}`));
-    }, ms);
-    w.on('message', onMessage);
-    w.on('error', onError);
-    w.on('exit', onExit);
-  });
-}
-
-/** Result of one driver run. */
-interface DriverRun {
-  chains: number;
-  elapsedMs: number;
-}
+import { CTL_BYTES, CTL_DEV_STATE, CTL_EPOCH, CTL_IRQ, CTL_NOTIFY, DeviceState, type DeviceWorkerData, SPINS_PER_CHECK } from './queue-shared.js';
+import { siblingModule } from './launch.js';
+import { type DriverRun, runAgainstWorker } from './queue-worker-run.js';
 
 /** Slots of the driver's busy-time sums (`sides`): ms in post calls that posted, chains posted, ms in reclaims that reclaimed, chains reclaimed. */
 const S_POST_MS = 0;
@@ -139,53 +102,22 @@ export async function runTwoAgents(ring: RingKind, descs: ChainDescs, opts: Meas
   const probe = makeDeviceQueue(ring, new SharedArrayBuffer(BENCH_MEM_SIZE));
   const used: QueueApi = effectiveApi(api, probe.dq, d.drv);
   const driver = new BenchDriver(d.drv, guest, descs, used);
-  const url = siblingModule('queue-worker', import.meta.url);
   const timing = opts.sides === true;
   const data: DeviceWorkerData = { guest, ctl: ctlBuf, ring, descs, timeoutMs: opts.timeoutMs, api: used, sides: timing };
   // Timed in warm-up too (same code path throughout: no deoptimization when measuring starts).
   const sides = timing ? new Float64Array(4) : null;
-  const w = startWorker(url, { workerData: data });
   const label = `${ring}, ${descs} descriptors, two agents`;
-  let failure: string | undefined;
-  const mchainsPerS: number[] = [];
-  let chains = 0;
-  try {
-    const startMs = Math.max(30_000, opts.timeoutMs);
-    const ready = await nextMessage(w, startMs, 'starting');
-    if (ready.type !== 'ready') throw new VirtioError('INTERNAL', `queue benchmark (${label}): device worker failed to start: ${ready.type === 'done' ? ready.error : ''}`);
-    Atomics.store(ctl, CTL_EPOCH, 1);
-    if (opts.warmupMs > 0) {
-      const r = driverRun(driver, d.sink, ctl, opts.warmupMs, opts.timeoutMs, sides);
-      if (typeof r === 'string') failure = r;
-    }
-    // Timed repetitions: a new epoch (the device zeroes its sums), zeroed driver sums.
-    Atomics.store(ctl, CTL_EPOCH, 2);
-    sides?.fill(0);
-    for (let i = 0; i < opts.reps && failure === undefined; i++) {
-      const r = driverRun(driver, d.sink, ctl, opts.ms, opts.timeoutMs, sides);
-      if (typeof r === 'string') {
-        failure = r;
-        break;
-      }
-      chains += r.chains;
-      mchainsPerS.push(r.chains / r.elapsedMs / 1000);
-    }
-  } catch (e) {
-    await w.terminate();
-    throw e;
-  }
-  Atomics.store(ctl, CTL_STOP, 1);
-  let end: DeviceWorkerMessage;
-  try {
-    end = await nextMessage(w, opts.timeoutMs + 5000, 'stopping');
-  } finally {
-    await w.terminate();
-  }
-  const devError = end.type === 'done' && end.state !== DeviceState.STOPPED ? end.error : undefined;
-  if (failure !== undefined || devError !== undefined) {
-    const code = end.type === 'done' && end.state === DeviceState.TIMED_OUT ? 'TIMEOUT' : 'INTERNAL';
-    throw new VirtioError(code, `queue benchmark (${label}): ${failure ?? 'device failed'}${devError ? `; device: ${devError}` : ''}; driver: ${describeSinks(d.sink, d.sink)}`);
-  }
+  Atomics.store(ctl, CTL_EPOCH, 1);
+  const run = await runAgainstWorker(siblingModule('queue-worker', import.meta.url), data, ctl, label, opts, {
+    rep: (ms) => driverRun(driver, d.sink, ctl, ms, opts.timeoutMs, sides),
+    startTimed: () => {
+      // Timed repetitions: a new epoch (the device zeroes its sums), zeroed driver sums.
+      Atomics.store(ctl, CTL_EPOCH, 2);
+      sides?.fill(0);
+    },
+    describe: () => describeSinks(d.sink, d.sink),
+  });
+  const { mchainsPerS, chains, end } = run;
   if (driver.badStatus !== 0) {
     throw new VirtioError('INTERNAL', `queue benchmark (${label}): ${driver.badStatus} status bytes were not written by the device`);
   }
