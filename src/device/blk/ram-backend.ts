@@ -5,22 +5,10 @@
  * view is created; without the addon one `subarray()` per segment is the fallback).
  */
 import { VirtioError, requireArg } from '../../errors.js';
-import { native } from '../../native/index.js';
+import { copyBytes } from '../../memory/copy-bytes.js';
 import type { BlkBackend, IoVec } from './backend.js';
 
-/** Segment copies up to this many bytes use a byte loop. */
-const SMALL = 64;
-
-/** Copy `len` bytes from src[sOff..] to dst[dOff..] (different buffers). */
-export function copyBytes(dst: Uint8Array, dOff: number, src: Uint8Array, sOff: number, len: number): void {
-  if (len <= SMALL) {
-    for (let k = 0; k < len; k++) dst[dOff + k] = src[sOff + k]!;
-  } else if (native.available) {
-    native.copy(dst.buffer, dst.byteOffset + dOff, src.buffer, src.byteOffset + sOff, len);
-  } else {
-    dst.set(src.subarray(sOff, sOff + len), dOff);
-  }
-}
+export { copyBytes };
 
 /** Options of {@link RamBackend}. */
 export interface RamBackendOptions {

@@ -8,16 +8,12 @@
  * and never again (the position only moves forward between refills).
  *
  * Hot path: {@link RandomPool.fill} allocates nothing: short runs are copied byte by byte, longer
- * ones through the native addon's `copy` (ArrayBuffers and offsets, no view). Not Buffer#copy: on
- * Node 20 it builds a Uint8Array view of the source per call (96 bytes of JS heap per request).
- * Without the addon, runs above {@link SMALL} bytes fall back to one `subarray()` each.
+ * ones through the native addon's `copy` ({@link copyBytes}). Not Buffer#copy: on Node 20 it builds
+ * a Uint8Array view of the source per call (96 bytes of JS heap per request).
  */
 import { randomFillSync } from 'node:crypto';
 import { requireArg } from '../../errors.js';
-import { native } from '../../native/index.js';
-
-/** Runs up to this many bytes are copied with a byte loop. */
-const SMALL = 64;
+import { copyBytes } from '../../memory/copy-bytes.js';
 
 /** Default pool size in bytes. */
 export const DEFAULT_RANDOM_POOL_BYTES = 64 * 1024;
@@ -52,13 +48,7 @@ export class RandomPool {
         pos = 0;
       }
       const take = left < size - pos ? left : size - pos;
-      if (take <= SMALL) {
-        for (let k = 0; k < take; k++) dst[o + k] = pool[pos + k]!;
-      } else if (native.available) {
-        native.copy(dst.buffer, dst.byteOffset + o, pool.buffer, pool.byteOffset + pos, take);
-      } else {
-        dst.set(pool.subarray(pos, pos + take), o);
-      }
+      copyBytes(dst, o, pool, pos, take);
       pos += take;
       o += take;
       left -= take;
